@@ -1,1 +1,1808 @@
-//! placeholder
+//! The configuration: turns `init.toml` (SPEC §3) into a validated [`Config`].
+//!
+//! Responsible for:
+//! - finding the file ([`locate`]: `--config`, then `$DIND_INIT_CONFIG`, then
+//!   [`DEFAULT_PATH`] if it exists, else built-in defaults) and reading it ([`load`]);
+//! - parsing it ([`parse`]) with every key optional and every mistake an error that names
+//!   the dotted key and its line and column: unknown keys and tables, wrong types,
+//!   malformed values (durations, modes, addresses, enum spellings) and out-of-range or
+//!   inconsistent values;
+//! - the duration syntax shared with the command line ([`parse_duration`],
+//!   [`format_duration`]).
+//!
+//! Not responsible for: anything on the system. It never creates directories, checks that
+//! dockerd exists, or binds sockets; whether a path or binary is usable is preflight's job.
+//! The only I/O is reading the config file (and a `stat` of the default path).
+//!
+//! How errors get their position: value-level problems are raised inside small
+//! deserializers (durations, `socket_mode`, `tcp`, enum spellings), so toml attaches the
+//! value's span; range and cross-field checks run on the finished [`Config`] and are
+//! pointed at the key by looking its path up in toml's spanned document tree
+//! ([`toml::de::DeTable`]). The same tree turns any error span back into a dotted key.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+/// The config file read when neither `--config` nor `$DIND_INIT_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "/etc/dind-init/init.toml";
+
+/// The environment variable that names the config file when `--config` is absent.
+pub const ENV_VAR: &str = "DIND_INIT_CONFIG";
+
+/// The longest duration accepted anywhere (one year). Larger values would only invite
+/// overflow when added to an `Instant`, which panics.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `log_tail` may not exceed this many lines (memory stays bounded in PID 1).
+pub const MAX_LOG_TAIL: usize = 100_000;
+
+/// Longest unix socket path: `sun_path` is 108 bytes including the terminating NUL.
+/// See [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The whole validated configuration, one field per table of `init.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log: LogConfig,
+    pub cgroup: CgroupConfig,
+    pub dockerd: DockerdConfig,
+    pub network: NetworkConfig,
+    pub readiness: ReadinessConfig,
+    pub command: CommandConfig,
+}
+
+/// `[log]`: where and how the init's own events (and dockerd's lines) are logged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub journald: Journald,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+            journald: Journald::Auto,
+        }
+    }
+}
+
+/// `[cgroup]`: how cgroups are prepared before dockerd starts (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgroupConfig {
+    pub mode: CgroupMode,
+    pub stub_missing: bool,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        Self {
+            mode: CgroupMode::Auto,
+            stub_missing: true,
+        }
+    }
+}
+
+/// `[dockerd]`: how dockerd is started, restarted and stopped (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerdConfig {
+    pub path: String,
+    pub args: Vec<String>,
+    pub socket: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub restart: RestartPolicy,
+    #[serde(deserialize_with = "de_duration")]
+    pub backoff_initial: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub backoff_max: Duration,
+    pub max_restarts: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub restart_window: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub stop_timeout: Duration,
+    pub log_tail: usize,
+}
+
+impl Default for DockerdConfig {
+    fn default() -> Self {
+        Self {
+            path: "dockerd".to_owned(),
+            args: Vec::new(),
+            socket: PathBuf::from("/var/run/docker.sock"),
+            env: BTreeMap::new(),
+            restart: RestartPolicy::Always,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            max_restarts: 10,
+            restart_window: Duration::from_secs(5 * 60),
+            stop_timeout: Duration::from_secs(8),
+            log_tail: 200,
+        }
+    }
+}
+
+impl DockerdConfig {
+    /// The value for dockerd's `--shutdown-timeout`: `stop_timeout` minus 2 s (at least 0),
+    /// so that dockerd's own shutdown plus the init's SIGKILL grace fit in `docker stop`'s
+    /// default 10 s (SPEC §3).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.stop_timeout.saturating_sub(Duration::from_secs(2))
+    }
+}
+
+/// `[network]`: nested networking in gVisor (SPEC §7a).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            mode: NetworkMode::Auto,
+        }
+    }
+}
+
+/// `[readiness]`: the ready file, the status socket and health pings (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadinessConfig {
+    pub file: PathBuf,
+    pub socket: PathBuf,
+    /// Permission bits of the unix socket, written in the file as an octal string.
+    #[serde(deserialize_with = "de_socket_mode")]
+    pub socket_mode: u32,
+    /// The TCP listener's address; `None` (the file's `""`) means no TCP listener.
+    #[serde(deserialize_with = "de_tcp")]
+    pub tcp: Option<SocketAddr>,
+    /// Health ping period while ready; zero means no periodic ping.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub restart_on_unhealthy: bool,
+    pub sd_notify: SdNotify,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("/run/dind-init/ready"),
+            socket: PathBuf::from("/run/dind-init/init.sock"),
+            socket_mode: 0o660,
+            tcp: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            failure_threshold: 3,
+            restart_on_unhealthy: false,
+            sd_notify: SdNotify::Auto,
+        }
+    }
+}
+
+/// `[command]`: when the main COMMAND starts (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandConfig {
+    pub wait_for_ready: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub ready_timeout: Duration,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        Self {
+            wait_for_ready: true,
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Enumerated settings. Each is spelled in the file exactly as `as_str` returns.
+
+/// `log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+
+    /// The filter that lets this level and everything more severe through.
+    pub fn as_tracing(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            Self::Error => LevelFilter::ERROR,
+            Self::Warn => LevelFilter::WARN,
+            Self::Info => LevelFilter::INFO,
+            Self::Debug => LevelFilter::DEBUG,
+            Self::Trace => LevelFilter::TRACE,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// `log.journald`: `auto` logs to journald when /run/systemd/journal/socket exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journald {
+    Auto,
+    On,
+    Off,
+}
+
+impl Journald {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// `cgroup.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    Auto,
+    V1,
+    V2,
+    Off,
+}
+
+impl CgroupMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// `dockerd.restart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::Never => "never",
+        }
+    }
+}
+
+/// `network.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    Auto,
+    Off,
+}
+
+impl NetworkMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// `readiness.sd_notify`: `auto` notifies `$NOTIFY_SOCKET` when it is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdNotify {
+    Auto,
+    Off,
+}
+
+impl SdNotify {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// What the enum deserializer needs: every value, and its spelling.
+trait Choice: Copy + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+}
+
+impl Choice for LogLevel {
+    const ALL: &'static [Self] = &[
+        Self::Error,
+        Self::Warn,
+        Self::Info,
+        Self::Debug,
+        Self::Trace,
+    ];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for LogFormat {
+    const ALL: &'static [Self] = &[Self::Text, Self::Json];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for Journald {
+    const ALL: &'static [Self] = &[Self::Auto, Self::On, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for CgroupMode {
+    const ALL: &'static [Self] = &[Self::Auto, Self::V1, Self::V2, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for RestartPolicy {
+    const ALL: &'static [Self] = &[Self::Always, Self::OnFailure, Self::Never];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for NetworkMode {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for SdNotify {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+fn choices<T: Choice>() -> String {
+    T::ALL
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct ChoiceVisitor<T>(PhantomData<T>);
+
+impl<T: Choice> Visitor<'_> for ChoiceVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a string, one of: {}", choices::<T>())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == v)
+            .ok_or_else(|| {
+                E::custom(format!(
+                    "invalid value `{v}`: expected one of: {}",
+                    choices::<T>()
+                ))
+            })
+    }
+}
+
+fn de_choice<'de, D: Deserializer<'de>, T: Choice>(d: D) -> Result<T, D::Error> {
+    d.deserialize_str(ChoiceVisitor(PhantomData))
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Journald {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for CgroupMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetworkMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for SdNotify {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value deserializers that check the value's form, so toml reports the value's span.
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration string such as \"5s\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+
+    // A bare number is the commonest mistake; say how to write it.
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "invalid duration `{v}`: write a quoted number with a unit, e.g. \"{v}s\""
+        )))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        Err(E::custom(format!(
+            "invalid duration `{v}`: write a quoted number with a unit, e.g. \"{v}s\""
+        )))
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(DurationVisitor)
+}
+
+struct SocketModeVisitor;
+
+impl Visitor<'_> for SocketModeVisitor {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an octal mode string such as \"0660\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+        let well_formed =
+            (3..=4).contains(&v.len()) && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        match u32::from_str_radix(v, 8) {
+            Ok(mode) if well_formed => Ok(mode),
+            _ => Err(E::custom(format!(
+                "invalid mode `{v}`: expected 3 or 4 octal digits, e.g. \"0660\""
+            ))),
+        }
+    }
+
+    // A TOML integer 660 is decimal 660 (= 0o1224), never what was meant.
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        Err(E::custom(format!(
+            "invalid mode `{v}`: write it as a quoted octal string, e.g. \"0660\""
+        )))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+        Err(E::custom(format!(
+            "invalid mode `{v}`: write it as a quoted octal string, e.g. \"0660\""
+        )))
+    }
+}
+
+fn de_socket_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    d.deserialize_any(SocketModeVisitor)
+}
+
+struct TcpVisitor;
+
+impl Visitor<'_> for TcpVisitor {
+    type Value = Option<SocketAddr>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an address string such as \"0.0.0.0:9323\", or \"\" for none")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<SocketAddr>, E> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        match v.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 => Ok(Some(addr)),
+            Ok(_) => Err(E::custom(format!(
+                "invalid address `{v}`: the port must not be 0 (probes need a fixed port)"
+            ))),
+            Err(_) => Err(E::custom(format!(
+                "invalid address `{v}`: expected IP:port, e.g. \"0.0.0.0:9323\" or \"[::]:9323\", or \"\" for no TCP listener"
+            ))),
+        }
+    }
+}
+
+fn de_tcp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    d.deserialize_str(TcpVisitor)
+}
+
+// ---------------------------------------------------------------------------
+// Durations.
+
+const DURATION_EXPECTED: &str = "expected a number followed by ms, s, m or h (e.g. 100ms, 5s, 2m)";
+
+/// Parses a duration as written in `init.toml` and on the command line.
+///
+/// Grammar: one or more `<digits><unit>` groups with no spaces, signs or fractions, units
+/// `h`, `m`, `s`, `ms` (lowercase), each at most once and from largest to smallest:
+/// `100ms`, `5s`, `2m`, `1h`, `0s`, `1m30s`, `1s500ms`. A bare number (`5`, even `0`) is
+/// rejected, since its unit would be a guess. At most [`MAX_DURATION`] (`8760h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.is_empty() {
+        return Err(format!("empty duration: {DURATION_EXPECTED}"));
+    }
+    let invalid = |why: &str| format!("invalid duration `{text}`: {why}");
+    let max_ms = MAX_DURATION.as_millis();
+    let mut rest = text;
+    let mut total_ms: u128 = 0;
+    // Units by size: 3 = h, 2 = m, 1 = s, 0 = ms. Each group must use a smaller one.
+    let mut previous_rank = u8::MAX;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(invalid(DURATION_EXPECTED));
+        }
+        let (number, tail) = rest.split_at(digits);
+        if tail.starts_with('.') {
+            return Err(invalid(
+                "fractions are not supported, use a smaller unit (e.g. 1500ms)",
+            ));
+        }
+        let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let (rank, unit_ms): (u8, u128) = match unit {
+            "h" => (3, 3_600_000),
+            "m" => (2, 60_000),
+            "s" => (1, 1_000),
+            "ms" => (0, 1),
+            _ => return Err(invalid(DURATION_EXPECTED)),
+        };
+        if rank >= previous_rank {
+            return Err(invalid(
+                "units must go from largest to smallest, each at most once (e.g. 1m30s)",
+            ));
+        }
+        previous_rank = rank;
+        // Only digits remain, so parsing fails only on overflow.
+        let too_large = || invalid("too large (at most 8760h)");
+        let value: u64 = number.parse().map_err(|_| too_large())?;
+        total_ms += u128::from(value) * unit_ms;
+        if total_ms > max_ms {
+            return Err(too_large());
+        }
+        rest = tail;
+    }
+    let millis = u64::try_from(total_ms).map_err(|_| invalid("too large (at most 8760h)"))?;
+    Ok(Duration::from_millis(millis))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it: `0s`, `100ms`, `5s`, `2m`,
+/// `1m30s`, `1h`. Sub-millisecond parts are dropped (config values never have them).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, unit_ms) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        let count = ms / unit_ms;
+        ms %= unit_ms;
+        if count > 0 {
+            out.push_str(&count.to_string());
+            out.push_str(unit);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Finding and loading the file.
+
+/// Where the config comes from (SPEC §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Named by `--config` or `$DIND_INIT_CONFIG`: it must exist.
+    Explicit(PathBuf),
+    /// [`DEFAULT_PATH`], which exists.
+    Default(PathBuf),
+    /// No file: the built-in defaults.
+    Builtin,
+}
+
+/// Picks the config source: `cli` (`--config`), else `env` (`$DIND_INIT_CONFIG`, an empty
+/// value counts as unset), else [`DEFAULT_PATH`] if it exists, else [`Source::Builtin`].
+pub fn locate(cli: Option<&Path>, env: Option<&OsStr>) -> Source {
+    locate_with_default(cli, env, Path::new(DEFAULT_PATH))
+}
+
+fn locate_with_default(cli: Option<&Path>, env: Option<&OsStr>, default: &Path) -> Source {
+    if let Some(path) = cli {
+        return Source::Explicit(path.to_path_buf());
+    }
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        return Source::Explicit(PathBuf::from(value));
+    }
+    // Only a file that is certainly absent means "use the defaults": anything else (for
+    // example EACCES) is left for `load` to report, rather than silently ignoring a file.
+    match std::fs::metadata(default) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Source::Builtin,
+        _ => Source::Default(default.to_path_buf()),
+    }
+}
+
+/// Reads and parses the config from `source`; [`Source::Builtin`] gives the defaults.
+pub fn load(source: &Source) -> Result<Config, ConfigError> {
+    let path = match source {
+        Source::Explicit(path) | Source::Default(path) => path,
+        Source::Builtin => return Ok(Config::default()),
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+/// Why the config could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8, a directory).
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The text is not a valid config. `line` and `column` are 1-based (column in
+    /// characters); `key` is the dotted key (`dockerd.stop_timeout`, `dockerd.args[1]`),
+    /// absent only for syntax errors outside any key.
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, source } => {
+                write!(f, "cannot read config {}: {source}", path.display())
+            }
+            Self::Invalid {
+                origin,
+                line,
+                column,
+                key: Some(key),
+                message,
+            } => write!(f, "{origin}:{line}:{column}: {key}: {message}"),
+            Self::Invalid {
+                origin,
+                line,
+                column,
+                key: None,
+                message,
+            } => write!(f, "{origin}:{line}:{column}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    // The io error's text is already part of Display; returning it here as well would
+    // print it twice in an error chain.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing and validation.
+
+/// Parses and validates config text. `origin` names it in errors (usually the path).
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    check_tables(text).map_err(|problem| problem.locate(text, origin))?;
+    let config: Config = toml::from_str(text).map_err(|e| from_toml_error(text, origin, &e))?;
+    validate(&config).map_err(|problem| problem.locate(text, origin))?;
+    Ok(config)
+}
+
+/// The top-level keys, each of which must be a table.
+const TABLES: [&str; 6] = [
+    "log",
+    "cgroup",
+    "dockerd",
+    "network",
+    "readiness",
+    "command",
+];
+
+/// serde lets a struct be written as an array (`log = ["debug"]` would set the first
+/// field, `log = []` nothing), which TOML users never mean: every section must be a table.
+/// Syntax errors are left for toml to report.
+fn check_tables(text: &str) -> Result<(), Problem> {
+    let Ok(root) = DeTable::parse(text) else {
+        return Ok(());
+    };
+    for (key, value) in root.get_ref() {
+        let name = key.get_ref().as_ref();
+        if TABLES.contains(&name) && !value.get_ref().is_table() {
+            return Err(Problem::at(
+                &[name],
+                Part::Value,
+                format!(
+                    "invalid type: {}, expected a table",
+                    value.get_ref().type_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which part of a key/value pair an error points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Key,
+    Value,
+}
+
+/// A failed check on the finished config, before it has a line and column.
+#[derive(Debug)]
+struct Problem {
+    /// Keys the problem may be blamed on, best first: the first one present in the file
+    /// is reported (a cross-field problem may involve a key left at its default).
+    keys: Vec<Vec<String>>,
+    part: Part,
+    message: String,
+}
+
+impl Problem {
+    fn at(key: &[&str], part: Part, message: impl Into<String>) -> Self {
+        Self::among(&[key], part, message)
+    }
+
+    fn among(keys: &[&[&str]], part: Part, message: impl Into<String>) -> Self {
+        Self {
+            keys: keys
+                .iter()
+                .map(|key| key.iter().map(|s| (*s).to_owned()).collect())
+                .collect(),
+            part,
+            message: message.into(),
+        }
+    }
+
+    fn locate(self, text: &str, origin: &str) -> ConfigError {
+        let entries = index(text);
+        let found = self
+            .keys
+            .iter()
+            .find_map(|key| entries.iter().find(|e| &e.path == key).map(|e| (key, e)));
+        let (key, offset) = match found {
+            Some((key, entry)) => {
+                let span = match self.part {
+                    Part::Key => &entry.key,
+                    Part::Value => &entry.value,
+                };
+                (key.as_slice(), span.start)
+            }
+            // Not in the file (cannot happen with valid defaults): blame the first key.
+            None => (self.keys.first().map(Vec::as_slice).unwrap_or(&[]), 0),
+        };
+        let (line, column) = line_column(text, offset);
+        ConfigError::Invalid {
+            origin: origin.to_owned(),
+            line,
+            column,
+            key: (!key.is_empty()).then(|| dotted(key)),
+            message: self.message,
+        }
+    }
+}
+
+fn validate(config: &Config) -> Result<(), Problem> {
+    use Part::{Key, Value};
+    let d = &config.dockerd;
+    let r = &config.readiness;
+
+    if d.path.is_empty() {
+        return Err(Problem::at(
+            &["dockerd", "path"],
+            Value,
+            "must not be empty",
+        ));
+    }
+    if d.path.contains('\0') {
+        return Err(Problem::at(
+            &["dockerd", "path"],
+            Value,
+            "must not contain NUL",
+        ));
+    }
+    for (i, arg) in d.args.iter().enumerate() {
+        if arg.contains('\0') {
+            let index = format!("[{i}]");
+            return Err(Problem::at(
+                &["dockerd", "args", &index],
+                Value,
+                "must not contain NUL",
+            ));
+        }
+    }
+    check_socket_path(&d.socket, &["dockerd", "socket"])?;
+    for (name, value) in &d.env {
+        let key = ["dockerd", "env", name.as_str()];
+        if name.is_empty() {
+            return Err(Problem::at(
+                &key,
+                Key,
+                "environment variable names must not be empty",
+            ));
+        }
+        if name.contains('=') || name.contains('\0') {
+            return Err(Problem::at(
+                &key,
+                Key,
+                "environment variable names must not contain `=` or NUL",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(Problem::at(&key, Value, "must not contain NUL"));
+        }
+    }
+    if d.backoff_initial.is_zero() {
+        return Err(Problem::at(
+            &["dockerd", "backoff_initial"],
+            Value,
+            "must be more than 0s (the backoff doubles from it)",
+        ));
+    }
+    if d.backoff_initial > d.backoff_max {
+        return Err(Problem::among(
+            &[&["dockerd", "backoff_initial"], &["dockerd", "backoff_max"]],
+            Value,
+            format!(
+                "backoff_initial ({}) must not exceed backoff_max ({})",
+                format_duration(d.backoff_initial),
+                format_duration(d.backoff_max)
+            ),
+        ));
+    }
+    if d.restart_window.is_zero() {
+        return Err(Problem::at(
+            &["dockerd", "restart_window"],
+            Value,
+            "must be more than 0s",
+        ));
+    }
+    if d.stop_timeout < Duration::from_secs(1) {
+        return Err(Problem::at(
+            &["dockerd", "stop_timeout"],
+            Value,
+            "must be at least 1s",
+        ));
+    }
+    if !(1..=MAX_LOG_TAIL).contains(&d.log_tail) {
+        return Err(Problem::at(
+            &["dockerd", "log_tail"],
+            Value,
+            format!("must be between 1 and {MAX_LOG_TAIL}, got {}", d.log_tail),
+        ));
+    }
+
+    check_absolute(&r.file, &["readiness", "file"])?;
+    check_socket_path(&r.socket, &["readiness", "socket"])?;
+    if r.socket == d.socket {
+        return Err(Problem::among(
+            &[&["readiness", "socket"], &["dockerd", "socket"]],
+            Value,
+            "readiness.socket and dockerd.socket must differ",
+        ));
+    }
+    if r.file == r.socket || r.file == d.socket {
+        return Err(Problem::among(
+            &[
+                &["readiness", "file"],
+                &["readiness", "socket"],
+                &["dockerd", "socket"],
+            ],
+            Value,
+            "readiness.file must differ from readiness.socket and dockerd.socket",
+        ));
+    }
+    if r.timeout.is_zero() {
+        return Err(Problem::at(
+            &["readiness", "timeout"],
+            Value,
+            "must be more than 0s",
+        ));
+    }
+    if r.failure_threshold == 0 {
+        return Err(Problem::at(
+            &["readiness", "failure_threshold"],
+            Value,
+            "must be at least 1",
+        ));
+    }
+
+    if config.command.ready_timeout.is_zero() {
+        return Err(Problem::at(
+            &["command", "ready_timeout"],
+            Value,
+            "must be more than 0s (set wait_for_ready = false to start at once)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_absolute(path: &Path, key: &[&str]) -> Result<(), Problem> {
+    if !path.is_absolute() {
+        return Err(Problem::at(key, Part::Value, "must be an absolute path"));
+    }
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Problem::at(key, Part::Value, "must not contain NUL"));
+    }
+    Ok(())
+}
+
+fn check_socket_path(path: &Path, key: &[&str]) -> Result<(), Problem> {
+    check_absolute(path, key)?;
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(Problem::at(
+            key,
+            Part::Value,
+            format!("is {len} bytes long; a unix socket path must be at most {MAX_SOCKET_PATH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns toml's error into ours: its span gives line, column and (through the document
+/// tree) the dotted key; serde's wording is adjusted to TOML's vocabulary.
+fn from_toml_error(text: &str, origin: &str, error: &toml::de::Error) -> ConfigError {
+    let offset = error.span().map_or(0, |span| span.start);
+    let (line, column) = line_column(text, offset);
+    let entries = index(text);
+    let entry = entry_at(&entries, offset).or_else(|| {
+        let span = error.span()?;
+        earlier_definition(&entries, text.get(span)?, offset)
+    });
+    let raw = error.message().replace('\n', "; ");
+
+    let message = match raw.strip_prefix("unknown field `") {
+        Some(rest) => {
+            // serde: "unknown field `x`, expected `a`", "... expected `a` or `b`",
+            // "... expected one of `a`, `b`, `c`".
+            let expected = rest
+                .split_once(", expected ")
+                .map(|(_, list)| {
+                    list.trim_start_matches("one of ")
+                        .replace(" or ", ", ")
+                        .replace('`', "")
+                })
+                .unwrap_or_default();
+            let what = if entry.is_some_and(|e| e.is_table) {
+                "unknown table"
+            } else {
+                "unknown key"
+            };
+            format!("{what} (expected one of: {expected})")
+        }
+        None => plain_words(&raw),
+    };
+
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        line,
+        column,
+        key: entry.map(|e| dotted(&e.path)),
+        message,
+    }
+}
+
+/// Replaces Rust type names in serde's messages with the words a TOML user knows.
+fn plain_words(message: &str) -> String {
+    let mut message = message.to_owned();
+    if let Some(at) = message.find(", expected struct ") {
+        message.truncate(at);
+        message.push_str(", expected a table");
+    }
+    for (rust, toml) in [
+        ("expected a map", "expected a table"),
+        ("expected a sequence", "expected an array"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected usize", "expected a non-negative whole number"),
+        ("expected path string", "expected a path string"),
+    ] {
+        message = message.replace(rust, toml);
+    }
+    message
+}
+
+/// One key of the document with where its key and value are written.
+#[derive(Debug)]
+struct Entry {
+    /// Segments from the root; array elements are `[i]`.
+    path: Vec<String>,
+    key: Range<usize>,
+    /// For a `[table]` this is its header.
+    value: Range<usize>,
+    is_table: bool,
+}
+
+/// Every key and array element of the document, with spans. Parsing recovers from syntax
+/// errors so that even those can be attributed to a key.
+fn index(text: &str) -> Vec<Entry> {
+    let (root, _errors) = DeTable::parse_recoverable(text);
+    let mut entries = Vec::new();
+    index_table(root.get_ref(), &mut Vec::new(), &mut entries);
+    entries
+}
+
+fn index_table(table: &DeTable<'_>, prefix: &mut Vec<String>, out: &mut Vec<Entry>) {
+    for (key, value) in table {
+        prefix.push(key.get_ref().to_string());
+        out.push(Entry {
+            path: prefix.clone(),
+            key: key.span(),
+            value: value.span(),
+            is_table: value.get_ref().is_table(),
+        });
+        index_value(value.get_ref(), prefix, out);
+        prefix.pop();
+    }
+}
+
+fn index_value(value: &DeValue<'_>, prefix: &mut Vec<String>, out: &mut Vec<Entry>) {
+    match value {
+        DeValue::Table(table) => index_table(table, prefix, out),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                prefix.push(format!("[{i}]"));
+                out.push(Entry {
+                    path: prefix.clone(),
+                    key: item.span(),
+                    value: item.span(),
+                    is_table: item.get_ref().is_table(),
+                });
+                index_value(item.get_ref(), prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The most specific entry whose key or value covers `offset` (ends inclusive, so that
+/// an empty span at a missing value, or an error just past an unclosed array, still counts).
+fn entry_at(entries: &[Entry], offset: usize) -> Option<&Entry> {
+    entries
+        .iter()
+        .flat_map(|e| [(e, &e.key), (e, &e.value)])
+        .filter(|(_, span)| span.start <= offset && offset <= span.end)
+        .min_by_key(|(_, span)| (span.end - span.start, usize::MAX - span.start))
+        .map(|(e, _)| e)
+}
+
+/// A key the recovering parser dropped (the second of a duplicate pair) is not in the
+/// index; its first definition, the nearest earlier key of the same name, is.
+fn earlier_definition<'a>(entries: &'a [Entry], key: &str, offset: usize) -> Option<&'a Entry> {
+    let name = key.trim_matches(|c| c == '"' || c == '\'');
+    entries
+        .iter()
+        .filter(|e| e.key.start < offset && e.path.last().is_some_and(|last| last == name))
+        .max_by_key(|e| e.key.start)
+}
+
+/// `dockerd.env."A B"`, `dockerd.args[1]`: bare segments as is, others quoted.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if segment.starts_with('[') {
+            out.push_str(segment);
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        let bare = !segment.is_empty()
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if bare {
+            out.push_str(segment);
+        } else {
+            out.push_str(&format!("{segment:?}"));
+        }
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).unwrap_or_default().chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+// A failing test should panic; the crate-wide denials are for production code.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match parse(text, "t.toml") {
+            Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::default();
+        assert_eq!(c.log.level, LogLevel::Info);
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.journald, Journald::Auto);
+        assert_eq!(c.cgroup.mode, CgroupMode::Auto);
+        assert!(c.cgroup.stub_missing);
+        assert_eq!(c.dockerd.path, "dockerd");
+        assert!(c.dockerd.args.is_empty());
+        assert_eq!(c.dockerd.socket, Path::new("/var/run/docker.sock"));
+        assert!(c.dockerd.env.is_empty());
+        assert_eq!(c.dockerd.restart, RestartPolicy::Always);
+        assert_eq!(c.dockerd.backoff_initial, Duration::from_millis(100));
+        assert_eq!(c.dockerd.backoff_max, Duration::from_secs(30));
+        assert_eq!(c.dockerd.max_restarts, 10);
+        assert_eq!(c.dockerd.restart_window, Duration::from_secs(300));
+        assert_eq!(c.dockerd.stop_timeout, Duration::from_secs(8));
+        assert_eq!(c.dockerd.shutdown_timeout(), Duration::from_secs(6));
+        assert_eq!(c.dockerd.log_tail, 200);
+        assert_eq!(c.network.mode, NetworkMode::Auto);
+        assert_eq!(c.readiness.file, Path::new("/run/dind-init/ready"));
+        assert_eq!(c.readiness.socket, Path::new("/run/dind-init/init.sock"));
+        assert_eq!(c.readiness.socket_mode, 0o660);
+        assert_eq!(c.readiness.tcp, None);
+        assert_eq!(c.readiness.interval, Duration::from_secs(5));
+        assert_eq!(c.readiness.timeout, Duration::from_secs(2));
+        assert_eq!(c.readiness.failure_threshold, 3);
+        assert!(!c.readiness.restart_on_unhealthy);
+        assert_eq!(c.readiness.sd_notify, SdNotify::Auto);
+        assert!(c.command.wait_for_ready);
+        assert_eq!(c.command.ready_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn empty_text_and_empty_tables_give_defaults() {
+        for text in [
+            "",
+            "\n# nothing\n",
+            "[log]\n[cgroup]\n[dockerd]\n[network]\n[readiness]\n[command]\n",
+        ] {
+            assert_eq!(
+                parse(text, "t.toml").unwrap(),
+                Config::default(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn example_file_parses_to_defaults() {
+        let text = include_str!("../init.toml.example");
+        assert_eq!(parse(text, "init.toml.example").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+[log]
+level = "debug"
+format = "json"
+journald = "off"
+
+[cgroup]
+mode = "v1"
+stub_missing = false
+
+[dockerd]
+path = "/usr/local/bin/dockerd"
+args = ["--storage-driver=vfs", "--debug"]
+socket = "/run/docker.sock"
+env = { HTTP_PROXY = "http://proxy:3128", "A.B" = "1" }
+restart = "on-failure"
+backoff_initial = "1s"
+backoff_max = "1m30s"
+max_restarts = 0
+restart_window = "1h"
+stop_timeout = "1s"
+log_tail = 100000
+
+[network]
+mode = "off"
+
+[readiness]
+file = "/tmp/ready"
+socket = "/tmp/init.sock"
+socket_mode = "600"
+tcp = "[::1]:9323"
+interval = "0s"
+timeout = "500ms"
+failure_threshold = 1
+restart_on_unhealthy = true
+sd_notify = "off"
+
+[command]
+wait_for_ready = false
+ready_timeout = "2m"
+"#;
+        let c = parse(text, "t.toml").unwrap();
+        let expected = Config {
+            log: LogConfig {
+                level: LogLevel::Debug,
+                format: LogFormat::Json,
+                journald: Journald::Off,
+            },
+            cgroup: CgroupConfig {
+                mode: CgroupMode::V1,
+                stub_missing: false,
+            },
+            dockerd: DockerdConfig {
+                path: "/usr/local/bin/dockerd".to_owned(),
+                args: vec!["--storage-driver=vfs".to_owned(), "--debug".to_owned()],
+                socket: PathBuf::from("/run/docker.sock"),
+                env: BTreeMap::from([
+                    ("A.B".to_owned(), "1".to_owned()),
+                    ("HTTP_PROXY".to_owned(), "http://proxy:3128".to_owned()),
+                ]),
+                restart: RestartPolicy::OnFailure,
+                backoff_initial: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(90),
+                max_restarts: 0,
+                restart_window: Duration::from_secs(3600),
+                stop_timeout: Duration::from_secs(1),
+                log_tail: 100_000,
+            },
+            network: NetworkConfig {
+                mode: NetworkMode::Off,
+            },
+            readiness: ReadinessConfig {
+                file: PathBuf::from("/tmp/ready"),
+                socket: PathBuf::from("/tmp/init.sock"),
+                socket_mode: 0o600,
+                tcp: Some("[::1]:9323".parse().unwrap()),
+                interval: Duration::ZERO,
+                timeout: Duration::from_millis(500),
+                failure_threshold: 1,
+                restart_on_unhealthy: true,
+                sd_notify: SdNotify::Off,
+            },
+            command: CommandConfig {
+                wait_for_ready: false,
+                ready_timeout: Duration::from_secs(120),
+            },
+        };
+        assert_eq!(c, expected);
+        assert_eq!(c.dockerd.shutdown_timeout(), Duration::ZERO);
+    }
+
+    #[test]
+    fn dotted_keys_and_inline_tables_work() {
+        let c = parse(
+            "dockerd.path = \"/d\"\nreadiness = { tcp = \"127.0.0.1:1\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.dockerd.path, "/d");
+        assert_eq!(c.readiness.tcp, Some("127.0.0.1:1".parse().unwrap()));
+    }
+
+    /// (what, text, expected message prefix "t.toml:L:C: key: ", expected fragment)
+    const ERRORS: &[(&str, &str, &str, &str)] = &[
+        // unknown keys and tables
+        ("unknown top-level key", "levle = \"info\"\n", "t.toml:1:1: levle: ", "unknown key (expected one of: log, cgroup, dockerd, network, readiness, command)"),
+        ("unknown key in table", "[log]\nlevel = \"info\"\nlevle = \"info\"\n", "t.toml:3:1: log.levle: ", "unknown key (expected one of: level, format, journald)"),
+        ("unknown key, single choice", "[network]\nmod = \"off\"\n", "t.toml:2:1: network.mod: ", "unknown key (expected one of: mode)"),
+        ("unknown table", "[log]\n\n[logging]\nlevel = \"x\"\n", "t.toml:3:2: logging: ", "unknown table (expected one of: log, cgroup"),
+        ("unknown subtable", "[dockerd.extra]\nx = 1\n", "t.toml:1:10: dockerd.extra: ", "unknown table (expected one of: path, args"),
+        ("unknown dotted key", "log.colour = true\n", "t.toml:1:5: log.colour: ", "unknown key"),
+        // wrong types
+        ("string for bool", "[cgroup]\nstub_missing = \"yes\"\n", "t.toml:2:16: cgroup.stub_missing: ", "invalid type: string \"yes\", expected a boolean"),
+        ("integer for table", "log = 5\n", "t.toml:1:7: log: ", "invalid type: integer, expected a table"),
+        ("empty array for table", "\nlog = []\n", "t.toml:2:7: log: ", "invalid type: array, expected a table"),
+        ("array for table", "log = [\"debug\"]\n", "t.toml:1:7: log: ", "invalid type: array, expected a table"),
+        ("array of tables", "[[dockerd]]\npath = \"x\"\n", "t.toml:1:1: dockerd: ", "invalid type: array, expected a table"),
+        ("string for integer", "[dockerd]\nmax_restarts = \"3\"\n", "t.toml:2:16: dockerd.max_restarts: ", "expected a whole number from 0 to 4294967295"),
+        ("negative u32", "[dockerd]\nmax_restarts = -1\n", "t.toml:2:16: dockerd.max_restarts: ", "invalid value: integer `-1`"),
+        ("float for usize", "[dockerd]\nlog_tail = 1.5\n", "t.toml:2:12: dockerd.log_tail: ", "expected a non-negative whole number"),
+        ("integer in args", "[dockerd]\nargs = [\"-D\",\n  7]\n", "t.toml:3:3: dockerd.args[1]: ", "invalid type: integer `7`, expected a string"),
+        ("args not array", "[dockerd]\nargs = \"-D\"\n", "t.toml:2:8: dockerd.args: ", "expected an array"),
+        ("env not table", "[dockerd]\nenv = []\n", "t.toml:2:7: dockerd.env: ", "expected a table"),
+        ("env value not string", "[dockerd]\nenv = { A = 1 }\n", "t.toml:2:13: dockerd.env.A: ", "invalid type: integer `1`, expected a string"),
+        ("env subtable value", "[dockerd.env]\nB = \"x\"\nA = true\n", "t.toml:3:5: dockerd.env.A: ", "expected a string"),
+        ("path integer", "[readiness]\nfile = 1\n", "t.toml:2:8: readiness.file: ", "expected a path string"),
+        // durations
+        ("duration without unit", "[dockerd]\n\n\n\n\n\nstop_timeout = \"8\"\n", "t.toml:7:16: dockerd.stop_timeout: ", "invalid duration `8`: expected a number followed by ms, s, m or h (e.g. 100ms, 5s, 2m)"),
+        ("duration bad unit", "[dockerd]\nbackoff_max = \"5x\"\n", "t.toml:2:15: dockerd.backoff_max: ", "invalid duration `5x`: expected a number followed by ms, s, m or h"),
+        ("duration integer", "[command]\nready_timeout = 60\n", "t.toml:2:17: command.ready_timeout: ", "invalid duration `60`: write a quoted number with a unit, e.g. \"60s\""),
+        ("duration negative", "[readiness]\ninterval = \"-1s\"\n", "t.toml:2:12: readiness.interval: ", "invalid duration `-1s`"),
+        ("duration space", "[readiness]\ninterval = \"5 s\"\n", "t.toml:2:12: readiness.interval: ", "invalid duration `5 s`"),
+        ("duration empty", "[readiness]\ninterval = \"\"\n", "t.toml:2:12: readiness.interval: ", "empty duration"),
+        ("duration fraction", "[readiness]\ninterval = \"1.5s\"\n", "t.toml:2:12: readiness.interval: ", "fractions are not supported"),
+        ("duration order", "[readiness]\ninterval = \"30s1m\"\n", "t.toml:2:12: readiness.interval: ", "largest to smallest"),
+        ("duration overflow", "[readiness]\ninterval = \"99999999999999999999999h\"\n", "t.toml:2:12: readiness.interval: ", "too large"),
+        ("duration float", "[readiness]\ntimeout = 1.5\n", "t.toml:2:11: readiness.timeout: ", "expected a duration string such as \"5s\""),
+        // enums
+        ("bad level", "[log]\nlevel = \"verbose\"\n", "t.toml:2:9: log.level: ", "invalid value `verbose`: expected one of: error, warn, info, debug, trace"),
+        ("uppercase level", "[log]\nlevel = \"INFO\"\n", "t.toml:2:9: log.level: ", "invalid value `INFO`"),
+        ("level integer", "[log]\nlevel = 3\n", "t.toml:2:9: log.level: ", "invalid type: integer `3`, expected a string, one of: error, warn, info, debug, trace"),
+        ("bad restart", "[dockerd]\nrestart = \"on_failure\"\n", "t.toml:2:11: dockerd.restart: ", "expected one of: always, on-failure, never"),
+        ("bad cgroup mode", "[cgroup]\nmode = \"hybrid\"\n", "t.toml:2:8: cgroup.mode: ", "expected one of: auto, v1, v2, off"),
+        ("bad journald", "[log]\njournald = \"yes\"\n", "t.toml:2:12: log.journald: ", "expected one of: auto, on, off"),
+        ("bad network", "[network]\nmode = \"on\"\n", "t.toml:2:8: network.mode: ", "expected one of: auto, off"),
+        ("bad sd_notify", "[readiness]\nsd_notify = \"on\"\n", "t.toml:2:13: readiness.sd_notify: ", "expected one of: auto, off"),
+        ("bad format", "[log]\nformat = \"logfmt\"\n", "t.toml:2:10: log.format: ", "expected one of: text, json"),
+        // socket_mode
+        ("mode not octal", "[readiness]\nsocket_mode = \"0980\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `0980`: expected 3 or 4 octal digits"),
+        ("mode too long", "[readiness]\nsocket_mode = \"00660\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `00660`"),
+        ("mode too short", "[readiness]\nsocket_mode = \"66\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `66`"),
+        ("mode sign", "[readiness]\nsocket_mode = \"+660\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `+660`"),
+        ("mode integer", "[readiness]\nsocket_mode = 660\n", "t.toml:2:15: readiness.socket_mode: ", "write it as a quoted octal string"),
+        // tcp
+        ("tcp hostname", "[readiness]\ntcp = \"localhost:9323\"\n", "t.toml:2:7: readiness.tcp: ", "invalid address `localhost:9323`: expected IP:port"),
+        ("tcp no port", "[readiness]\ntcp = \"0.0.0.0\"\n", "t.toml:2:7: readiness.tcp: ", "invalid address `0.0.0.0`"),
+        ("tcp port 0", "[readiness]\ntcp = \"0.0.0.0:0\"\n", "t.toml:2:7: readiness.tcp: ", "port must not be 0"),
+        ("tcp integer", "[readiness]\ntcp = 9323\n", "t.toml:2:7: readiness.tcp: ", "invalid type: integer `9323`"),
+        // out-of-range numbers
+        ("u32 overflow", "[readiness]\nfailure_threshold = 4294967296\n", "t.toml:2:21: readiness.failure_threshold: ", "invalid value"),
+        ("failure_threshold 0", "[readiness]\nfailure_threshold = 0\n", "t.toml:2:21: readiness.failure_threshold: ", "must be at least 1"),
+        ("log_tail 0", "[dockerd]\nlog_tail = 0\n", "t.toml:2:12: dockerd.log_tail: ", "must be between 1 and 100000, got 0"),
+        ("log_tail huge", "[dockerd]\nlog_tail = 100001\n", "t.toml:2:12: dockerd.log_tail: ", "must be between 1 and 100000"),
+        ("stop_timeout too short", "[dockerd]\nstop_timeout = \"999ms\"\n", "t.toml:2:16: dockerd.stop_timeout: ", "must be at least 1s"),
+        ("restart_window zero", "[dockerd]\nrestart_window = \"0s\"\n", "t.toml:2:18: dockerd.restart_window: ", "must be more than 0s"),
+        ("backoff_initial zero", "[dockerd]\nbackoff_initial = \"0ms\"\n", "t.toml:2:19: dockerd.backoff_initial: ", "must be more than 0s"),
+        ("timeout zero", "[readiness]\ntimeout = \"0s\"\n", "t.toml:2:11: readiness.timeout: ", "must be more than 0s"),
+        ("ready_timeout zero", "[command]\nready_timeout = \"0s\"\n", "t.toml:2:17: command.ready_timeout: ", "must be more than 0s"),
+        // cross-field and strings
+        ("backoff order, both set", "[dockerd]\nbackoff_max = \"1s\"\nbackoff_initial = \"2s\"\n", "t.toml:3:19: dockerd.backoff_initial: ", "backoff_initial (2s) must not exceed backoff_max (1s)"),
+        ("backoff order, initial set", "[dockerd]\nbackoff_initial = \"1m\"\n", "t.toml:2:19: dockerd.backoff_initial: ", "backoff_initial (1m) must not exceed backoff_max (30s)"),
+        ("backoff order, max set", "[dockerd]\nbackoff_max = \"50ms\"\n", "t.toml:2:15: dockerd.backoff_max: ", "backoff_initial (100ms) must not exceed backoff_max (50ms)"),
+        ("empty dockerd path", "[dockerd]\npath = \"\"\n", "t.toml:2:8: dockerd.path: ", "must not be empty"),
+        ("NUL in args", "[dockerd]\nargs = [\"a\", \"b\\u0000\"]\n", "t.toml:2:14: dockerd.args[1]: ", "must not contain NUL"),
+        ("relative socket", "[dockerd]\nsocket = \"docker.sock\"\n", "t.toml:2:10: dockerd.socket: ", "must be an absolute path"),
+        ("relative ready file", "[readiness]\nfile = \"ready\"\n", "t.toml:2:8: readiness.file: ", "must be an absolute path"),
+        ("relative status socket", "[readiness]\nsocket = \"./init.sock\"\n", "t.toml:2:10: readiness.socket: ", "must be an absolute path"),
+        ("long socket path", "[readiness]\nsocket = \"/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n", "t.toml:2:10: readiness.socket: ", "is 108 bytes long"),
+        ("same sockets", "[readiness]\nsocket = \"/var/run/docker.sock\"\n", "t.toml:2:10: readiness.socket: ", "readiness.socket and dockerd.socket must differ"),
+        ("same sockets, dockerd set", "[dockerd]\nsocket = \"/run/dind-init/init.sock\"\n", "t.toml:2:10: dockerd.socket: ", "readiness.socket and dockerd.socket must differ"),
+        ("ready file is dockerd socket", "[dockerd]\nsocket = \"/run/dind-init/ready\"\n", "t.toml:2:10: dockerd.socket: ", "readiness.file must differ"),
+        ("ready file is socket", "[readiness]\nfile = \"/run/dind-init/init.sock\"\n", "t.toml:2:8: readiness.file: ", "must differ"),
+        ("env empty name", "[dockerd.env]\n\"\" = \"x\"\n", "t.toml:2:1: dockerd.env.\"\": ", "names must not be empty"),
+        ("env name with =", "[dockerd]\nenv = { \"A=B\" = \"x\" }\n", "t.toml:2:9: dockerd.env.\"A=B\": ", "must not contain `=` or NUL"),
+        ("env NUL value", "[dockerd.env]\nA = \"\\u0000\"\n", "t.toml:2:5: dockerd.env.A: ", "must not contain NUL"),
+        // syntax
+        ("duplicate key", "[log]\nlevel = \"info\"\nlevel = \"warn\"\n", "t.toml:3:1: log.level: ", "duplicate key"),
+        ("unquoted string", "[dockerd]\nstop_timeout = 8s\n", "t.toml:2:16: dockerd.stop_timeout: ", "string values must be quoted"),
+        ("missing value", "[log]\nlevel =\n", "t.toml:2:8: log.level: ", ""),
+    ];
+
+    #[test]
+    fn errors_name_key_line_and_column() {
+        for (what, text, prefix, fragment) in ERRORS {
+            let message = err(text);
+            assert!(
+                message.starts_with(prefix) && message.contains(fragment),
+                "{what}: got {message:?}, want prefix {prefix:?} and {fragment:?}"
+            );
+            assert!(!message.contains('\n'), "{what}: multi-line {message:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_error_outside_a_key_still_has_a_position() {
+        let message = err("[log]\n[dockerd\n");
+        assert!(message.starts_with("t.toml:2:9: "), "{message}");
+    }
+
+    #[test]
+    fn invalid_error_fields() {
+        match parse("\n[log]\nlevel = \"x\"\n", "/etc/x.toml") {
+            Err(ConfigError::Invalid {
+                origin,
+                line,
+                column,
+                key,
+                ..
+            }) => {
+                assert_eq!(origin, "/etc/x.toml");
+                assert_eq!((line, column), (3, 9));
+                assert_eq!(key.as_deref(), Some("log.level"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let message = err("[dockerd]\nenv = { \"é\" = \"x\", \"A=\" = \"y\" }\n");
+        assert!(
+            message.starts_with("t.toml:2:20: dockerd.env.\"A=\": "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn accepted_values() {
+        type Check = fn(&Config) -> bool;
+        let ok: &[(&str, Check)] = &[
+            ("[readiness]\nsocket_mode = \"0660\"", |c| {
+                c.readiness.socket_mode == 0o660
+            }),
+            ("[readiness]\nsocket_mode = \"7777\"", |c| {
+                c.readiness.socket_mode == 0o7777
+            }),
+            ("[readiness]\nsocket_mode = \"000\"", |c| {
+                c.readiness.socket_mode == 0
+            }),
+            ("[readiness]\ntcp = \"\"", |c| c.readiness.tcp.is_none()),
+            ("[readiness]\ntcp = \"0.0.0.0:9323\"", |c| {
+                c.readiness.tcp == Some(SocketAddr::from(([0, 0, 0, 0], 9323)))
+            }),
+            ("[readiness]\ninterval = \"0s\"", |c| {
+                c.readiness.interval.is_zero()
+            }),
+            ("[dockerd]\nbackoff_initial = \"30s\"", |c| {
+                c.dockerd.backoff_initial == c.dockerd.backoff_max
+            }),
+            ("[dockerd]\nlog_tail = 1", |c| c.dockerd.log_tail == 1),
+            ("[dockerd]\nmax_restarts = 4294967295", |c| {
+                c.dockerd.max_restarts == u32::MAX
+            }),
+            ("[dockerd]\nrestart = \"never\"", |c| {
+                c.dockerd.restart == RestartPolicy::Never
+            }),
+            ("[log]\nlevel = \"trace\"", |c| {
+                c.log.level == LogLevel::Trace
+            }),
+            ("[cgroup]\nmode = \"v2\"", |c| {
+                c.cgroup.mode == CgroupMode::V2
+            }),
+            ("[log]\njournald = \"on\"", |c| {
+                c.log.journald == Journald::On
+            }),
+        ];
+        for (text, check) in ok {
+            let config = parse(text, "t.toml").unwrap();
+            assert!(check(&config), "{text}: {config:?}");
+        }
+    }
+
+    #[test]
+    fn enum_spellings_round_trip() {
+        fn round_trip<T: Choice + std::fmt::Debug + PartialEq + for<'de> Deserialize<'de>>() {
+            for value in T::ALL {
+                let text = format!("v = {:?}", value.name());
+                #[derive(Deserialize)]
+                struct Wrap<T> {
+                    v: T,
+                }
+                let parsed: Wrap<T> = toml::from_str(&text).unwrap();
+                assert_eq!(parsed.v, *value);
+            }
+        }
+        round_trip::<LogLevel>();
+        round_trip::<LogFormat>();
+        round_trip::<Journald>();
+        round_trip::<CgroupMode>();
+        round_trip::<RestartPolicy>();
+        round_trip::<NetworkMode>();
+        round_trip::<SdNotify>();
+    }
+
+    #[test]
+    fn log_levels_map_to_tracing() {
+        use tracing::level_filters::LevelFilter;
+        let table = [
+            (LogLevel::Error, LevelFilter::ERROR),
+            (LogLevel::Warn, LevelFilter::WARN),
+            (LogLevel::Info, LevelFilter::INFO),
+            (LogLevel::Debug, LevelFilter::DEBUG),
+            (LogLevel::Trace, LevelFilter::TRACE),
+        ];
+        for (level, filter) in table {
+            assert_eq!(level.as_tracing(), filter);
+        }
+    }
+
+    #[test]
+    fn shutdown_timeout_saturates() {
+        let table = [
+            (8_000, 6_000),
+            (2_000, 0),
+            (1_000, 0),
+            (2_500, 500),
+            (60_000, 58_000),
+        ];
+        for (stop, shutdown) in table {
+            let d = DockerdConfig {
+                stop_timeout: Duration::from_millis(stop),
+                ..DockerdConfig::default()
+            };
+            assert_eq!(
+                d.shutdown_timeout(),
+                Duration::from_millis(shutdown),
+                "{stop}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_duration_accepts() {
+        let table = [
+            ("0s", 0),
+            ("0ms", 0),
+            ("100ms", 100),
+            ("5s", 5_000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("1m30s", 90_000),
+            ("1h0m5s", 3_605_000),
+            ("1s500ms", 1_500),
+            ("007s", 7_000),
+            ("90s", 90_000),
+            ("8760h", 8760 * 3_600_000),
+        ];
+        for (text, ms) in table {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_duration_rejects() {
+        let table = [
+            ("", "empty duration: expected a number followed by ms, s, m or h (e.g. 100ms, 5s, 2m)"),
+            ("5", "invalid duration `5`: expected a number followed by ms, s, m or h (e.g. 100ms, 5s, 2m)"),
+            ("0", "invalid duration `0`: expected"),
+            ("5x", "invalid duration `5x`: expected a number followed by ms, s, m or h (e.g. 100ms, 5s, 2m)"),
+            ("-1s", "invalid duration `-1s`: expected"),
+            ("+1s", "invalid duration `+1s`: expected"),
+            ("5 s", "invalid duration `5 s`: expected"),
+            (" 5s", "invalid duration ` 5s`: expected"),
+            ("5s ", "invalid duration `5s `: expected"),
+            ("5S", "invalid duration `5S`: expected"),
+            ("s", "invalid duration `s`: expected"),
+            ("5us", "invalid duration `5us`: expected"),
+            ("1d", "invalid duration `1d`: expected"),
+            ("1.5s", "invalid duration `1.5s`: fractions are not supported"),
+            ("30s1m", "invalid duration `30s1m`: units must go from largest to smallest"),
+            ("1s1s", "invalid duration `1s1s`: units must go from largest to smallest"),
+            ("8761h", "invalid duration `8761h`: too large (at most 8760h)"),
+            ("8760h1ms", "invalid duration `8760h1ms`: too large"),
+            ("18446744073709551616ms", "invalid duration `18446744073709551616ms`: too large"),
+            ("5s5", "invalid duration `5s5`: expected"),
+        ];
+        for (text, want) in table {
+            let got = parse_duration(text).unwrap_err();
+            assert!(
+                got.starts_with(want),
+                "{text:?}: got {got:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn format_duration_forms() {
+        let table = [
+            (0, "0s"),
+            (100, "100ms"),
+            (5_000, "5s"),
+            (120_000, "2m"),
+            (90_000, "1m30s"),
+            (3_600_000, "1h"),
+            (3_605_000, "1h5s"),
+            (1_500, "1s500ms"),
+            (300_000, "5m"),
+        ];
+        for (ms, text) in table {
+            assert_eq!(format_duration(Duration::from_millis(ms)), text);
+        }
+        assert_eq!(format_duration(Duration::from_micros(1_500)), "1ms");
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        let samples = [
+            0,
+            1,
+            999,
+            1_000,
+            59_999,
+            60_000,
+            61_001,
+            3_599_999,
+            86_400_000,
+            8760 * 3_600_000,
+        ];
+        for ms in samples {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{ms}");
+        }
+        for text in ["100ms", "5s", "2m", "1h", "1m30s", "1h1m1s1ms"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn locate_precedence() {
+        let dir =
+            std::env::temp_dir().join(format!("dind-init-config-locate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let present = dir.join("init.toml");
+        std::fs::write(&present, "").unwrap();
+        let absent = dir.join("absent.toml");
+        let cli = Path::new("/cli.toml");
+        let env = OsStr::new("/env.toml");
+        let empty = OsStr::new("");
+
+        let check = |cli: Option<&Path>, env: Option<&OsStr>, default: &Path, want: Source| {
+            assert_eq!(
+                locate_with_default(cli, env, default),
+                want,
+                "{cli:?} {env:?} {default:?}"
+            );
+        };
+        check(Some(cli), Some(env), &present, Source::Explicit(cli.into()));
+        check(Some(cli), None, &absent, Source::Explicit(cli.into()));
+        check(None, Some(env), &present, Source::Explicit(env.into()));
+        check(None, Some(env), &absent, Source::Explicit(env.into()));
+        check(
+            None,
+            Some(empty),
+            &present,
+            Source::Default(present.clone()),
+        );
+        check(None, None, &present, Source::Default(present.clone()));
+        check(None, Some(empty), &absent, Source::Builtin);
+        check(None, None, &absent, Source::Builtin);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_sources() {
+        assert_eq!(load(&Source::Builtin).unwrap(), Config::default());
+
+        let missing = Path::new("/nonexistent/dind-init/init.toml");
+        let e = load(&Source::Explicit(missing.into())).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }));
+        assert_eq!(
+            e.to_string(),
+            "cannot read config /nonexistent/dind-init/init.toml: No such file or directory (os error 2)"
+        );
+
+        let dir =
+            std::env::temp_dir().join(format!("dind-init-config-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("init.toml");
+        std::fs::write(&file, "[dockerd]\nlog_tail = 5\n").unwrap();
+        assert_eq!(
+            load(&Source::Default(file.clone()))
+                .unwrap()
+                .dockerd
+                .log_tail,
+            5
+        );
+        std::fs::write(&file, "[dockerd]\nlog_tail = 0\n").unwrap();
+        let e = load(&Source::Explicit(file.clone())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2:12: dockerd.log_tail: must be between 1 and 100000, got 0",
+                file.display()
+            )
+        );
+        // A directory is not a config file.
+        assert!(matches!(
+            load(&Source::Explicit(dir.clone())),
+            Err(ConfigError::Read { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
