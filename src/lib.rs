@@ -1,2 +1,10 @@
-//! dind-init as a library: the binary in `main.rs` is a thin shell around these modules.
+//! dind-init as a library: the binary in `main.rs` is a thin shell around these
+//! modules, and the integration tests in `tests/` run that binary.
+pub mod cli;
 pub mod config;
+pub mod error;
+pub mod event_loop;
+pub mod log;
+pub mod reaper;
+pub mod signals;
+pub mod spawn;

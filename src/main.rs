@@ -1,1 +1,150 @@
-fn main() {}
+//! dind-init: a small init (PID 1) that runs a Docker daemon inside a container.
+//!
+//! This file is the command line's entry point and the one exit point of the
+//! process: it parses the arguments (`cli.rs`), loads the config (`config.rs`),
+//! sets up logging (`log.rs`) and signals (`signals.rs`), and hands over to the
+//! event loop (`event_loop.rs`). Boot errors (usage, config, signal setup) end the
+//! process here with their exit code; once the loop runs, nothing ends it but the
+//! shutdown sequence.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::path::PathBuf;
+
+use dind_init::cli::{self, Invocation, RunArgs};
+use dind_init::config::{self, Config};
+use dind_init::error::Error;
+use dind_init::event_loop::{Init, Settings};
+use dind_init::{log, signals};
+use tracing::{info, warn};
+
+fn main() {
+    ensure_stdio_open();
+    let code = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(invocation) => dispatch(invocation),
+        Err(e) => {
+            log::print_stderr(&format!("dind-init: {e}"));
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(invocation: Invocation) -> i32 {
+    match invocation {
+        Invocation::Help => {
+            log::print_stdout(cli::HELP);
+            0
+        }
+        Invocation::Version => {
+            log::print_stdout(concat!("dind-init ", env!("CARGO_PKG_VERSION"), "\n"));
+            0
+        }
+        Invocation::Run(args) => run(args),
+        Invocation::Check { config } => check(config),
+        Invocation::Probe { .. } | Invocation::Status { .. } => {
+            log::print_stderr(
+                "dind-init: probe and status need the status socket, which this build does not serve yet",
+            );
+            1
+        }
+    }
+}
+
+/// Makes sure fds 0, 1 and 2 are open. If the init was started with one closed,
+/// the next fd it opens (the signalfd, a socket) would take its number: COMMAND
+/// would then inherit it as stdout, and log lines would be written into it. Opening
+/// /dev/null fills the lowest free numbers first (open(2)), so this loop fills the
+/// gaps among 0..=2 and stops at the first fd above them.
+fn ensure_stdio_open() {
+    use rustix::fs::{open, Mode, OFlags};
+    loop {
+        let Ok(fd) = open("/dev/null", OFlags::RDWR, Mode::empty()) else {
+            return;
+        };
+        if fd.as_raw_fd() > 2 {
+            return; // dropping `fd` closes it
+        }
+        // Kept open on purpose: it now serves as fd 0, 1 or 2.
+        let _ = fd.into_raw_fd();
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<(Config, config::Source), Error> {
+    let env = std::env::var_os(config::ENV_VAR);
+    let source = config::locate(path.as_deref(), env.as_deref());
+    let cfg = config::load(&source)?;
+    Ok((cfg, source))
+}
+
+fn source_text(source: &config::Source) -> String {
+    match source {
+        config::Source::Explicit(p) | config::Source::Default(p) => p.display().to_string(),
+        config::Source::Builtin => "built-in defaults".to_owned(),
+    }
+}
+
+fn check(path: Option<PathBuf>) -> i32 {
+    match load_config(path) {
+        Ok((_, source)) => {
+            log::print_stdout(&format!("config: ok ({})\n", source_text(&source)));
+            0
+        }
+        Err(e) => {
+            log::print_stderr(&format!("dind-init: {e}"));
+            e.exit_code()
+        }
+    }
+}
+
+fn run(args: RunArgs) -> i32 {
+    // First, so that no signal sent to us from now on is lost (see signals.rs).
+    if let Err(e) = signals::block() {
+        log::print_stderr(&format!("dind-init: {e}"));
+        return e.exit_code();
+    }
+    let (cfg, source) = match load_config(args.config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            log::print_stderr(&format!("dind-init: {e}"));
+            return e.exit_code();
+        }
+    };
+    if let Some(warning) = log::init(&cfg.log) {
+        warn!("{warning}");
+    }
+    match boot(&cfg, args.command, &source) {
+        Ok(init) => init.run(),
+        Err(e) => {
+            tracing::error!(error = %e, "boot failed");
+            e.exit_code()
+        }
+    }
+}
+
+/// Everything between a valid config and the event loop. Errors here may still
+/// end the process (nothing has been started yet).
+fn boot(cfg: &Config, command: Vec<OsString>, source: &config::Source) -> Result<Init, Error> {
+    let pid1 = rustix::process::getpid().is_init();
+    if !pid1 {
+        // Orphans of COMMAND are re-parented to us instead of to the real PID 1.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .map_err(|e| Error::Subreaper(e.into()))?;
+    }
+    let signals = signals::open()?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid1,
+        config = %source_text(source),
+        "dind-init starting{}",
+        if pid1 { "" } else { " as a child subreaper (not PID 1)" }
+    );
+    Ok(Init::new(
+        Settings {
+            pid1,
+            stop_timeout: cfg.dockerd.stop_timeout,
+            command,
+        },
+        signals,
+    ))
+}

@@ -1,0 +1,74 @@
+//! The one error type of the init.
+//!
+//! Each variant names the operation that failed and carries what it failed on (a
+//! path, a pid, a signal) and the OS error. `Display` is one lowercase line, e.g.
+//! `failed to create signalfd: EMFILE`. Errors are either returned or logged, never
+//! both; `main` prints the chain once.
+//!
+//! Config errors have their own type (`config::ConfigError`) because they carry a
+//! line and a column; they are wrapped here so the boot path has one type.
+
+use std::fmt;
+use std::io;
+
+use crate::config::ConfigError;
+
+/// Everything that can go wrong in the init's own code.
+#[derive(Debug)]
+pub enum Error {
+    /// init.toml could not be read or is invalid (exit 2).
+    Config(ConfigError),
+    /// Blocking signals or creating the signalfd failed (boot only).
+    Signals { op: &'static str, source: io::Error },
+    /// Becoming a child subreaper failed (boot only).
+    Subreaper(io::Error),
+    /// COMMAND could not be started.
+    SpawnCommand { program: String, source: io::Error },
+    /// poll(2) on the event loop's fds failed with something other than EINTR.
+    Poll(io::Error),
+}
+
+impl Error {
+    /// The exit code of the init when this error ends it during boot.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            // Like a shell: 127 when the program is missing, 126 when it cannot run.
+            Error::SpawnCommand { source, .. } => match source.kind() {
+                io::ErrorKind::NotFound => 127,
+                _ => 126,
+            },
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "{e}"),
+            Error::Signals { op, source } => write!(f, "failed to {op}: {source}"),
+            Error::Subreaper(e) => write!(f, "failed to become a child subreaper: {e}"),
+            Error::SpawnCommand { program, source } => {
+                write!(f, "failed to start COMMAND `{program}`: {source}")
+            }
+            Error::Poll(e) => write!(f, "failed to poll the event loop's fds: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::Signals { source, .. } | Error::SpawnCommand { source, .. } => Some(source),
+            Error::Subreaper(e) | Error::Poll(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}

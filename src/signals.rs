@@ -1,0 +1,200 @@
+//! Signals: which ones the init takes, how it receives them, and how a child is
+//! given a clean slate before exec.
+//!
+//! The init blocks every signal it acts on and reads them from a signalfd
+//! (signalfd(2)), so they arrive as ordinary readable data in the one event loop and
+//! no code ever runs in a signal handler. Blocking matters for PID 1 twice over: the
+//! kernel drops a signal sent to a namespace's init that has no handler, but a
+//! *blocked* signal is queued (kernel/signal.c `sig_ignored`), so SIGTERM from the
+//! container runtime is never lost, not even in the moment before the loop starts.
+//!
+//! Children inherit the blocked mask and ignored dispositions through exec, so
+//! [`reset_for_exec`] undoes both in the child, between fork and exec.
+//!
+//! It does not decide what to do with a signal beyond classifying it; that is the
+//! event loop's job. See signal(7) and signalfd(2).
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::error::Error;
+
+/// What the init does with a signal it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Reap children.
+    Reap,
+    /// Begin (or repeat) the shutdown, passing this signal to COMMAND's group.
+    Shutdown,
+    /// Pass to dockerd (it reloads its config), or to COMMAND without dockerd.
+    Reload,
+    /// Forward to COMMAND's process group.
+    Forward,
+}
+
+/// The signals the init takes, with what it does with each (SPEC §9).
+pub const HANDLED: &[(Signal, Disposition)] = &[
+    (Signal::SIGCHLD, Disposition::Reap),
+    (Signal::SIGTERM, Disposition::Shutdown),
+    (Signal::SIGINT, Disposition::Shutdown),
+    (Signal::SIGQUIT, Disposition::Shutdown),
+    (Signal::SIGHUP, Disposition::Reload),
+    (Signal::SIGUSR1, Disposition::Forward),
+    (Signal::SIGUSR2, Disposition::Forward),
+    (Signal::SIGWINCH, Disposition::Forward),
+    (Signal::SIGCONT, Disposition::Forward),
+    // Job control: blocked so the init itself never stops (in subreaper mode the
+    // default action would stop it), forwarded so COMMAND's group does.
+    (Signal::SIGTSTP, Disposition::Forward),
+    (Signal::SIGTTIN, Disposition::Forward),
+    (Signal::SIGTTOU, Disposition::Forward),
+];
+
+/// The disposition of signal number `signo`, if the init takes it.
+pub fn disposition(signo: i32) -> Option<(Signal, Disposition)> {
+    HANDLED.iter().copied().find(|(s, _)| *s as i32 == signo)
+}
+
+fn handled_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for (sig, _) in HANDLED {
+        set.add(*sig);
+    }
+    set
+}
+
+/// Blocks every handled signal and ignores SIGPIPE. Call first thing in run mode,
+/// before anything else can fail, so that no signal is lost.
+pub fn block() -> Result<(), Error> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None).map_err(
+        |e| Error::Signals {
+            op: "block signals",
+            source: e.into(),
+        },
+    )?;
+    ignore_sigpipe()
+}
+
+/// Ignores SIGPIPE: a write to a closed pipe or socket must return EPIPE, not end
+/// the init. (The Rust runtime does this too; it is stated here because it matters.)
+pub fn ignore_sigpipe() -> Result<(), Error> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN installs no handler code, so nothing can run in signal context.
+    unsafe { sigaction(Signal::SIGPIPE, &ignore) }.map_err(|e| Error::Signals {
+        op: "ignore SIGPIPE",
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// Opens the signalfd for the handled signals (non-blocking, close-on-exec).
+pub fn open() -> Result<SignalFd, Error> {
+    SignalFd::with_flags(
+        &handled_set(),
+        SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|e| Error::Signals {
+        op: "create signalfd",
+        source: e.into(),
+    })
+}
+
+/// Reads every pending signal from the signalfd, in arrival order.
+pub fn drain(fd: &SignalFd) -> Vec<i32> {
+    let mut out = Vec::new();
+    // The fd is non-blocking: `Ok(None)` is EAGAIN, the end of the queue.
+    while let Ok(Some(info)) = fd.read_signal() {
+        out.push(info.ssi_signo as i32);
+    }
+    out
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (handler, flags,
+/// restorer, mask), which differs from the libc one.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The highest signal number on Linux (`_NSIG - 1`).
+const LAST_SIGNAL: i64 = 64;
+
+/// Gives the calling (child) process default dispositions for every signal and an
+/// empty signal mask.
+///
+/// Runs between fork and exec, so it may only make async-signal-safe calls, and it
+/// allocates nothing. It calls rt_sigaction(2) directly instead of libc's wrapper
+/// because libc refuses to touch the signals it reserves for itself (32 and 33 in
+/// glibc), and those can arrive ignored from the init's own parent: exec keeps an
+/// ignored disposition, so only a reset here gives COMMAND a clean start. Errors are
+/// ignored: there is nobody to tell, and exec must still happen.
+pub fn reset_for_exec() {
+    let default = KernelSigaction {
+        handler: 0, // SIG_DFL
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signo in 1..=LAST_SIGNAL {
+        if signo == Signal::SIGKILL as i64 || signo == Signal::SIGSTOP as i64 {
+            continue;
+        }
+        // SAFETY: `default` is a valid kernel sigaction that installs no handler
+        // code (SIG_DFL); the old action pointer is null, which the kernel allows;
+        // 8 is the size of the kernel's signal set on x86_64.
+        let _ = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signo,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// The signal's name, e.g. `SIGTERM`, or its number when unknown.
+pub fn name(signo: i32) -> String {
+    match Signal::try_from(signo) {
+        Ok(sig) => sig.as_str().to_owned(),
+        Err(_) => signo.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            (libc_signo(Signal::SIGCHLD), Some(Disposition::Reap)),
+            (libc_signo(Signal::SIGTERM), Some(Disposition::Shutdown)),
+            (libc_signo(Signal::SIGINT), Some(Disposition::Shutdown)),
+            (libc_signo(Signal::SIGQUIT), Some(Disposition::Shutdown)),
+            (libc_signo(Signal::SIGHUP), Some(Disposition::Reload)),
+            (libc_signo(Signal::SIGWINCH), Some(Disposition::Forward)),
+            (libc_signo(Signal::SIGTSTP), Some(Disposition::Forward)),
+            (libc_signo(Signal::SIGPIPE), None),
+            (libc_signo(Signal::SIGKILL), None),
+        ];
+        for (signo, want) in cases {
+            assert_eq!(disposition(signo).map(|(_, d)| d), want, "signal {signo}");
+        }
+    }
+
+    fn libc_signo(s: Signal) -> i32 {
+        s as i32
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name(15), "SIGTERM");
+        assert_eq!(name(999), "999");
+    }
+}

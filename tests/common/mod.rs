@@ -1,0 +1,276 @@
+//! Shared harness of the integration tests: run the real `dind-init` binary as PID 1
+//! of a new pid + mount namespace (`unshare --pid --fork --mount --mount-proc`), with
+//! its own temp dir, and look at what happened.
+//!
+//! Waits use deadlines, never fixed sleeps. On failure, messages carry the command,
+//! its exit status and its stderr.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub const INIT: &str = env!("CARGO_BIN_EXE_dind-init");
+pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-dockerd");
+
+/// Whether this test can run: it needs root and `unshare`. Under CI=true a missing
+/// requirement fails the test; elsewhere the test says loudly that it is skipped.
+pub fn require_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let unshare = Path::new("/usr/bin/unshare").exists();
+    if root && unshare {
+        return true;
+    }
+    let why = format!("{test}: needs root and /usr/bin/unshare (root={root}, unshare={unshare})");
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure, not a skip");
+    }
+    eprintln!("SKIPPED {why}");
+    false
+}
+
+/// A temp dir removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dind-init-test-{}-{}-{}",
+            name,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+
+    /// Writes a config file and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let p = self.join("init.toml");
+        fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The init under test, running as PID 1 of its own namespaces.
+pub struct InitUnderTest {
+    pub child: Child,
+    pub cmdline: String,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+/// How to start the init.
+pub struct Launch<'a> {
+    pub dir: &'a TempDir,
+    /// Extra unshare flags before the binary (e.g. "--net").
+    pub unshare: Vec<String>,
+    /// Arguments of dind-init.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(dir: &'a TempDir) -> Self {
+        Launch {
+            dir,
+            unshare: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
+        self.args.extend(args.iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub fn start(self) -> InitUnderTest {
+        let stdout_path = self.dir.join("init.stdout");
+        let stderr_path = self.dir.join("init.stderr");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
+            .args(&self.unshare)
+            .arg(INIT)
+            .args(&self.args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("DIND_INIT_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).unwrap())
+            .stderr(fs::File::create(&stderr_path).unwrap());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let cmdline = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+        InitUnderTest {
+            child,
+            cmdline,
+            stdout_path,
+            stderr_path,
+            status: None,
+        }
+    }
+}
+
+impl InitUnderTest {
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// A description for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+            self.cmdline,
+            self.status,
+            self.stderr(),
+            self.stdout()
+        )
+    }
+
+    /// The host pid of the init (unshare's only child), once it exists.
+    pub fn init_pid(&self) -> i32 {
+        let unshare = self.child.id();
+        let path = format!("/proc/{unshare}/task/{unshare}/children");
+        let mut pid = None;
+        let found = wait_until(Duration::from_secs(10), || {
+            pid = fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
+            pid.is_some()
+        });
+        assert!(found, "no init process under unshare\n{}", self.describe());
+        pid.unwrap_or(0)
+    }
+
+    /// Sends `sig` to the init (PID 1 inside, `init_pid` outside).
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.init_pid()), sig).unwrap();
+    }
+
+    /// Waits for the init to exit, up to `timeout`; fails the test (after killing
+    /// it) if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.status = Some(st);
+                return st;
+            }
+            if Instant::now() >= end {
+                self.kill();
+                panic!("init did not exit within {timeout:?}\n{}", self.describe());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits and returns the exit code (a signal death fails the test).
+    pub fn wait_code(&mut self, timeout: Duration) -> i32 {
+        let st = self.wait(timeout);
+        match st.code() {
+            Some(c) => c,
+            None => panic!("init died of a signal\n{}", self.describe()),
+        }
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL of a namespace's PID 1 kills every process of the namespace.
+        if let Ok(s) = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())) {
+            for pid in s.split_whitespace().filter_map(|p| p.parse().ok()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for InitUnderTest {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.kill();
+        }
+    }
+}
+
+/// Reads the fake dockerd's JSON-lines report.
+pub fn report(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Events of kind `event` in a report.
+pub fn events<'a>(report: &'a [serde_json::Value], event: &str) -> Vec<&'a serde_json::Value> {
+    report.iter().filter(|v| v["event"] == event).collect()
+}
+
+/// Waits until the report at `path` has an event satisfying `pred`.
+pub fn wait_event(
+    path: &Path,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
+    wait_until(timeout, || report(path).iter().any(&pred))
+}
+
+/// `p` as a `&str` for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn os(p: &Path) -> &OsStr {
+    p.as_os_str()
+}
