@@ -8,16 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s ==\n' "$*"; }
 
 step "install test dependencies"
-need=()
-command -v unshare >/dev/null || need+=(util-linux)
-command -v script >/dev/null || need+=(bsdutils)
-command -v file >/dev/null || need+=(file)
-if [ "${#need[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
-  || rustup target add x86_64-unknown-linux-musl
+bash scripts/install-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what the tests and the main job need on a fresh Debian bookworm machine:
+# Docker (docker.io), gVisor's runsc from bookworm-backports (0.0~20240729, which
+# mounts the devices cgroup), the old runsc 0.0~20221219 unpacked for negative
+# tests, busybox-static for nested images, and small tools. Safe to run again.
+#
+# No mirror address is written anywhere: the backports entry is derived from the
+# machine's own Debian source file by changing only its Suites line.
+set -euo pipefail
+
+OLD_RUNSC_VERSION="0.0~20221219.0-2+b3"
+# Where the old runsc is unpacked; tests read it from here (or $DIND_INIT_OLD_RUNSC).
+OLD_RUNSC_DIR="${DIND_INIT_OLD_RUNSC_DIR:-/var/cache/dind-init/runsc-old}"
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+backports_source() {
+  local out=/etc/apt/sources.list.d/dind-init-bookworm-backports.sources
+  [ -f "$out" ] && return 0
+  local src
+  src=$(grep -l '^Suites:.*\bbookworm\b' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
+  if [ -z "$src" ]; then
+    log "no deb822 Debian source in /etc/apt/sources.list.d: cannot derive bookworm-backports"
+    return 1
+  fi
+  # The first stanza that lists the plain bookworm suite, with only Suites changed.
+  awk 'BEGIN{RS=""; ORS="\n\n"} /(^|\n)Suites:[^\n]*[[:space:]]bookworm([[:space:]]|$)/ && !done {print; done=1}' "$src" \
+    | sed -E 's/^Suites:.*/Suites: bookworm-backports/' >"$out"
+  log "added $out (derived from $src)"
+  apt_updated=0
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Never let a package start a service on this machine (docker.io would start a
+# dockerd that adds bridges and iptables rules to the machine's network).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+
+need=()
+command -v unshare >/dev/null || need+=(util-linux)
+command -v script >/dev/null || need+=(bsdutils)
+command -v file >/dev/null || need+=(file)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v busybox >/dev/null || need+=(busybox-static)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables-legacy >/dev/null || need+=(iptables)
+command -v curl >/dev/null || need+=(curl)
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+
+runsc_version=$(dpkg-query -W -f='${Version}' runsc 2>/dev/null || true)
+case "$runsc_version" in
+  0.0~2024* | 0.0~2025* | 0.0~2026*) ;;
+  *)
+    backports_source
+    apt_updated=0
+    log "installing runsc from bookworm-backports"
+    apt_install -t bookworm-backports runsc
+    ;;
+esac
+
+if [ ! -x "$OLD_RUNSC_DIR/usr/bin/runsc" ]; then
+  log "unpacking runsc $OLD_RUNSC_VERSION into $OLD_RUNSC_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq "runsc=$OLD_RUNSC_VERSION" >/dev/null)
+  mkdir -p "$OLD_RUNSC_DIR"
+  dpkg-deb -x "$tmp"/runsc_*.deb "$OLD_RUNSC_DIR"
+  rm -rf "$tmp"
+fi
+
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
+  || rustup target add x86_64-unknown-linux-musl
+log "ok: dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,), runsc $(dpkg-query -W -f='${Version}' runsc), old runsc in $OLD_RUNSC_DIR"
