@@ -2,9 +2,14 @@
 //! modules, and the integration tests in `tests/` run that binary.
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod dockerd;
 pub mod error;
 pub mod event_loop;
 pub mod log;
+pub mod readiness;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod status;
+pub mod supervisor;

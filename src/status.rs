@@ -1,0 +1,162 @@
+//! The status document (SPEC §8): what `status`, `/status`, the ready file and
+//! `dind-init status` show. Built on demand from the event loop's state; this
+//! module only shapes and serializes it.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::reaper::ExitStatus;
+
+/// The status JSON document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: String,
+    pub reason: Option<String>,
+    /// RFC 3339, when the state began.
+    pub since: String,
+    pub dockerd: DockerdStatus,
+    pub cgroup: CgroupStatus,
+    pub environment: EnvironmentStatus,
+    /// dockerd's last output lines; only over the socket.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_tail: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerdStatus {
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+}
+
+/// `{"code": N}` or `{"signal": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LastExit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<ExitStatus> for LastExit {
+    fn from(s: ExitStatus) -> Self {
+        match s {
+            ExitStatus::Code(c) => LastExit::Code(c),
+            ExitStatus::Signal(n) => LastExit::Signal(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupStatus {
+    /// "v1", "v2", "off", ...
+    pub mode: String,
+    pub mounted: Vec<String>,
+    pub stubbed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentStatus {
+    pub gvisor: bool,
+    /// "v1", "v2" or "hybrid".
+    pub cgroup: String,
+    pub pid1: bool,
+}
+
+impl Status {
+    /// One line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"state":"{}","error":"{e}"}}"#, self.state))
+    }
+}
+
+/// The wall-clock time of monotonic instant `then`, as RFC 3339 UTC with
+/// milliseconds, e.g. `2026-12-02T06:04:25.123Z`.
+pub fn rfc3339(then: Instant, now: Instant, wall_now: SystemTime) -> String {
+    let ago = now.saturating_duration_since(then);
+    let wall = wall_now.checked_sub(ago).unwrap_or(wall_now);
+    let since_epoch = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    format_utc(since_epoch)
+}
+
+fn format_utc(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let millis = since_epoch.subsec_millis();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_table() {
+        let cases = [
+            (0, 0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.005Z"),
+            (1_796_191_465, 123, "2026-12-02T06:04:25.123Z"),
+            (4_102_444_799, 999, "2099-12-31T23:59:59.999Z"),
+        ];
+        for (secs, ms, want) in cases {
+            let d = Duration::from_secs(secs) + Duration::from_millis(ms);
+            assert_eq!(format_utc(d), want);
+        }
+    }
+
+    #[test]
+    fn json_shape() {
+        let s = Status {
+            state: "ready".into(),
+            reason: None,
+            since: "2026-12-02T06:04:25.123Z".into(),
+            dockerd: DockerdStatus {
+                pid: Some(7),
+                restarts: 2,
+                last_exit: Some(LastExit::Signal(9)),
+            },
+            cgroup: CgroupStatus {
+                mode: "v1".into(),
+                mounted: vec!["devices".into()],
+                stubbed: vec![],
+            },
+            environment: EnvironmentStatus {
+                gvisor: true,
+                cgroup: "v1".into(),
+                pid1: true,
+            },
+            log_tail: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(v["state"], "ready");
+        assert_eq!(v["reason"], serde_json::Value::Null);
+        assert_eq!(v["dockerd"]["last_exit"]["signal"], 9);
+        assert_eq!(v["environment"]["gvisor"], true);
+        assert!(v.get("log_tail").is_none());
+        let back: Status = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+    }
+}
