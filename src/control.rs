@@ -195,7 +195,7 @@ struct Conn {
 pub enum Interest {
     Read,
     Write,
-    /// A parked `wait`: only hang-ups matter.
+    /// A parked `wait`: only a full hang-up (POLLHUP/POLLERR) matters.
     Hangup,
 }
 
@@ -321,15 +321,17 @@ impl ControlServer {
         }
     }
 
-    /// Handles readiness of connection `id` (readable, writable or hung up).
-    pub fn on_event(&mut self, id: u64, answers: &dyn Answers, now: Instant) {
+    /// Handles readiness of connection `id`: readable, writable, or `hangup`
+    /// (POLLHUP/POLLERR: the client is gone).
+    pub fn on_event(&mut self, id: u64, hangup: bool, answers: &dyn Answers, now: Instant) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         let keep = match conn.phase {
             Phase::Reading => read_request(conn, answers, now),
-            // A parked wait's client hung up (or sent more): close it.
-            Phase::Waiting => false,
+            // A parked wait stays until its client is gone: a client that only
+            // shut down its sending side (socat, `nc -N`) still reads the answer.
+            Phase::Waiting => !hangup,
             Phase::Writing { .. } => write_answer(conn),
         };
         if !keep {

@@ -1,34 +1,49 @@
-//! The one event loop of the run mode, and the shutdown sequence of SPEC §9.
+//! The one event loop of the run mode: dockerd's supervision, readiness, the
+//! status socket, COMMAND, reaping, signals, and the shutdown of SPEC §9.
 //!
-//! Each turn builds the poll set, polls with the timeout set to the next deadline
-//! (none when idle: an idle init never wakes), and dispatches what arrived. There
-//! are no sleeps and no timer threads. Signals arrive through the signalfd
-//! (`signals.rs`); children are reaped by `reaper.rs` on every SIGCHLD.
+//! Each turn handles what is due, builds the poll set (the signalfd, dockerd's
+//! output pipes, the notify socket, the socket watch, a ping in flight, the status
+//! listeners and their connections), polls with the timeout set to the nearest
+//! deadline (none when idle: an idle init never wakes), and dispatches what
+//! arrived. There are no sleeps and no timer threads. The supervisor
+//! (`supervisor.rs`) decides; this module carries out its actions and feeds it
+//! events.
 //!
-//! Shutdown runs in three stages, whatever started it (a signal, or COMMAND's exit):
-//! 1. `Main`: the shutdown signal goes to COMMAND's process group; wait for
-//!    COMMAND, up to `dockerd.stop_timeout` from the start of the shutdown, then
-//!    SIGKILL its group.
-//! 2. `Remaining`: SIGTERM to every remaining descendant (so a grandchild that traps
-//!    TERM runs its trap), then wait until none is left, up to the same budget (at
-//!    least [`MIN_REMAINING_GRACE`]).
+//! Shutdown runs in three stages, whatever started it (a signal, COMMAND's exit,
+//! or dockerd giving up without COMMAND):
+//! 1. `Main`: the shutdown signal goes to COMMAND's process group and SIGTERM to
+//!    dockerd; wait for both, up to `dockerd.stop_timeout`, then SIGKILL them.
+//! 2. `Remaining`: SIGTERM to every remaining descendant (so a grandchild that
+//!    traps TERM runs its trap), then wait until none is left, within the same
+//!    budget (at least [`MIN_REMAINING_GRACE`]).
 //! 3. `Killed`: SIGKILL to whatever is still there; reap; exit.
 //!
-//! The init exits only through [`Init::run`] returning; nothing in the loop ends
-//! the process, and every error is logged once and the loop goes on.
+//! The process exits only through [`Init::run`] returning; nothing in the loop
+//! ends it, and every error is logged once and the loop goes on.
 
-use std::ffi::OsString;
-use std::time::{Duration, Instant};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
+use crate::config::{format_duration, Config};
+use crate::control::{Answers, ControlServer, Interest};
+use crate::diagnose;
+use crate::dockerd::{self, Launch};
+use crate::output::{LineSplitter, Stream, Tail, MAX_LINE};
+use crate::readiness::{self, NotifySocket, Ping, PingOutcome, ReadyFile, SocketWatch};
 use crate::reaper::{self, ExitStatus};
 use crate::signals::{self, Disposition};
 use crate::spawn::{self, Child};
+use crate::status::{self, CgroupStatus, DockerdStatus, EnvironmentStatus, Status};
+use crate::supervisor::{Action, Event, Policy, State, Supervisor};
 
 /// Stage 2 gets at least this long after SIGTERM before SIGKILL, even when the stop
 /// budget is already spent (a trap needs a moment to run).
@@ -38,15 +53,31 @@ pub const MIN_REMAINING_GRACE: Duration = Duration::from_millis(500);
 /// anyway (a process in uninterruptible sleep cannot be reaped until it wakes).
 pub const AFTER_KILL_GRACE: Duration = Duration::from_secs(1);
 
-/// Settings of the run mode that the loop needs.
+/// A start-up ping that failed for a reason other than "nobody listens yet"
+/// (dockerd closed the connection, answered an error) is retried after this.
+pub const PING_RETRY: Duration = Duration::from_millis(100);
+
+/// How long a containerd left behind by a killed dockerd gets after SIGTERM.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the run mode needs, decided at boot.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Whether the init is PID 1 of its pid namespace (else a child subreaper).
     pub pid1: bool,
-    /// The budget of the whole stop (`dockerd.stop_timeout`).
-    pub stop_timeout: Duration,
+    pub config: Config,
     /// COMMAND and its arguments; empty when there is none.
     pub command: Vec<OsString>,
+    /// dockerd's command line.
+    pub launch: Launch,
+    /// Set when dockerd certainly cannot start (e.g. no devices cgroup).
+    pub blocked: Option<String>,
+    pub cgroup: CgroupStatus,
+    pub environment: EnvironmentStatus,
+    /// The init's own supervisor's NOTIFY_SOCKET, for sd_notify upward.
+    pub upstream_notify: Option<OsString>,
+    /// Where dockerd's NOTIFY_SOCKET is bound.
+    pub notify_path: PathBuf,
 }
 
 /// COMMAND's life.
@@ -54,8 +85,8 @@ pub struct Settings {
 enum Command {
     /// No COMMAND was given.
     None,
-    /// Not started yet.
-    Pending(Vec<OsString>),
+    /// Not started yet (waiting for dockerd).
+    Pending,
     Running(Child),
     /// It exited; the init's exit code follows from this.
     Exited(ExitStatus),
@@ -78,42 +109,177 @@ struct Shutdown {
     deadline: Instant,
 }
 
+/// dockerd's output pipes.
+#[derive(Debug)]
+struct Pipes {
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    out: LineSplitter,
+    err: LineSplitter,
+}
+
+/// A ping in flight and what it is for.
+#[derive(Debug)]
+struct InFlight {
+    ping: Ping,
+    /// A health ping (while ready) rather than the start-up one.
+    health: bool,
+}
+
+/// A restart held back until a leftover containerd is gone.
+#[derive(Debug, Clone)]
+struct HeldSpawn {
+    pids: Vec<i32>,
+    kill_at: Instant,
+    give_up_at: Instant,
+    killed: bool,
+}
+
+/// What the poll set's entries are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Signals,
+    Output(Stream),
+    Notify,
+    Watch,
+    Ping,
+    ControlUnix,
+    ControlTcp,
+    Conn(u64),
+}
+
+/// The fds of one poll(2) call and what each one is.
+#[derive(Default)]
+struct PollSet<'a> {
+    fds: Vec<PollFd<'a>>,
+    tokens: Vec<Token>,
+}
+
+impl<'a> PollSet<'a> {
+    fn add(&mut self, fd: BorrowedFd<'a>, flags: PollFlags, token: Token) {
+        self.fds.push(PollFd::from_borrowed_fd(fd, flags));
+        self.tokens.push(token);
+    }
+}
+
 /// The run mode's state.
 #[derive(Debug)]
 pub struct Init {
     settings: Settings,
     signals: SignalFd,
+    my_pid: i32,
+    command_argv: Vec<OsString>,
     command: Command,
+    /// When COMMAND starts anyway if dockerd is not ready (`ready_timeout`).
+    command_gate: Option<Instant>,
+    supervisor: Supervisor,
+    pipes: Option<Pipes>,
+    tail: Tail,
+    notify: Option<NotifySocket>,
+    watch: Option<SocketWatch>,
+    ping: Option<InFlight>,
+    /// When the next start-up ping attempt is due (after a failed one).
+    ping_retry: Option<Instant>,
+    /// When the next health ping is due.
+    next_health: Option<Instant>,
+    control: Option<ControlServer>,
+    ready_file: ReadyFile,
+    held_spawn: Option<HeldSpawn>,
     shutdown: Option<Shutdown>,
-    /// Whether the last reap found children still alive.
+    /// The state last acted on (logs, ready file, waits, sd_notify), by the
+    /// name status shows.
+    shown: (&'static str, Option<String>),
+    /// dockerd gave up and there is no COMMAND: exit 1.
+    gave_up: bool,
     children_left: bool,
-    /// Orphans reaped so far (not COMMAND).
     orphans_reaped: u64,
+    /// Lines of dockerd output cut at [`MAX_LINE`].
+    truncated_lines: u64,
 }
 
 impl Init {
-    /// Sets up the loop; `signals` must already be blocked and the fd open.
+    /// Sets up the loop: binds the notify socket, the socket watch, the status
+    /// socket. A failure of any of these is logged and the init runs without it.
     pub fn new(settings: Settings, signals: SignalFd) -> Self {
+        let now = Instant::now();
+        let cfg = &settings.config;
+        for dir in [
+            parent(&cfg.readiness.socket),
+            parent(&cfg.readiness.file),
+            parent(&cfg.dockerd.socket),
+            parent(&settings.notify_path),
+        ] {
+            if let Err(e) = fs::create_dir_all(dir) {
+                error!(dir = %dir.display(), error = %e, "could not create a directory");
+            }
+        }
+        let notify = NotifySocket::bind(&settings.notify_path)
+            .map_err(|e| {
+                warn!(path = %settings.notify_path.display(), error = %e,
+                    "could not bind dockerd's notify socket; readiness falls back to watching the API socket");
+            })
+            .ok();
+        let watch = SocketWatch::new(&cfg.dockerd.socket)
+            .map_err(|e| {
+                warn!(socket = %cfg.dockerd.socket.display(), error = %e,
+                    "could not watch for dockerd's API socket; readiness relies on sd_notify");
+            })
+            .ok();
+        let control = ControlServer::bind(
+            &cfg.readiness.socket,
+            cfg.readiness.socket_mode,
+            cfg.readiness.tcp,
+        )
+        .map_err(|e| {
+            error!(socket = %cfg.readiness.socket.display(), tcp = ?cfg.readiness.tcp, error = %e,
+                    "could not open the status socket; probe and status will not work");
+        })
+        .ok();
+        let mut ready_file = ReadyFile::new(cfg.readiness.file.clone());
+        if let Err(e) = ready_file.remove() {
+            warn!(path = %cfg.readiness.file.display(), error = %e, "could not remove an old ready file");
+        }
         let command = if settings.command.is_empty() {
             Command::None
         } else {
-            Command::Pending(settings.command.clone())
+            Command::Pending
         };
+        let supervisor = Supervisor::new(Policy::from_config(cfg), now);
         Init {
-            settings,
-            signals,
+            my_pid: std::process::id() as i32,
+            command_argv: settings.command.clone(),
             command,
+            command_gate: None,
+            supervisor,
+            pipes: None,
+            tail: Tail::new(cfg.dockerd.log_tail),
+            notify,
+            watch,
+            ping: None,
+            ping_retry: None,
+            next_health: None,
+            control,
+            ready_file,
+            held_spawn: None,
             shutdown: None,
+            shown: (State::Starting.as_str(), None),
+            gave_up: false,
             children_left: false,
             orphans_reaped: 0,
+            truncated_lines: 0,
+            signals,
+            settings,
         }
     }
 
     /// Runs until the shutdown is complete; returns the init's exit code.
     pub fn run(mut self) -> i32 {
-        self.start_command();
+        let now = Instant::now();
+        self.boot(now);
         loop {
             let now = Instant::now();
+            self.on_time(now);
+            self.sync_state(now);
             self.advance_shutdown(now);
             if matches!(
                 self.shutdown,
@@ -122,7 +288,7 @@ impl Init {
                     ..
                 })
             ) {
-                return self.exit_code();
+                return self.finish();
             }
             let timeout = self.next_deadline().map(|d| {
                 let left = d.saturating_duration_since(now);
@@ -131,55 +297,147 @@ impl Init {
                     tv_nsec: i64::from(left.subsec_nanos()),
                 }
             });
-            let mut fds = [PollFd::new(&self.signals, PollFlags::IN)];
-            match poll(&mut fds, timeout.as_ref()) {
-                Ok(_) => {}
+            let ready = match self.poll(timeout.as_ref()) {
+                Ok(ready) => ready,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     // EINVAL/ENOMEM cannot be fixed here; the deadlines still apply.
                     error!(error = %e, "poll failed");
                     continue;
                 }
+            };
+            let now = Instant::now();
+            for (token, flags) in ready {
+                self.dispatch(token, flags, now);
+                // Before the next fd: a client must never see a state that the
+                // ready file, the waits and sd_notify do not show yet.
+                self.sync_state(now);
             }
-            if fds[0].revents().contains(PollFlags::IN) {
+        }
+    }
+
+    /// The first start of dockerd and, when it need not wait, of COMMAND.
+    fn boot(&mut self, now: Instant) {
+        if let Some(reason) = self.settings.blocked.clone() {
+            error!(reason = %reason, "dockerd cannot start here; not starting it");
+            self.supervisor.handle(Event::Blocked(reason), now);
+        } else {
+            let actions = self.supervisor.start();
+            self.apply(actions, now);
+        }
+        if self.command == Command::Pending {
+            if self.settings.config.command.wait_for_ready {
+                self.command_gate = Some(now + self.settings.config.command.ready_timeout);
+            } else {
+                self.start_command(now);
+            }
+        }
+    }
+
+    /// Builds the poll set, polls, and returns what is ready.
+    fn poll(&self, timeout: Option<&Timespec>) -> rustix::io::Result<Vec<(Token, PollFlags)>> {
+        let mut set = PollSet::default();
+        let mut add = |fd, flags, token| set.add(fd, flags, token);
+        add(self.signals.as_fd(), PollFlags::IN, Token::Signals);
+        if let Some(p) = &self.pipes {
+            if let Some(fd) = &p.stdout {
+                add(fd.as_fd(), PollFlags::IN, Token::Output(Stream::Stdout));
+            }
+            if let Some(fd) = &p.stderr {
+                add(fd.as_fd(), PollFlags::IN, Token::Output(Stream::Stderr));
+            }
+        }
+        if let Some(n) = &self.notify {
+            add(n.as_fd(), PollFlags::IN, Token::Notify);
+        }
+        if let Some(w) = &self.watch {
+            add(w.as_fd(), PollFlags::IN, Token::Watch);
+        }
+        if let Some(p) = &self.ping {
+            add(p.ping.as_fd(), PollFlags::IN, Token::Ping);
+        }
+        if let Some(c) = &self.control {
+            add(c.unix_fd(), PollFlags::IN, Token::ControlUnix);
+            if let Some(fd) = c.tcp_fd() {
+                add(fd, PollFlags::IN, Token::ControlTcp);
+            }
+            for (id, fd, interest) in c.connections() {
+                let flags = match interest {
+                    Interest::Read => PollFlags::IN,
+                    Interest::Write => PollFlags::OUT,
+                    // POLLHUP and POLLERR are always reported.
+                    Interest::Hangup => PollFlags::empty(),
+                };
+                add(fd, flags, Token::Conn(id));
+            }
+        }
+        let PollSet { mut fds, tokens } = set;
+        poll(&mut fds, timeout)?;
+        Ok(fds
+            .iter()
+            .zip(tokens)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(fd, token)| (token, fd.revents()))
+            .collect())
+    }
+
+    fn dispatch(&mut self, token: Token, flags: PollFlags, now: Instant) {
+        match token {
+            Token::Signals => {
                 for signo in signals::drain(&self.signals) {
-                    self.on_signal(signo);
+                    self.on_signal(signo, now);
                 }
             }
+            Token::Output(stream) => self.read_output(stream),
+            Token::Notify => self.on_notify(now),
+            Token::Watch => {
+                if self.watch.as_ref().is_some_and(SocketWatch::fired) {
+                    debug!("dockerd's API socket appeared");
+                    self.start_startup_ping(now);
+                }
+            }
+            Token::Ping => self.on_ping(now),
+            Token::ControlUnix | Token::ControlTcp => {
+                if let Some(c) = self.control.as_mut() {
+                    c.accept(token == Token::ControlTcp, now);
+                }
+            }
+            Token::Conn(id) => {
+                let hangup = flags.intersects(PollFlags::HUP | PollFlags::ERR);
+                let mut control = self.control.take();
+                if let Some(c) = control.as_mut() {
+                    c.on_event(id, hangup, &*self, now);
+                }
+                self.control = control;
+            }
         }
     }
 
-    fn start_command(&mut self) {
-        let Command::Pending(argv) = &self.command else {
-            return;
-        };
-        match spawn::spawn_command(argv) {
-            Ok(child) => {
-                info!(pid = child.pid, command = ?argv, "started COMMAND");
-                self.command = Command::Running(child);
-            }
-            Err(e) => {
-                error!(error = %e, "COMMAND did not start; stopping");
-                self.command = Command::SpawnFailed(e.exit_code());
-                self.begin_shutdown(Instant::now());
-            }
-        }
-    }
+    // ----- signals and reaping -----
 
-    fn on_signal(&mut self, signo: i32) {
+    fn on_signal(&mut self, signo: i32, now: Instant) {
         let Some((sig, disposition)) = signals::disposition(signo) else {
             debug!(signal = %signals::name(signo), "ignoring unexpected signal");
             return;
         };
         match disposition {
-            Disposition::Reap => self.reap(),
+            Disposition::Reap => self.reap(now),
             Disposition::Shutdown => {
                 info!(signal = sig.as_str(), "shutdown requested");
                 self.signal_command(sig);
-                self.begin_shutdown(Instant::now());
+                self.begin_shutdown(now);
             }
-            // No dockerd yet in this loop: SIGHUP goes to COMMAND.
-            Disposition::Reload | Disposition::Forward => {
+            Disposition::Reload => match self.supervisor.pid() {
+                Some(pid) => {
+                    info!(
+                        pid,
+                        "passing SIGHUP to dockerd (it reloads its configuration)"
+                    );
+                    signal_pid(pid, Signal::SIGHUP);
+                }
+                None => self.signal_command(sig),
+            },
+            Disposition::Forward => {
                 debug!(signal = sig.as_str(), "forwarding signal to COMMAND");
                 self.signal_command(sig);
             }
@@ -196,37 +454,522 @@ impl Init {
         }
     }
 
-    fn reap(&mut self) {
+    fn reap(&mut self, now: Instant) {
         let reaped = reaper::reap_all();
         self.children_left = reaped.children_left;
         for (pid, status) in reaped.exits {
-            match self.command {
-                Command::Running(child) if child.pid == pid => {
-                    info!(pid, status = %status, "COMMAND exited");
-                    self.command = Command::Exited(status);
-                    self.begin_shutdown(Instant::now());
-                }
-                _ => {
-                    self.orphans_reaped += 1;
-                    debug!(pid, status = %status, "reaped");
+            if matches!(self.command, Command::Running(c) if c.pid == pid) {
+                info!(pid, status = %status, "COMMAND exited");
+                self.command = Command::Exited(status);
+                self.begin_shutdown(now);
+            } else if self.supervisor.pid() == Some(pid) {
+                self.on_dockerd_exit(status, now);
+            } else {
+                self.orphans_reaped += 1;
+                debug!(pid, status = %status, "reaped");
+                if let Some(held) = self.held_spawn.as_mut() {
+                    held.pids.retain(|p| *p != pid);
                 }
             }
         }
     }
 
-    fn begin_shutdown(&mut self, now: Instant) {
-        if self.shutdown.is_none() {
-            self.shutdown = Some(Shutdown {
-                started: now,
-                stage: Stage::Main,
-                deadline: now + self.settings.stop_timeout,
-            });
+    // ----- dockerd -----
+
+    fn apply(&mut self, actions: Vec<Action>, now: Instant) {
+        for action in actions {
+            match action {
+                Action::Spawn => self.spawn_dockerd(now),
+                Action::Signal(sig) => {
+                    if let Some(pid) = self.supervisor.pid() {
+                        info!(pid, signal = sig.as_str(), "signalling dockerd");
+                        signal_pid(pid, sig);
+                    }
+                }
+            }
         }
     }
 
-    /// Whether a main process (COMMAND; later dockerd) is still running.
+    /// Spawns dockerd, unless a containerd left by a killed dockerd must go first.
+    fn spawn_dockerd(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if self.held_spawn.is_none() {
+            let leftovers = dockerd::leftover_containerd(self.my_pid);
+            if !leftovers.is_empty() {
+                warn!(pids = ?leftovers, "a containerd left by the previous dockerd is still running; stopping it first");
+                for pid in &leftovers {
+                    signal_pid(*pid, Signal::SIGTERM);
+                }
+                self.held_spawn = Some(HeldSpawn {
+                    pids: leftovers,
+                    kill_at: now + LEFTOVER_GRACE,
+                    give_up_at: now + LEFTOVER_GRACE + AFTER_KILL_GRACE,
+                    killed: false,
+                });
+                return;
+            }
+        }
+        self.held_spawn = None;
+        dockerd::clean_stale_state(&self.settings.launch);
+        self.tail.clear();
+        match dockerd::spawn(&self.settings.launch) {
+            Ok(started) => {
+                info!(pid = started.pid, program = %self.settings.launch.program,
+                    args = ?self.settings.launch.args, "started dockerd");
+                self.pipes = Some(Pipes {
+                    stdout: Some(started.stdout),
+                    stderr: Some(started.stderr),
+                    out: LineSplitter::new(MAX_LINE),
+                    err: LineSplitter::new(MAX_LINE),
+                });
+                self.ping = None;
+                self.ping_retry = None;
+                self.supervisor
+                    .handle(Event::Spawned { pid: started.pid }, now);
+                self.start_startup_ping(now);
+            }
+            Err(f) => {
+                error!(reason = %f.reason, "could not start dockerd");
+                let actions = self.supervisor.handle(
+                    Event::SpawnFailed {
+                        reason: f.reason,
+                        permanent: f.permanent,
+                    },
+                    now,
+                );
+                self.apply(actions, now);
+            }
+        }
+    }
+
+    fn on_dockerd_exit(&mut self, status: ExitStatus, now: Instant) {
+        // Its last words are in the pipes already: read them before judging.
+        self.read_output(Stream::Stdout);
+        self.read_output(Stream::Stderr);
+        let stderr_tail = self.tail.stderr_lines(20);
+        let diagnosis = diagnose::diagnose(&stderr_tail).map(|d| d.reason);
+        let was_stopping = matches!(self.supervisor.state(), State::Stopping | State::Stopped);
+        if was_stopping {
+            info!(status = %status, "dockerd exited");
+        } else {
+            error!(status = %status, diagnosis = ?diagnosis, stderr_tail = ?stderr_tail, "dockerd exited");
+        }
+        self.ping = None;
+        self.ping_retry = None;
+        self.next_health = None;
+        let actions = self
+            .supervisor
+            .handle(Event::Exited { status, diagnosis }, now);
+        self.apply(actions, now);
+    }
+
+    /// Reads what dockerd wrote on `stream` and logs it line by line.
+    fn read_output(&mut self, stream: Stream) {
+        let Some(pipes) = self.pipes.as_mut() else {
+            return;
+        };
+        let (slot, splitter) = match stream {
+            Stream::Stdout => (&mut pipes.stdout, &mut pipes.out),
+            Stream::Stderr => (&mut pipes.stderr, &mut pipes.err),
+        };
+        let Some(fd) = slot.as_ref() else {
+            return;
+        };
+        let mut buf = [0u8; 8192];
+        let mut lines = Vec::new();
+        let mut eof = false;
+        loop {
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => lines.extend(splitter.feed(buf.get(..n).unwrap_or(&[]))),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break, // EAGAIN: drained for now
+            }
+            if lines.len() > 1024 {
+                break; // let the loop turn; the rest is read on the next one
+            }
+        }
+        if eof {
+            lines.extend(splitter.finish());
+            *slot = None;
+        }
+        let truncated = splitter.truncated();
+        if truncated > self.truncated_lines {
+            debug!(truncated, "dockerd output lines cut at {MAX_LINE} bytes");
+            self.truncated_lines = truncated;
+        }
+        for line in lines {
+            info!(target: "dockerd", stream = stream.as_str(), "{line}");
+            self.tail.push(stream, line);
+        }
+    }
+
+    // ----- readiness -----
+
+    fn on_notify(&mut self, now: Instant) {
+        let Some(n) = &self.notify else {
+            return;
+        };
+        for msg in n.receive() {
+            let from_dockerd = match (msg.pid, self.supervisor.pid()) {
+                (Some(sender), Some(d)) => sender == d,
+                (None, Some(_)) => true, // no credentials: trust the socket's path
+                (_, None) => false,
+            };
+            if !from_dockerd {
+                debug!(sender = ?msg.pid, "ignoring a notify message not from dockerd");
+                continue;
+            }
+            if let Some(text) = &msg.status {
+                debug!(status = %text, "dockerd status");
+            }
+            if msg.stopping {
+                info!("dockerd says it is stopping");
+            }
+            if msg.ready {
+                debug!("dockerd sent READY=1; confirming with /_ping");
+                self.start_startup_ping(now);
+            }
+        }
+    }
+
+    /// Starts the start-up ping, unless one is in flight or dockerd is not starting.
+    fn start_startup_ping(&mut self, now: Instant) {
+        if self.supervisor.state() != State::Starting
+            || self.supervisor.pid().is_none()
+            || self.ping.is_some()
+        {
+            return;
+        }
+        self.ping_retry = None;
+        match Ping::start(&self.settings.config.dockerd.socket, now, None) {
+            Ok(ping) => {
+                self.ping = Some(InFlight {
+                    ping,
+                    health: false,
+                })
+            }
+            // Nobody listens yet: the socket watch or READY=1 will wake us.
+            Err(PingOutcome::NoListener(why)) => {
+                debug!(why = %why, "dockerd's socket is not listening yet")
+            }
+            Err(other) => {
+                debug!(outcome = ?other, "start-up ping failed; retrying");
+                self.ping_retry = Some(now + PING_RETRY);
+            }
+        }
+    }
+
+    fn on_ping(&mut self, now: Instant) {
+        let Some(flight) = self.ping.as_mut() else {
+            return;
+        };
+        let Some(outcome) = flight.ping.on_readable() else {
+            return;
+        };
+        let health = flight.health;
+        let took = now.saturating_duration_since(flight.ping.started);
+        self.ping = None;
+        self.ping_done(outcome, health, took, now);
+    }
+
+    fn ping_done(&mut self, outcome: PingOutcome, health: bool, took: Duration, now: Instant) {
+        if health {
+            self.next_health = self.health_interval().map(|i| now + i);
+            let event = if outcome == PingOutcome::Ok {
+                Event::PingOk
+            } else {
+                warn!(outcome = ?outcome, "health ping failed");
+                Event::PingFailed
+            };
+            let actions = self.supervisor.handle(event, now);
+            self.apply(actions, now);
+        } else if outcome == PingOutcome::Ok {
+            info!(
+                waited_ms = took.as_millis() as u64,
+                "dockerd answered /_ping"
+            );
+            let actions = self.supervisor.handle(Event::Ready, now);
+            self.apply(actions, now);
+        } else {
+            debug!(outcome = ?outcome, "start-up ping failed; retrying");
+            self.ping_retry = Some(now + PING_RETRY);
+        }
+    }
+
+    fn health_interval(&self) -> Option<Duration> {
+        let i = self.settings.config.readiness.interval;
+        (!i.is_zero()).then_some(i)
+    }
+
+    // ----- COMMAND -----
+
+    fn start_command(&mut self, now: Instant) {
+        if self.command != Command::Pending || self.shutdown.is_some() {
+            return;
+        }
+        self.command_gate = None;
+        match spawn::spawn_command(&self.command_argv) {
+            Ok(child) => {
+                info!(pid = child.pid, command = ?self.command_argv, "started COMMAND");
+                self.command = Command::Running(child);
+            }
+            Err(e) => {
+                error!(error = %e, "COMMAND did not start; stopping");
+                self.command = Command::SpawnFailed(e.exit_code());
+                self.begin_shutdown(now);
+            }
+        }
+    }
+
+    // ----- time -----
+
+    /// Handles every deadline that has passed.
+    fn on_time(&mut self, now: Instant) {
+        if self.supervisor.deadline().is_some_and(|d| d <= now) {
+            let actions = self.supervisor.handle(Event::Deadline, now);
+            self.apply(actions, now);
+        }
+        if let Some(mut held) = self.held_spawn.clone() {
+            held.pids
+                .retain(|p| dockerd::leftover_containerd(self.my_pid).contains(p));
+            if held.pids.is_empty() || now >= held.give_up_at {
+                if !held.pids.is_empty() {
+                    warn!(pids = ?held.pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
+                }
+                self.held_spawn = Some(HeldSpawn {
+                    pids: Vec::new(),
+                    ..held
+                });
+                self.spawn_dockerd(now);
+            } else if now >= held.kill_at && !held.killed {
+                for pid in &held.pids {
+                    signal_pid(*pid, Signal::SIGKILL);
+                }
+                held.killed = true;
+                self.held_spawn = Some(held);
+            } else {
+                self.held_spawn = Some(held);
+            }
+        }
+        if self.ping_retry.is_some_and(|d| d <= now) {
+            self.ping_retry = None;
+            self.start_startup_ping(now);
+        }
+        if let Some(flight) = &self.ping {
+            if flight.ping.deadline.is_some_and(|d| d <= now) {
+                let health = flight.health;
+                let took = now.saturating_duration_since(flight.ping.started);
+                self.ping = None;
+                let why = format!("no answer within {}", format_duration(took));
+                self.ping_done(PingOutcome::Failed(why), health, took, now);
+            }
+        }
+        if self.ping.is_none() && self.next_health.is_some_and(|d| d <= now) {
+            self.next_health = None;
+            let timeout = Some(self.settings.config.readiness.timeout);
+            match Ping::start(&self.settings.config.dockerd.socket, now, timeout) {
+                Ok(ping) => self.ping = Some(InFlight { ping, health: true }),
+                Err(outcome) => self.ping_done(outcome, true, Duration::ZERO, now),
+            }
+        }
+        if self.command == Command::Pending && self.command_gate.is_some_and(|d| d <= now) {
+            warn!(
+                ready_timeout = %format_duration(self.settings.config.command.ready_timeout),
+                "dockerd is not ready yet; starting COMMAND anyway"
+            );
+            self.start_command(now);
+        }
+        if self
+            .control
+            .as_ref()
+            .and_then(ControlServer::deadline)
+            .is_some_and(|d| d <= now)
+        {
+            let mut control = self.control.take();
+            if let Some(c) = control.as_mut() {
+                c.on_deadlines(&*self, now);
+            }
+            self.control = control;
+        }
+    }
+
+    /// The nearest deadline of anything.
+    fn next_deadline(&self) -> Option<Instant> {
+        let shutdown = match self.shutdown {
+            Some(sd) if sd.stage != Stage::Done => Some(sd.deadline),
+            _ => None,
+        };
+        let held = self
+            .held_spawn
+            .as_ref()
+            .map(|h| if h.killed { h.give_up_at } else { h.kill_at });
+        // Leftover containerd: its exit is not ours to reap (it may not be our
+        // child), so look again every 50 ms while one is pending.
+        let held_check = self
+            .held_spawn
+            .as_ref()
+            .map(|_| Instant::now() + Duration::from_millis(50));
+        [
+            shutdown,
+            self.supervisor.deadline(),
+            held,
+            held_check,
+            self.ping_retry,
+            self.ping.as_ref().and_then(|p| p.ping.deadline),
+            if self.ping.is_none() {
+                self.next_health
+            } else {
+                None
+            },
+            if self.command == Command::Pending {
+                self.command_gate
+            } else {
+                None
+            },
+            self.control.as_ref().and_then(ControlServer::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- state -----
+
+    /// Acts on a change of dockerd's state: log it, the ready file, parked
+    /// `wait`s, sd_notify upward, COMMAND's gate, giving up without COMMAND.
+    fn sync_state(&mut self, now: Instant) {
+        let state = self.supervisor.state();
+        let reason = self.supervisor.reason().map(str::to_owned);
+        if (state.as_str(), reason.as_deref()) == (self.shown.0, self.shown.1.as_deref()) {
+            return;
+        }
+        let was_ready = self.shown.0 == State::Ready.as_str();
+        self.shown = (state.as_str(), reason.clone());
+        match state {
+            State::Failed => error!(state = state.as_str(), reason = ?reason, "dockerd state"),
+            State::Unhealthy | State::Restarting => {
+                warn!(state = state.as_str(), reason = ?reason, "dockerd state")
+            }
+            _ => info!(state = state.as_str(), reason = ?reason, "dockerd state"),
+        }
+        if state == State::Ready {
+            let json = self.status(false).to_json();
+            if let Err(e) = self.ready_file.write(&json) {
+                error!(path = %self.ready_file.path().display(), error = %e, "could not write the ready file");
+            }
+            let mut control = self.control.take();
+            if let Some(c) = control.as_mut() {
+                c.release_waits(&*self, now);
+            }
+            self.control = control;
+            if !was_ready {
+                self.upward("READY=1");
+            }
+            self.next_health = self.health_interval().map(|i| now + i);
+            self.start_command(now);
+        } else {
+            if let Err(e) = self.ready_file.remove() {
+                error!(path = %self.ready_file.path().display(), error = %e, "could not remove the ready file");
+            }
+            if state != State::Unhealthy {
+                self.next_health = None;
+            }
+        }
+        let status_line = match &reason {
+            Some(r) => format!("STATUS=dockerd {}: {r}", state.as_str()),
+            None => format!("STATUS=dockerd {}", state.as_str()),
+        };
+        self.upward(&status_line);
+        if state == State::Failed {
+            match self.command {
+                Command::Pending => {
+                    warn!("dockerd failed; starting COMMAND anyway");
+                    self.start_command(now);
+                }
+                Command::None => {
+                    error!("dockerd gave up and there is no COMMAND; exiting 1 so the container is restarted");
+                    self.gave_up = true;
+                    self.begin_shutdown(now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET.
+    fn upward(&self, message: &str) {
+        if let Some(target) = &self.settings.upstream_notify {
+            if let Err(e) = readiness::sd_notify(target, message) {
+                debug!(error = %e, message, "sd_notify upward failed");
+            }
+        }
+    }
+
+    /// The status document.
+    pub fn status(&self, with_tail: bool) -> Status {
+        let now = Instant::now();
+        let (state, reason, since) = if self.shutdown.is_some() {
+            (
+                "stopping".to_owned(),
+                None,
+                self.shutdown.map_or(now, |s| s.started),
+            )
+        } else {
+            (
+                self.supervisor.state().as_str().to_owned(),
+                self.supervisor.reason().map(str::to_owned),
+                self.supervisor.since(),
+            )
+        };
+        Status {
+            state,
+            reason,
+            since: status::rfc3339(since, now, SystemTime::now()),
+            dockerd: DockerdStatus {
+                pid: self.supervisor.pid(),
+                restarts: self.supervisor.restarts(),
+                last_exit: self.supervisor.last_exit().map(Into::into),
+            },
+            cgroup: self.settings.cgroup.clone(),
+            environment: self.settings.environment.clone(),
+            log_tail: with_tail.then(|| {
+                self.tail
+                    .lines()
+                    .map(|l| format!("{}: {}", l.stream.as_str(), l.text))
+                    .collect()
+            }),
+        }
+    }
+
+    // ----- shutdown -----
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.shutdown = Some(Shutdown {
+            started: now,
+            stage: Stage::Main,
+            deadline: now + self.settings.config.dockerd.stop_timeout,
+        });
+        self.upward("STOPPING=1");
+        if let Err(e) = self.ready_file.remove() {
+            error!(error = %e, "could not remove the ready file");
+        }
+        self.held_spawn = None;
+        let actions = self.supervisor.handle(Event::StopRequested, now);
+        self.apply(actions, now);
+    }
+
+    /// Whether a main process (COMMAND or dockerd) is still running.
     fn main_running(&self) -> bool {
-        matches!(self.command, Command::Running(_))
+        matches!(self.command, Command::Running(_)) || self.supervisor.pid().is_some()
     }
 
     /// Moves the shutdown through its stages as far as it can go right now.
@@ -234,24 +977,25 @@ impl Init {
         let Some(mut sd) = self.shutdown else {
             return;
         };
+        let stop_timeout = self.settings.config.dockerd.stop_timeout;
         loop {
             let before = sd.stage;
             match sd.stage {
                 Stage::Main => {
                     if self.main_running() && now >= sd.deadline {
-                        warn!(
-                            timeout = ?self.settings.stop_timeout,
-                            "COMMAND still running after the stop timeout; sending SIGKILL"
-                        );
+                        warn!(timeout = %format_duration(stop_timeout),
+                            "still running after the stop timeout; sending SIGKILL");
                         self.signal_command(Signal::SIGKILL);
+                        if let Some(pid) = self.supervisor.pid() {
+                            signal_pid(pid, Signal::SIGKILL);
+                        }
                     }
                     if !self.main_running() || now >= sd.deadline {
                         sd.stage = Stage::Remaining;
-                        sd.deadline = (sd.started + self.settings.stop_timeout)
-                            .max(now + MIN_REMAINING_GRACE);
+                        sd.deadline = (sd.started + stop_timeout).max(now + MIN_REMAINING_GRACE);
                         let n = reaper::signal_remaining(Signal::SIGTERM, self.settings.pid1);
                         debug!(signalled = n, "sent SIGTERM to the remaining processes");
-                        self.reap();
+                        self.reap(now);
                     }
                 }
                 Stage::Remaining => {
@@ -265,7 +1009,7 @@ impl Init {
                         );
                         sd.stage = Stage::Killed;
                         sd.deadline = now + AFTER_KILL_GRACE;
-                        self.reap();
+                        self.reap(now);
                     }
                 }
                 Stage::Killed => {
@@ -285,23 +1029,66 @@ impl Init {
         self.shutdown = Some(sd);
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        match self.shutdown {
-            Some(sd) if sd.stage != Stage::Done => Some(sd.deadline),
-            _ => None,
+    /// Cleans up and returns the init's exit code (SPEC §9).
+    fn finish(&mut self) -> i32 {
+        let _ = self.ready_file.remove();
+        if let Some(c) = &self.control {
+            c.remove();
         }
-    }
-
-    /// The init's exit code (SPEC §9).
-    fn exit_code(&self) -> i32 {
+        if let Some(n) = &self.notify {
+            n.remove();
+        }
         let code = match self.command {
             Command::Exited(status) => status.as_exit_code(),
             Command::SpawnFailed(code) => code,
             // Killed before its exit was seen: report like a shell would.
             Command::Running(_) => 128 + Signal::SIGKILL as i32,
-            Command::None | Command::Pending(_) => 0,
+            Command::None | Command::Pending => i32::from(self.gave_up),
         };
         info!(code, orphans_reaped = self.orphans_reaped, "exiting");
         code
+    }
+}
+
+impl Answers for Init {
+    fn is_ready(&self) -> bool {
+        self.shutdown.is_none() && self.supervisor.state() == State::Ready
+    }
+
+    fn status_json(&self) -> String {
+        self.status(true).to_json()
+    }
+
+    fn not_ready_text(&self) -> String {
+        let s = self.status(false);
+        match s.reason {
+            Some(r) => format!("{}: {r}", s.state),
+            None => s.state,
+        }
+    }
+}
+
+/// Sends `sig` to one process; ESRCH (already gone) is fine.
+fn signal_pid(pid: i32, sig: Signal) {
+    if let Err(e) = kill(Pid::from_raw(pid), sig) {
+        debug!(pid, signal = sig.as_str(), error = %e, "could not signal");
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("/"))
+}
+
+/// Where dockerd's NOTIFY_SOCKET goes: beside the status socket.
+pub fn notify_path(cfg: &Config) -> PathBuf {
+    parent(&cfg.readiness.socket).join("notify.sock")
+}
+
+/// The init's own NOTIFY_SOCKET, when sd_notify upward is on.
+pub fn upstream_notify(cfg: &Config, env: Option<&OsStr>) -> Option<OsString> {
+    use crate::config::SdNotify;
+    match cfg.readiness.sd_notify {
+        SdNotify::Off => None,
+        SdNotify::Auto => env.filter(|v| !v.is_empty()).map(OsStr::to_owned),
     }
 }

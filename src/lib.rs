@@ -3,10 +3,13 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod diagnose;
 pub mod dockerd;
 pub mod error;
 pub mod event_loop;
 pub mod log;
+pub mod output;
+pub mod probe;
 pub mod readiness;
 pub mod reaper;
 pub mod signals;

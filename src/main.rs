@@ -7,15 +7,15 @@
 //! process here with their exit code; once the loop runs, nothing ends it but the
 //! shutdown sequence.
 
-use std::ffi::OsString;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::PathBuf;
 
 use dind_init::cli::{self, Invocation, RunArgs};
 use dind_init::config::{self, Config};
 use dind_init::error::Error;
-use dind_init::event_loop::{Init, Settings};
-use dind_init::{log, signals};
+use dind_init::event_loop::{self, Init, Settings};
+use dind_init::status::{CgroupStatus, EnvironmentStatus};
+use dind_init::{dockerd, log, probe, signals};
 use tracing::{info, warn};
 
 fn main() {
@@ -42,11 +42,26 @@ fn dispatch(invocation: Invocation) -> i32 {
         }
         Invocation::Run(args) => run(args),
         Invocation::Check { config } => check(config),
-        Invocation::Probe { .. } | Invocation::Status { .. } => {
-            log::print_stderr(
-                "dind-init: probe and status need the status socket, which this build does not serve yet",
-            );
-            1
+        Invocation::Probe { socket, wait } => {
+            let socket = socket.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_SOCKET));
+            let (code, message) = probe::probe(&socket, wait);
+            if let Some(m) = message {
+                log::print_stderr(&format!("dind-init probe: {m}"));
+            }
+            code
+        }
+        Invocation::Status { socket, json } => {
+            let socket = socket.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_SOCKET));
+            match probe::status(&socket, json) {
+                Ok(text) => {
+                    log::print_stdout(&text);
+                    0
+                }
+                Err(e) => {
+                    log::print_stderr(&format!("dind-init status: {e}"));
+                    1
+                }
+            }
         }
     }
 }
@@ -103,7 +118,7 @@ fn run(args: RunArgs) -> i32 {
         log::print_stderr(&format!("dind-init: {e}"));
         return e.exit_code();
     }
-    let (cfg, source) = match load_config(args.config) {
+    let (cfg, source) = match load_config(args.config.clone()) {
         Ok(loaded) => loaded,
         Err(e) => {
             log::print_stderr(&format!("dind-init: {e}"));
@@ -113,7 +128,7 @@ fn run(args: RunArgs) -> i32 {
     if let Some(warning) = log::init(&cfg.log) {
         warn!("{warning}");
     }
-    match boot(&cfg, args.command, &source) {
+    match boot(&cfg, args, &source) {
         Ok(init) => init.run(),
         Err(e) => {
             tracing::error!(error = %e, "boot failed");
@@ -124,7 +139,7 @@ fn run(args: RunArgs) -> i32 {
 
 /// Everything between a valid config and the event loop. Errors here may still
 /// end the process (nothing has been started yet).
-fn boot(cfg: &Config, command: Vec<OsString>, source: &config::Source) -> Result<Init, Error> {
+fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Error> {
     let pid1 = rustix::process::getpid().is_init();
     if !pid1 {
         // Orphans of COMMAND are re-parented to us instead of to the real PID 1.
@@ -139,11 +154,29 @@ fn boot(cfg: &Config, command: Vec<OsString>, source: &config::Source) -> Result
         "dind-init starting{}",
         if pid1 { "" } else { " as a child subreaper (not PID 1)" }
     );
+    let notify_path = event_loop::notify_path(cfg);
+    let upstream_notify =
+        event_loop::upstream_notify(cfg, std::env::var_os("NOTIFY_SOCKET").as_deref());
+    let gvisor = false;
+    let launch = dockerd::launch(cfg, gvisor, &[], &args.dockerd_args, &notify_path);
     Ok(Init::new(
         Settings {
             pid1,
-            stop_timeout: cfg.dockerd.stop_timeout,
-            command,
+            config: cfg.clone(),
+            command: args.command,
+            launch,
+            blocked: None,
+            cgroup: CgroupStatus {
+                mode: "off".to_owned(),
+                ..CgroupStatus::default()
+            },
+            environment: EnvironmentStatus {
+                gvisor,
+                cgroup: String::new(),
+                pid1,
+            },
+            upstream_notify,
+            notify_path,
         },
         signals,
     ))

@@ -113,14 +113,13 @@ fn forwarded_signals_reach_command() {
         Signal::SIGTSTP,
         Signal::SIGTTIN,
         Signal::SIGTTOU,
-        Signal::SIGHUP,
     ];
     let mut init = Launch::new(&dir)
         .args(&[
             "--",
             FAKE,
             &format!("--fake-report={}", s(&report_path)),
-            "--fake-trap=USR1,USR2,WINCH,CONT,TSTP,TTIN,TTOU,HUP",
+            "--fake-trap=USR1,USR2,WINCH,CONT,TSTP,TTIN,TTOU",
             "--fake-sleep-ms=600000",
         ])
         .start();
@@ -177,7 +176,8 @@ fn command_gets_the_terminal() {
     let report_path = dir.join("report");
     // script(1) runs the init on a new pseudo-terminal that is its controlling tty.
     let inner = format!(
-        "unshare --pid --fork --mount --mount-proc {INIT} -- {FAKE} --fake-report={}",
+        "unshare --pid --fork --mount --mount-proc {INIT} --config {} -- {FAKE} --fake-report={}",
+        s(&base_config(&dir)),
         s(&report_path)
     );
     let out = Command::new("script")
@@ -242,7 +242,11 @@ fn command_ignoring_sigterm_is_killed_after_the_grace() {
     }
     let dir = TempDir::new("ignore");
     let report_path = dir.join("report");
-    let config = dir.config("[dockerd]\nstop_timeout = \"1s\"\n");
+    let config = TestConfig {
+        dockerd: "stop_timeout = \"1s\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
     let mut init = Launch::new(&dir)
         .args(&[
             "--config",
@@ -335,6 +339,7 @@ fn bad_configs_exit_2_and_start_nothing() {
         init.describe()
     );
     let mut init = Launch::new(&dir)
+        .without_config()
         .env("DIND_INIT_CONFIG", s(&missing))
         .args(&cmd)
         .start();
@@ -388,8 +393,10 @@ fn reaps_orphans_as_a_subreaper_when_not_pid1() {
     let report_path = dir.join("report");
     let stderr_path = dir.join("init.stderr");
     // A small shell is PID 1 and does not reap; the init is its child.
+    let config = base_config(&dir);
     let script = format!(
-        "{INIT} -- {FAKE} --fake-report={} --fake-orphans=2000 --fake-wait-no-zombies=30 2>{}; echo \"init=$?\"",
+        "{INIT} --config {} -- {FAKE} --fake-report={} --fake-orphans=2000 --fake-wait-no-zombies=30 2>{}; echo \"init=$?\"",
+        s(&config),
         s(&report_path),
         s(&stderr_path)
     );
@@ -432,12 +439,13 @@ fn subreaper_shutdown_spares_processes_that_are_not_descendants() {
     let stderr_path = dir.join("init.stderr");
     let script = format!(
         "{FAKE} --fake-report={r} --fake-trap=TERM --fake-sleep-ms=3000 & \
-         {INIT} -- {FAKE} --fake-report={ir} --fake-sleep-ms=600000 2>{e} & init=$!; \
+         {INIT} --config {c} -- {FAKE} --fake-report={ir} --fake-sleep-ms=600000 2>{e} & init=$!; \
          while [ ! -s {ir} ]; do sleep 0.05; done; \
          kill -TERM $init; wait $init; echo \"init=$?\"; wait",
         r = s(&report_path),
         ir = s(&inner_report),
         e = s(&stderr_path),
+        c = s(&base_config(&dir)),
     );
     let out = Command::new("unshare")
         .args([
@@ -471,8 +479,10 @@ fn runs_with_stdout_and_stderr_closed() {
     if !require_root("runs_with_stdout_and_stderr_closed") {
         return;
     }
+    let dir = TempDir::new("closed");
     let script = format!(
-        "exec unshare --pid --fork --mount --mount-proc {INIT} -- {FAKE} --fake-print-lines=50 --fake-orphans=100 --fake-exit-code=7 >&- 2>&-"
+        "exec unshare --pid --fork --mount --mount-proc {INIT} --config {} -- {FAKE} --fake-print-lines=50 --fake-orphans=100 --fake-exit-code=7 >&- 2>&-",
+        s(&base_config(&dir))
     );
     let out = Command::new("sh")
         .args(["-c", &script])
@@ -488,7 +498,11 @@ fn a_full_stderr_never_blocks_the_init() {
         return;
     }
     let dir = TempDir::new("fullerr");
-    let config = dir.config("[log]\nlevel = \"debug\"\n");
+    let config = TestConfig {
+        other: "[log]\nlevel = \"debug\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
     // A pipe whose read end stays open but is never read: after 64 KiB it is full.
     let (read_end, write_end) = nix::unistd::pipe().unwrap();
     let mut child = Command::new("unshare")

@@ -74,6 +74,70 @@ impl Drop for TempDir {
     }
 }
 
+/// A config for the init under test that keeps everything inside its dir: the
+/// fake dockerd, its socket, pid file, exec root and report (`dockerd.report`), the
+/// ready file (`ready`) and the status socket (`init.sock`).
+pub struct TestConfig {
+    /// The fake dockerd's switches; by default it is ready at once (NOTIFY_SOCKET
+    /// and /_ping).
+    pub fake_args: Vec<String>,
+    /// Extra lines of the `[dockerd]` table.
+    pub dockerd: String,
+    /// Extra lines of the `[readiness]` table.
+    pub readiness: String,
+    /// Other tables.
+    pub other: String,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        TestConfig {
+            fake_args: vec!["--fake-ready-after-ms=0".to_owned()],
+            dockerd: String::new(),
+            readiness: String::new(),
+            other: String::new(),
+        }
+    }
+}
+
+impl TestConfig {
+    pub fn fake(args: &[&str]) -> Self {
+        TestConfig {
+            fake_args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn text(&self, dir: &TempDir) -> String {
+        let d = dir.path().display();
+        let mut args = vec![
+            format!("--pidfile={d}/docker.pid"),
+            format!("--exec-root={d}/exec"),
+            format!("--fake-report={d}/dockerd.report"),
+        ];
+        args.extend(self.fake_args.iter().cloned());
+        let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "[dockerd]\npath = \"{FAKE}\"\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{}\n\
+             [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n{}\n{}\n",
+            args.join(", "),
+            self.dockerd,
+            self.readiness,
+            self.other
+        )
+    }
+
+    /// Writes the config into `dir` and returns its path.
+    pub fn write(&self, dir: &TempDir) -> PathBuf {
+        dir.config(&self.text(dir))
+    }
+}
+
+/// Writes the default [`TestConfig`] and returns its path.
+pub fn base_config(dir: &TempDir) -> PathBuf {
+    TestConfig::default().write(dir)
+}
+
 /// Polls `cond` every 5 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
@@ -105,6 +169,8 @@ pub struct Launch<'a> {
     /// Arguments of dind-init.
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Whether to add `--config` with [`base_config`] when the args have none.
+    pub default_config: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -114,6 +180,7 @@ impl<'a> Launch<'a> {
             unshare: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
+            default_config: true,
         }
     }
 
@@ -122,12 +189,24 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// Starts without `--config` (to test where the config comes from).
+    pub fn without_config(mut self) -> Self {
+        self.default_config = false;
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
         self
     }
 
-    pub fn start(self) -> InitUnderTest {
+    /// Starts the init; without `--config` in the arguments, with [`base_config`].
+    pub fn start(mut self) -> InitUnderTest {
+        if self.default_config && !self.args.iter().any(|a| a == "--config") {
+            let config = base_config(self.dir);
+            self.args
+                .splice(0..0, ["--config".to_owned(), s(&config).to_owned()]);
+        }
         let stdout_path = self.dir.join("init.stdout");
         let stderr_path = self.dir.join("init.stderr");
         let mut cmd = Command::new("unshare");

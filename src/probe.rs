@@ -1,0 +1,144 @@
+//! The clients of the status socket: `dind-init probe` and `dind-init status`.
+//!
+//! `probe` exits 0 when dockerd is ready and 1 otherwise, saying why on stderr
+//! (never 2: Docker's HEALTHCHECK reserves it). With `--wait` it sends the `wait`
+//! request, so the init answers the moment dockerd is ready: no polling.
+//! `status` prints the status document as a table, or as JSON with `--json`.
+//!
+//! Both are short-lived processes, so plain blocking I/O with timeouts is right
+//! here; nothing of this runs inside the init's event loop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::format_duration;
+use crate::status::{LastExit, Status};
+
+/// How long a `status` answer may take (the init answers at once when alive).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sends one request line and reads the one-line answer.
+fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot connect to the status socket {}: {e} (is dind-init running?)",
+            socket.display()
+        )
+    })?;
+    let io = |e: std::io::Error| format!("status socket {}: {e}", socket.display());
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).map_err(|e| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            format!(
+                "no answer from {} within {}",
+                socket.display(),
+                format_duration(timeout)
+            )
+        } else {
+            io(e)
+        }
+    })?;
+    if let Some(err) = answer.strip_prefix("error: ") {
+        return Err(format!("the init refused the request: {}", err.trim_end()));
+    }
+    Ok(answer)
+}
+
+fn fetch(socket: &Path, wait: Option<Duration>) -> Result<(Status, String), String> {
+    let (line, timeout) = match wait {
+        Some(d) => (format!("wait {}", format_duration(d)), d + ANSWER_TIMEOUT),
+        None => ("status".to_owned(), ANSWER_TIMEOUT),
+    };
+    let raw = request(socket, &line, timeout)?;
+    let status: Status = serde_json::from_str(raw.trim_end())
+        .map_err(|e| format!("bad status answer: {e}: {:.200}", raw.trim_end()))?;
+    Ok((status, raw))
+}
+
+/// `dind-init probe`: returns the exit code and the message for stderr.
+pub fn probe(socket: &Path, wait: Option<Duration>) -> (i32, Option<String>) {
+    match fetch(socket, wait) {
+        Ok((s, _)) if s.state == "ready" => (0, None),
+        Ok((s, _)) => {
+            let reason = s.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            (
+                1,
+                Some(format!("not ready: dockerd is {}{reason}", s.state)),
+            )
+        }
+        Err(e) => (1, Some(e)),
+    }
+}
+
+/// `dind-init status`: returns the exit code and the text for stdout or stderr.
+pub fn status(socket: &Path, json: bool) -> Result<String, String> {
+    let (s, raw) = fetch(socket, None)?;
+    if json {
+        return Ok(raw);
+    }
+    Ok(table(&s))
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The human table of `dind-init status`.
+pub fn table(s: &Status) -> String {
+    let last_exit = match s.dockerd.last_exit {
+        None => "-".to_owned(),
+        Some(LastExit::Code(c)) => format!("code {c}"),
+        Some(LastExit::Signal(n)) => format!("signal {}", crate::signals::name(n)),
+    };
+    let mut out = format!(
+        "state:       {} (since {})\n\
+         reason:      {}\n\
+         dockerd:     pid {}, {} restart(s), last exit {}\n\
+         cgroup:      {}; mounted: {}; stubbed: {}\n\
+         environment: gvisor {}, cgroup {}, pid1 {}\n",
+        s.state,
+        s.since,
+        s.reason.as_deref().unwrap_or("-"),
+        s.dockerd.pid.map_or("-".to_owned(), |p| p.to_string()),
+        s.dockerd.restarts,
+        last_exit,
+        s.cgroup.mode,
+        list(&s.cgroup.mounted),
+        list(&s.cgroup.stubbed),
+        yes(s.environment.gvisor),
+        s.environment.cgroup,
+        yes(s.environment.pid1),
+    );
+    if let Some(lines) = &s.log_tail {
+        let last: Vec<&String> = lines.iter().rev().take(20).collect();
+        out.push_str(&format!("dockerd log (last {} lines):\n", last.len()));
+        for l in last.into_iter().rev() {
+            out.push_str("  ");
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,690 @@
+//! dockerd supervision on the real binary with the fake dockerd (SPEC §6, §7):
+//! spawning, restarts with backoff, giving up, exec failures, stops, SIGHUP,
+//! captured output, diagnosis, stale state, leftover containerd, COMMAND gating.
+
+// Test code: a failed expectation should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SHORT: Duration = Duration::from_secs(30);
+const LONG: Duration = Duration::from_secs(120);
+
+/// One request on the status socket; the answer line.
+fn ask(socket: &Path, request: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(SHORT)).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+fn status(dir: &TempDir) -> serde_json::Value {
+    serde_json::from_str(&ask(&dir.join("init.sock"), "status\n")).unwrap()
+}
+
+/// Waits until the status socket answers with a state satisfying `pred`.
+fn wait_status(
+    dir: &TempDir,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(timeout, || {
+        if UnixStream::connect(dir.join("init.sock")).is_err() {
+            return false;
+        }
+        last = status(dir);
+        pred(&last)
+    });
+    assert!(ok, "status never matched; last: {last}");
+    last
+}
+
+#[test]
+fn dockerd_gets_its_flags_environment_and_a_clean_start() {
+    if !require_root("dockerd_gets_its_flags_environment_and_a_clean_start") {
+        return;
+    }
+    let dir = TempDir::new("flags");
+    let mut init = Launch::new(&dir)
+        .env("NOTIFY_SOCKET", "/nonexistent/upstream.sock")
+        .args(&["--", FAKE, "--fake-exit-code=0"])
+        .start();
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let r = report(&dir.join("dockerd.report"));
+    let start = events(&r, "start")[0];
+    let args: Vec<&str> = start["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let sock = format!("--host=unix://{}", dir.join("docker.sock").display());
+    assert!(args.contains(&sock.as_str()), "{args:?}");
+    assert!(
+        args.contains(&"--shutdown-timeout=6"),
+        "stop_timeout 8s - 2s: {args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--iptables")),
+        "not gVisor: {args:?}"
+    );
+    assert_eq!(start["env"]["container"], "docker", "{start}");
+    let notify = start["env"]["NOTIFY_SOCKET"].as_str().unwrap();
+    assert_eq!(
+        notify,
+        s(&dir.join("notify.sock")),
+        "the init's own socket, not the inherited one"
+    );
+    assert_eq!(start["blocked"], serde_json::json!([]), "{start}");
+    assert_eq!(start["ignored"], serde_json::json!([]), "{start}");
+    assert_eq!(start["pgid"], start["pid"], "own process group: {start}");
+}
+
+#[test]
+fn user_args_replace_the_added_ones_and_dind_style_command_appends() {
+    if !require_root("user_args_replace_the_added_ones_and_dind_style_command_appends") {
+        return;
+    }
+    let dir = TempDir::new("userargs");
+    let cfg = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            "--shutdown-timeout=1".into(),
+            format!("-H=unix://{}", dir.join("docker.sock").display()),
+        ],
+        dockerd: "env = { DOCKER_RAMDISK = \"true\" }".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir)
+        .args(&["--config", s(&cfg), "--", "--debug", "--storage-driver=vfs"])
+        .start();
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let r = report(&dir.join("dockerd.report"));
+    let start = events(&r, "start")[0];
+    let args: Vec<&str> = start["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(!args.iter().any(|a| a.starts_with("--host")), "{args:?}");
+    assert_eq!(
+        args.iter()
+            .filter(|a| a.starts_with("--shutdown-timeout"))
+            .count(),
+        1,
+        "{args:?}"
+    );
+    assert_eq!(
+        args[args.len() - 2..],
+        ["--debug", "--storage-driver=vfs"],
+        "{args:?}"
+    );
+    assert_eq!(start["env"]["DOCKER_RAMDISK"], "true", "{start}");
+}
+
+#[test]
+fn missing_dockerd_fails_without_restarts_and_exits_1() {
+    if !require_root("missing_dockerd_fails_without_restarts_and_exits_1") {
+        return;
+    }
+    let dir = TempDir::new("nodockerd");
+    let cfg = TestConfig {
+        dockerd: "path = \"/nonexistent/dockerd\"".into(),
+        ..Default::default()
+    };
+    // `path` appears twice otherwise: write the config by hand.
+    let text = cfg
+        .text(&dir)
+        .replacen(&format!("path = \"{FAKE}\"\n"), "", 1);
+    let config = dir.config(&text);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
+    let err = init.stderr();
+    assert!(
+        err.contains("dockerd not found: install Docker in the image"),
+        "{err}"
+    );
+    assert!(!err.contains("restarting in"), "no restart: {err}");
+
+    // With COMMAND, the init stays, reports `failed`, and runs COMMAND anyway.
+    let report_path = dir.join("cmd.report");
+    let mut init = Launch::new(&dir)
+        .args(&[
+            "--config",
+            s(&config),
+            "--",
+            FAKE,
+            &format!("--fake-report={}", s(&report_path)),
+            "--fake-sleep-ms=600000",
+        ])
+        .start();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dockerd not found"),
+        "{v}"
+    );
+    assert_eq!(v["dockerd"]["restarts"], 0, "{v}");
+    assert_eq!(v["dockerd"]["pid"], serde_json::Value::Null, "{v}");
+    assert!(
+        wait_event(&report_path, SHORT, |e| e["event"] == "start"),
+        "COMMAND started anyway"
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 143, "{}", init.describe());
+    assert!(
+        init.stderr().contains("starting COMMAND anyway"),
+        "{}",
+        init.describe()
+    );
+}
+
+#[test]
+fn crashing_dockerd_is_restarted_with_growing_delays_then_failed() {
+    if !require_root("crashing_dockerd_is_restarted_with_growing_delays_then_failed") {
+        return;
+    }
+    let dir = TempDir::new("crash");
+    let config = TestConfig {
+        fake_args: vec!["--fake-exit-code=1".into()],
+        dockerd: "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 4".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
+    let err = init.stderr();
+    let delays: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("state=\"restarting\""))
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(delays, ["50ms", "100ms", "200ms", "200ms"], "{err}");
+    assert!(err.contains("gave up after 4 restarts within 5m"), "{err}");
+    let starts = events(&report(&dir.join("dockerd.report")), "start").len();
+    assert_eq!(starts, 5, "first start + 4 restarts");
+}
+
+#[test]
+fn restart_policies_on_a_clean_exit() {
+    if !require_root("restart_policies_on_a_clean_exit") {
+        return;
+    }
+    for (policy, want_starts) in [("never", 1), ("on-failure", 1), ("always", 3)] {
+        let dir = TempDir::new("policy");
+        let config = TestConfig {
+            fake_args: vec!["--fake-exit-code=0".into()],
+            dockerd: format!(
+                "restart = \"{policy}\"\nbackoff_initial = \"10ms\"\nmax_restarts = 2"
+            ),
+            ..Default::default()
+        }
+        .write(&dir);
+        let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+        assert_eq!(init.wait_code(SHORT), 1, "{policy}: {}", init.describe());
+        let starts = events(&report(&dir.join("dockerd.report")), "start").len();
+        assert_eq!(starts, want_starts, "{policy}: {}", init.describe());
+    }
+}
+
+#[test]
+fn sigterm_stops_dockerd_with_one_term_then_kill_after_stop_timeout() {
+    if !require_root("sigterm_stops_dockerd_with_one_term_then_kill_after_stop_timeout") {
+        return;
+    }
+    // A dockerd that takes 300 ms to stop: one SIGTERM, a clean exit 0.
+    let dir = TempDir::new("stop");
+    let config = TestConfig::fake(&[
+        "--fake-ready-after-ms=0",
+        "--fake-trap=TERM",
+        "--fake-exit-on=TERM",
+        "--fake-term-delay-ms=300",
+    ])
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let r = report(&dir.join("dockerd.report"));
+    assert_eq!(events(&r, "signal").len(), 1, "exactly one SIGTERM: {r:?}");
+    assert_eq!(events(&r, "exit").len(), 1, "{r:?}");
+    assert!(!dir.join("ready").exists(), "ready file removed at exit");
+
+    // A dockerd that ignores SIGTERM: SIGKILL at stop_timeout.
+    let dir = TempDir::new("stopkill");
+    let config = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            "--fake-ignore-term".into(),
+        ],
+        dockerd: "stop_timeout = \"1s\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let err = init.stderr();
+    assert!(err.contains("signal=\"SIGKILL\""), "{err}");
+}
+
+#[test]
+fn sighup_goes_to_dockerd() {
+    if !require_root("sighup_goes_to_dockerd") {
+        return;
+    }
+    let dir = TempDir::new("hup");
+    let config = TestConfig::fake(&["--fake-ready-after-ms=0", "--fake-trap=HUP"]).write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    init.signal(Signal::SIGHUP);
+    let hup = Signal::SIGHUP as i32;
+    assert!(
+        wait_event(&dir.join("dockerd.report"), SHORT, |e| e["event"]
+            == "signal"
+            && e["signal"] == hup),
+        "{}",
+        init.describe()
+    );
+    assert_eq!(status(&dir)["state"], "ready", "a reload is not a restart");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+#[test]
+fn output_is_captured_line_by_line_with_a_tail() {
+    if !require_root("output_is_captured_line_by_line_with_a_tail") {
+        return;
+    }
+    let dir = TempDir::new("output");
+    let config = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            "--fake-print-lines=300".into(),
+            "--fake-print-long=100000".into(),
+            "--fake-print-unterminated=last words".into(),
+        ],
+        dockerd: "log_tail = 50".into(),
+        other: "[log]\nformat = \"json\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    let v = wait_status(&dir, SHORT, |v| {
+        v["log_tail"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|l| l == "stderr: line 300"))
+    });
+    let tail = v["log_tail"].as_array().unwrap();
+    assert!(tail.len() <= 50, "tail capped at log_tail: {}", tail.len());
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let err = init.stderr();
+    let dockerd_lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "dockerd")
+        .collect();
+    assert!(dockerd_lines
+        .iter()
+        .any(|v| v["fields"]["message"] == "line 1" && v["fields"]["stream"] == "stderr"));
+    let long = dockerd_lines
+        .iter()
+        .find(|v| v["fields"]["stream"] == "stdout")
+        .expect("the long stdout line");
+    let len = long["fields"]["message"].as_str().unwrap().len();
+    assert!((1024..100_000).contains(&len), "long line cut: {len}");
+    assert!(
+        dockerd_lines
+            .iter()
+            .any(|v| v["fields"]["message"] == "last words"),
+        "unterminated line flushed at EOF"
+    );
+}
+
+#[test]
+fn startup_failure_is_diagnosed_in_the_reason() {
+    if !require_root("startup_failure_is_diagnosed_in_the_reason") {
+        return;
+    }
+    let dir = TempDir::new("diag");
+    let line = "failed to start daemon: Devices cgroup isn't mounted";
+    let config = TestConfig {
+        fake_args: vec![
+            format!("--fake-print-unterminated={line}"),
+            "--fake-exit-code=1".into(),
+        ],
+        dockerd: "restart = \"never\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let report_path = dir.join("cmd.report");
+    let mut init = Launch::new(&dir)
+        .args(&[
+            "--config",
+            s(&config),
+            "--",
+            FAKE,
+            &format!("--fake-report={}", s(&report_path)),
+            "--fake-sleep-ms=600000",
+        ])
+        .start();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.to_lowercase().contains("devices"), "{reason}");
+    assert_eq!(v["dockerd"]["last_exit"]["code"], 1, "{v}");
+    assert!(
+        v["log_tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains(line)),
+        "{v}"
+    );
+    // The error event of the exit carries the stderr tail.
+    let err = init.stderr();
+    assert!(
+        err.lines()
+            .any(|l| l.contains("dockerd exited") && l.contains("Devices cgroup")),
+        "{err}"
+    );
+    init.signal(Signal::SIGTERM);
+    init.wait(SHORT);
+}
+
+#[test]
+fn stale_pid_files_are_removed_before_start() {
+    if !require_root("stale_pid_files_are_removed_before_start") {
+        return;
+    }
+    let dir = TempDir::new("stale");
+    fs::write(dir.join("docker.pid"), "999999\n").unwrap();
+    fs::write(dir.join("docker-old.pid"), "999998\n").unwrap();
+    fs::create_dir_all(dir.join("exec/containerd")).unwrap();
+    fs::write(dir.join("exec/containerd/containerd.pid"), "999997").unwrap();
+    let mut init = Launch::new(&dir)
+        .args(&["--", FAKE, "--fake-exit-code=0"])
+        .start();
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    assert!(!dir.join("docker-old.pid").exists());
+    assert!(!dir.join("exec/containerd/containerd.pid").exists());
+    let removals = init.stderr().matches("removed a stale pid file").count();
+    assert_eq!(removals, 3, "{}", init.describe());
+}
+
+#[test]
+fn leftover_containerd_is_stopped_before_the_restart() {
+    if !require_root("leftover_containerd_is_stopped_before_the_restart") {
+        return;
+    }
+    let dir = TempDir::new("leftover");
+    // A copy of the fake named `containerd`, so its comm matches.
+    let containerd = dir.join("containerd");
+    fs::copy(FAKE, &containerd).unwrap();
+    let c_report = dir.join("containerd.report");
+    let spawn = format!(
+        "exec {} --fake-report={} --fake-trap=TERM --fake-exit-on=TERM --fake-term-delay-ms=200",
+        s(&containerd),
+        s(&c_report)
+    );
+    let config = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            format!("--fake-spawn={spawn}"),
+        ],
+        dockerd: "backoff_initial = \"10ms\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    assert!(
+        wait_event(&c_report, SHORT, |e| e["event"] == "start"),
+        "{}",
+        init.describe()
+    );
+    let first = v["dockerd"]["pid"].as_i64().unwrap();
+    let host_pid = host_pid_of(&init, first as i32);
+    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    // containerd got SIGTERM and finished before the new dockerd started.
+    let v = wait_status(&dir, SHORT, |v| {
+        v["state"] == "ready" && v["dockerd"]["restarts"] == 1
+    });
+    let r = report(&c_report);
+    assert!(
+        events(&r, "signal").len() == 1 && !events(&r, "exit").is_empty(),
+        "{r:?}"
+    );
+    assert!(
+        init.stderr().contains("stopping it first"),
+        "{}",
+        init.describe()
+    );
+    assert_ne!(v["dockerd"]["pid"].as_i64().unwrap(), first);
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+/// The host pid of the process that is `ns_pid` inside the init's namespace.
+fn host_pid_of(init: &InitUnderTest, ns_pid: i32) -> i32 {
+    let root = init.init_pid();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let nspid = status
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .unwrap_or("");
+        if nspid.split_whitespace().last() == Some(&ns_pid.to_string()) {
+            return pid;
+        }
+        for task in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    panic!("no process {ns_pid} in the init's namespace");
+}
+
+/// The number of open fds and the RSS (KiB) of a host process.
+fn fds_and_rss(pid: i32) -> (usize, u64) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    (fds, rss)
+}
+
+#[test]
+fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
+    if !require_root("sigkill_of_dockerd_twenty_times_restarts_it_each_time") {
+        return;
+    }
+    let dir = TempDir::new("kill20");
+    let config = TestConfig {
+        fake_args: vec!["--fake-ready-after-ms=20".into()],
+        dockerd: "backoff_initial = \"10ms\"\nbackoff_max = \"20ms\"\nmax_restarts = 0".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let mut v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    let init_pid = init.init_pid();
+    let mut first = None;
+    for round in 1..=20 {
+        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
+        kill(Pid::from_raw(host_pid_of(&init, ns_pid)), Signal::SIGKILL).unwrap();
+        v = wait_status(&dir, SHORT, |v| {
+            v["state"] == "ready" && v["dockerd"]["restarts"] == round
+        });
+        assert_eq!(v["dockerd"]["last_exit"]["signal"], 9, "{v}");
+        assert!(
+            dir.join("ready").exists(),
+            "ready file back after restart {round}"
+        );
+        if round == 2 {
+            first = Some(fds_and_rss(init_pid));
+        }
+    }
+    let (fds0, rss0) = first.unwrap();
+    let (fds1, rss1) = fds_and_rss(init_pid);
+    assert_eq!(fds1, fds0, "the init's fd count did not grow");
+    assert!(
+        rss1 <= rss0 + 256,
+        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
+    );
+    // No zombie in the namespace.
+    let zombies = zombies_under(init_pid);
+    assert_eq!(zombies, 0, "{}", init.describe());
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+/// Zombies among the descendants of host process `root`.
+fn zombies_under(root: i32) -> usize {
+    let mut count = 0;
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            == Some("Z")
+        {
+            count += 1;
+        }
+        for task in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    count
+}
+
+#[test]
+fn command_waits_for_ready() {
+    if !require_root("command_waits_for_ready") {
+        return;
+    }
+    let dir = TempDir::new("gate");
+    // dockerd and COMMAND write one report, so its order is the order of events.
+    let shared = dir.join("dockerd.report");
+    let config = TestConfig::fake(&["--fake-ready-after-ms=400"]).write(&dir);
+    let mut init = Launch::new(&dir)
+        .args(&[
+            "--config",
+            s(&config),
+            "--",
+            FAKE,
+            &format!("--fake-report={}", s(&shared)),
+            "--fake-exit-code=5",
+        ])
+        .start();
+    assert_eq!(init.wait_code(SHORT), 5, "{}", init.describe());
+    let r = report(&shared);
+    let kinds: Vec<&str> = r.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let ready = kinds
+        .iter()
+        .position(|k| *k == "ready")
+        .expect("dockerd ready");
+    let starts: Vec<usize> = kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k == "start")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 2, "{kinds:?}");
+    assert!(
+        starts[1] > ready,
+        "COMMAND started after dockerd was ready: {kinds:?}"
+    );
+}
+
+#[test]
+fn command_starts_after_ready_timeout_with_a_warning() {
+    if !require_root("command_starts_after_ready_timeout_with_a_warning") {
+        return;
+    }
+    let dir = TempDir::new("gatetimeout");
+    let config = TestConfig {
+        fake_args: vec!["--fake-sleep-ms=600000".into()],
+        other: "[command]\nready_timeout = \"300ms\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir)
+        .args(&["--config", s(&config), "--", FAKE, "--fake-exit-code=3"])
+        .start();
+    assert_eq!(init.wait_code(SHORT), 3, "{}", init.describe());
+    assert!(
+        init.stderr().contains("starting COMMAND anyway"),
+        "{}",
+        init.describe()
+    );
+    let _ = LONG;
+}
+
+#[test]
+fn command_starts_at_once_without_wait_for_ready() {
+    if !require_root("command_starts_at_once_without_wait_for_ready") {
+        return;
+    }
+    let dir = TempDir::new("nogate");
+    let config = TestConfig {
+        fake_args: vec!["--fake-sleep-ms=600000".into()],
+        other: "[command]\nwait_for_ready = false".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir)
+        .args(&["--config", s(&config), "--", FAKE, "--fake-exit-code=4"])
+        .start();
+    assert_eq!(init.wait_code(SHORT), 4, "{}", init.describe());
+    assert!(
+        !init.stderr().contains("starting COMMAND anyway"),
+        "{}",
+        init.describe()
+    );
+}
