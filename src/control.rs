@@ -396,13 +396,11 @@ fn start_writing(conn: &mut Conn, out: Vec<u8>, now: Instant) {
 /// whether the connection stays open.
 fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant) -> bool {
     let mut buf = [0u8; 1024];
+    let mut eof = false;
     loop {
         match conn.stream.read(&mut buf) {
             Ok(0) => {
-                // EOF: a request without a line end is still a request.
-                if conn.input.is_empty() {
-                    return false;
-                }
+                eof = true;
                 break;
             }
             Ok(n) => {
@@ -416,8 +414,20 @@ fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant) -> bool {
             Err(_) => return false,
         }
     }
-    let Some(request) = complete_request(&conn.input) else {
-        return true; // wait for more, until the deadline
+    let request = match complete_request(&conn.input) {
+        Some(r) => r,
+        // The client finished sending: what it sent is the whole request (a line
+        // without its line end, an HTTP head without its blank line).
+        None if eof && !conn.input.is_empty() => {
+            let mut input = conn.input.clone();
+            input.push(b'\n');
+            match complete_request(&input) {
+                Some(r) => r,
+                None => parse_request(&String::from_utf8_lossy(&conn.input)),
+            }
+        }
+        None if eof => return false,
+        None => return true, // wait for more, until the deadline
     };
     match answer(&request, answers) {
         Some(out) => {

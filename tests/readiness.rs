@@ -1,0 +1,613 @@
+//! Readiness on the real binary with the fake dockerd (SPEC §8): the status
+//! socket protocol and its limits, `wait`, the ready file, probe and status,
+//! health pings, and sd_notify upward.
+
+// Test code: a failed expectation should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SHORT: Duration = Duration::from_secs(30);
+
+/// Sends `request` and reads everything until the server closes.
+fn exchange(socket: &Path, request: &[u8]) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(SHORT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn status(socket: &Path) -> serde_json::Value {
+    serde_json::from_str(exchange(socket, b"status\n").trim_end()).unwrap()
+}
+
+fn wait_ready(socket: &Path) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(SHORT, || {
+        UnixStream::connect(socket).is_ok() && {
+            last = status(socket);
+            last["state"] == "ready"
+        }
+    });
+    assert!(ok, "never ready; last status {last}");
+    last
+}
+
+/// Starts an init whose fake dockerd is ready after `ready_ms` (None: never).
+fn start(dir: &TempDir, ready_ms: Option<u64>, extra: TestConfig) -> InitUnderTest {
+    let mut cfg = extra;
+    cfg.fake_args = match ready_ms {
+        Some(ms) => vec![format!("--fake-ready-after-ms={ms}")],
+        None => vec!["--fake-sleep-ms=600000".to_owned()],
+    };
+    let config = cfg.write(dir);
+    let init = Launch::new(dir).args(&["--config", s(&config)]).start();
+    let sock = dir.join("init.sock");
+    assert!(
+        wait_until(SHORT, || UnixStream::connect(&sock).is_ok()),
+        "no status socket\n{}",
+        init.describe()
+    );
+    init
+}
+
+fn stop(mut init: InitUnderTest) {
+    init.signal(Signal::SIGTERM);
+    let code = init.wait_code(SHORT);
+    assert_eq!(code, 0, "{}", init.describe());
+}
+
+#[test]
+fn every_request_form_and_error() {
+    if !require_root("every_request_form_and_error") {
+        return;
+    }
+    let dir = TempDir::new("forms");
+    let init = start(&dir, None, TestConfig::default());
+    let sock = dir.join("init.sock");
+    // Not ready yet.
+    let v: serde_json::Value = serde_json::from_str(&exchange(&sock, b"status\n")).unwrap();
+    assert_eq!(v["state"], "starting");
+    assert!(
+        v["log_tail"].is_array(),
+        "status over the socket has the log tail: {v}"
+    );
+    assert!(v["since"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(v["environment"]["pid1"], true);
+    let v: serde_json::Value = serde_json::from_str(&exchange(&sock, b"\n")).unwrap();
+    assert_eq!(v["state"], "starting", "an empty line is `status`");
+    let v: serde_json::Value = serde_json::from_str(&exchange(&sock, b"wait 100ms\n")).unwrap();
+    assert_eq!(v["state"], "starting", "wait ends with the duration");
+    let cases: &[(&[u8], &str)] = &[
+        (b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503 "),
+        (b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 "),
+        (b"GET /status HTTP/1.0\r\n\r\n", "HTTP/1.1 200 "),
+        (b"GET /nope HTTP/1.1\r\n\r\n", "HTTP/1.1 404 "),
+        (
+            b"POST /readyz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 405 ",
+        ),
+        (b"DELETE /status HTTP/1.1\r\n\r\n", "HTTP/1.1 405 "),
+        (b"hello\n", "error: "),
+        (b"wait 5\n", "error: wait: "),
+        (b"wait 1s 2s\n", "error: "),
+        (b"status extra\n", "error: "),
+    ];
+    for (request, want) in cases {
+        let answer = exchange(&sock, request);
+        assert!(
+            answer.starts_with(want),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let body = exchange(&sock, b"GET /readyz HTTP/1.1\r\n\r\n");
+    assert!(body.ends_with("starting\n"), "503 says the state: {body:?}");
+    // A request without a line end, then EOF, is still a request.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.write_all(b"status").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("{\"state\":\"starting\""), "{out:?}");
+    stop(init);
+}
+
+#[test]
+fn ready_answers() {
+    if !require_root("ready_answers") {
+        return;
+    }
+    let dir = TempDir::new("readyans");
+    let init = start(&dir, Some(0), TestConfig::default());
+    let sock = dir.join("init.sock");
+    wait_ready(&sock);
+    assert!(exchange(&sock, b"GET /readyz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+    let status = exchange(&sock, b"GET /status HTTP/1.1\r\n\r\n");
+    let json = status.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert_eq!(v["state"], "ready");
+    // The ready file holds the status JSON, without log lines.
+    let file: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("ready")).unwrap()).unwrap();
+    assert_eq!(file["state"], "ready");
+    assert!(file.get("log_tail").is_none(), "{file}");
+    stop(init);
+    assert!(!dir.join("ready").exists(), "removed at exit");
+    assert!(!dir.join("init.sock").exists(), "socket removed at exit");
+}
+
+#[test]
+fn long_lines_and_silent_clients() {
+    if !require_root("long_lines_and_silent_clients") {
+        return;
+    }
+    let dir = TempDir::new("limits");
+    let init = start(&dir, Some(0), TestConfig::default());
+    let sock = dir.join("init.sock");
+    wait_ready(&sock);
+    // A 2 KiB line.
+    let mut long = vec![b'a'; 2048];
+    long.push(b'\n');
+    let answer = exchange(&sock, &long);
+    assert!(
+        answer.starts_with("error: request longer than 1024 bytes"),
+        "{answer:?}"
+    );
+    // A silent client does not delay another client's answer...
+    let mut silent = UnixStream::connect(&sock).unwrap();
+    let v = status(&sock);
+    assert_eq!(v["state"], "ready");
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    let still_open = matches!(silent.read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    assert!(
+        still_open,
+        "the other client was answered while the silent one was still open"
+    );
+    // ...and is itself dropped after its deadline.
+    silent.set_nonblocking(false).unwrap();
+    silent.set_read_timeout(Some(SHORT)).unwrap();
+    assert_eq!(
+        silent.read(&mut buf).unwrap(),
+        0,
+        "silent client closed by the server"
+    );
+    stop(init);
+}
+
+#[test]
+fn socket_mode_is_applied() {
+    if !require_root("socket_mode_is_applied") {
+        return;
+    }
+    for (mode, want) in [
+        ("", 0o660),
+        ("socket_mode = \"0600\"", 0o600),
+        ("socket_mode = \"0666\"", 0o666),
+    ] {
+        let dir = TempDir::new("mode");
+        let init = start(
+            &dir,
+            Some(0),
+            TestConfig {
+                readiness: mode.into(),
+                ..Default::default()
+            },
+        );
+        let meta = fs::metadata(dir.join("init.sock")).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, want, "{mode:?}");
+        stop(init);
+    }
+}
+
+#[test]
+fn a_thousand_clients_while_five_thousand_orphans_are_reaped() {
+    if !require_root("a_thousand_clients_while_five_thousand_orphans_are_reaped") {
+        return;
+    }
+    let dir = TempDir::new("burst");
+    let config = TestConfig::default().write(&dir);
+    let cmd_report = dir.join("cmd.report");
+    let mut init = Launch::new(&dir)
+        .args(&[
+            "--config",
+            s(&config),
+            "--",
+            FAKE,
+            &format!("--fake-report={}", s(&cmd_report)),
+            "--fake-orphans=5000",
+            "--fake-wait-no-zombies=60",
+        ])
+        .start();
+    let sock = dir.join("init.sock");
+    wait_ready(&sock);
+    // 50 clients at a time (below the 64-connection limit), 1,000 in all.
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                for _ in 0..20 {
+                    let mut s = UnixStream::connect(&sock).unwrap();
+                    s.set_read_timeout(Some(SHORT)).unwrap();
+                    s.write_all(b"status\n").unwrap();
+                    let mut line = String::new();
+                    BufReader::new(s).read_line(&mut line).unwrap();
+                    if line.starts_with("{\"state\"") {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: i32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(answered, 1000);
+    assert_eq!(
+        init.wait_code(SHORT),
+        0,
+        "COMMAND saw no zombie left\n{}",
+        init.describe()
+    );
+    let r = report(&cmd_report);
+    assert_eq!(events(&r, "orphans")[0]["count"], 5000, "{r:?}");
+    assert_eq!(events(&r, "zombies")[0]["count"], 0, "{r:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_closed_at_once() {
+    if !require_root("connections_beyond_the_limit_are_closed_at_once") {
+        return;
+    }
+    let dir = TempDir::new("maxconn");
+    let init = start(&dir, None, TestConfig::default());
+    let sock = dir.join("init.sock");
+    // 64 pending waits fill the table.
+    let mut waits: Vec<UnixStream> = (0..64)
+        .map(|_| {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            s.write_all(b"wait 30s\n").unwrap();
+            s
+        })
+        .collect();
+    // Let the init accept and park them all: a status request is served after them.
+    let v = status_after_limit(&sock);
+    assert!(v.is_none(), "a 65th connection is closed without an answer");
+    // One wait ends: room again.
+    drop(waits.pop());
+    assert!(
+        wait_until(SHORT, || status_after_limit(&sock).is_some()),
+        "after a client left, requests are answered again"
+    );
+    drop(waits);
+    stop(init);
+}
+
+/// Asks for status; None when the server closed the connection unanswered.
+fn status_after_limit(sock: &Path) -> Option<String> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(SHORT)).unwrap();
+    let _ = s.write_all(b"status\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    (!out.is_empty()).then_some(out)
+}
+
+#[test]
+fn wait_returns_the_moment_dockerd_turns_ready() {
+    if !require_root("wait_returns_the_moment_dockerd_turns_ready") {
+        return;
+    }
+    let dir = TempDir::new("wait");
+    let init = start(&dir, Some(700), TestConfig::default());
+    let sock = dir.join("init.sock");
+    let started = Instant::now();
+    let v: serde_json::Value = serde_json::from_str(&exchange(&sock, b"wait 60s\n")).unwrap();
+    assert_eq!(v["state"], "ready", "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it did not wait out the duration"
+    );
+    let r = report(&dir.join("dockerd.report"));
+    assert_eq!(events(&r, "ready").len(), 1, "the fake turned ready: {r:?}");
+    stop(init);
+}
+
+#[test]
+fn ready_file_never_exists_while_not_ready_across_restarts() {
+    if !require_root("ready_file_never_exists_while_not_ready_across_restarts") {
+        return;
+    }
+    let dir = TempDir::new("readyfile");
+    let init = start(
+        &dir,
+        Some(150),
+        TestConfig {
+            dockerd: "backoff_initial = \"150ms\"\nbackoff_max = \"150ms\"".into(),
+            ..Default::default()
+        },
+    );
+    let sock = dir.join("init.sock");
+    let file = dir.join("ready");
+    let mut checks = 0u64;
+    for round in 0..5u64 {
+        let v = wait_ready(&sock);
+        assert_eq!(v["dockerd"]["restarts"], round);
+        assert!(file.exists(), "ready and no file");
+        let pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
+        let host = host_pid(&init, pid);
+        kill(Pid::from_raw(host), Signal::SIGKILL).unwrap();
+        // Until it is ready again: whenever two answers around a look at the file
+        // both say "not ready" within one restart, the file must be absent.
+        loop {
+            let before = status(&sock);
+            let exists = file.exists();
+            let after = status(&sock);
+            checks += 1;
+            let same_episode = before["dockerd"]["restarts"] == after["dockerd"]["restarts"];
+            if before["state"] != "ready" && after["state"] != "ready" && same_episode {
+                assert!(!exists, "ready file present while {before} / {after}");
+            }
+            if after["state"] == "ready" && after["dockerd"]["restarts"] == round + 1 {
+                break;
+            }
+        }
+    }
+    assert!(checks > 20, "the loop looked often: {checks}");
+    stop(init);
+}
+
+/// The host pid of `ns_pid` in the init's pid namespace.
+fn host_pid(init: &InitUnderTest, ns_pid: i32) -> i32 {
+    let mut todo = vec![init.init_pid()];
+    while let Some(pid) = todo.pop() {
+        let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+        if ns.split_whitespace().last() == Some(ns_pid.to_string().as_str()) {
+            return pid;
+        }
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    panic!("pid {ns_pid} not found");
+}
+
+#[test]
+fn probe_and_status_commands() {
+    if !require_root("probe_and_status_commands") {
+        return;
+    }
+    let dir = TempDir::new("probe");
+    let sock = dir.join("init.sock");
+    let probe = |args: &[&str]| {
+        let out = Command::new(INIT)
+            .arg("probe")
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No init at all.
+    let (code, err) = probe(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    let init = start(&dir, Some(800), TestConfig::default());
+    let (code, err) = probe(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not ready: dockerd is starting"), "{err}");
+    let (code, err) = probe(&["--wait", "100ms"]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, err) = probe(&["--wait", "30s"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _) = probe(&[]);
+    assert_eq!(code, Some(0));
+    let out = Command::new(INIT)
+        .args(["status", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("state:       ready"),
+        "{text}"
+    );
+    assert!(text.contains("dockerd:     pid "), "{text}");
+    let out = Command::new(INIT)
+        .args(["status", "--json", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "ready");
+    stop(init);
+}
+
+#[test]
+fn health_pings_make_it_unhealthy_and_ready_again() {
+    if !require_root("health_pings_make_it_unhealthy_and_ready_again") {
+        return;
+    }
+    let dir = TempDir::new("health");
+    let init = start(
+        &dir,
+        Some(0),
+        TestConfig {
+            readiness: "interval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 2".into(),
+            ..Default::default()
+        },
+    );
+    let sock = dir.join("init.sock");
+    let v = wait_ready(&sock);
+    let host = host_pid(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    // A frozen dockerd answers nothing.
+    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    assert!(
+        wait_until(SHORT, || status(&sock)["state"] == "unhealthy"),
+        "{}",
+        init.describe()
+    );
+    assert!(!dir.join("ready").exists(), "no ready file while unhealthy");
+    assert!(exchange(&sock, b"GET /readyz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503 "));
+    kill(Pid::from_raw(host), Signal::SIGCONT).unwrap();
+    let v = wait_ready(&sock);
+    assert_eq!(v["dockerd"]["restarts"], 0, "recovered without a restart");
+    assert!(dir.join("ready").exists());
+    stop(init);
+}
+
+#[test]
+fn unhealthy_dockerd_is_restarted_when_configured() {
+    if !require_root("unhealthy_dockerd_is_restarted_when_configured") {
+        return;
+    }
+    let dir = TempDir::new("healthrestart");
+    let init = start(
+        &dir,
+        Some(0),
+        TestConfig {
+            readiness: "interval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 2\nrestart_on_unhealthy = true"
+                .into(),
+            dockerd: "stop_timeout = \"1s\"\nbackoff_initial = \"10ms\"".into(),
+            ..Default::default()
+        },
+    );
+    let sock = dir.join("init.sock");
+    let v = wait_ready(&sock);
+    let host = host_pid(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    assert!(
+        wait_until(SHORT, || {
+            let v = status(&sock);
+            v["state"] == "ready" && v["dockerd"]["restarts"] == 1
+        }),
+        "{}",
+        init.describe()
+    );
+    stop(init);
+}
+
+#[test]
+fn no_wakeups_when_idle_with_pings_off() {
+    if !require_root("no_wakeups_when_idle_with_pings_off") {
+        return;
+    }
+    let dir = TempDir::new("idle");
+    let init = start(
+        &dir,
+        Some(0),
+        TestConfig {
+            readiness: "interval = \"0s\"".into(),
+            ..Default::default()
+        },
+    );
+    wait_ready(&dir.join("init.sock"));
+    let pid = init.init_pid();
+    let switches = || {
+        let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        st.lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    // Let the start settle (a connection's deadline may still be pending).
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = switches();
+    assert_eq!(after, before, "the init woke up while idle");
+    stop(init);
+}
+
+#[test]
+fn sd_notify_upward() {
+    if !require_root("sd_notify_upward") {
+        return;
+    }
+    let dir = TempDir::new("sdnotify");
+    let upstream = dir.join("upstream.sock");
+    let listener = UnixDatagram::bind(&upstream).unwrap();
+    listener.set_read_timeout(Some(SHORT)).unwrap();
+    let config = TestConfig::default().write(&dir);
+    let mut init = Launch::new(&dir)
+        .env("NOTIFY_SOCKET", s(&upstream))
+        .args(&["--config", s(&config)])
+        .start();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|m: &String| m == "READY=1") {
+        let n = listener.recv(&mut buf).unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    init.signal(Signal::SIGTERM);
+    while !seen.iter().any(|m: &String| m == "STOPPING=1") {
+        let n = listener.recv(&mut buf).unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        seen.iter().any(|m| m.starts_with("STATUS=dockerd ready")),
+        "{seen:?}"
+    );
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+#[test]
+fn tcp_listener_serves_http() {
+    if !require_root("tcp_listener_serves_http") {
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("tcp");
+    let init = start(
+        &dir,
+        Some(300),
+        TestConfig {
+            readiness: format!("tcp = \"127.0.0.1:{port}\""),
+            ..Default::default()
+        },
+    );
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(SHORT)).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.30\r\nAccept: */*\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/livez").starts_with("HTTP/1.1 200 "));
+    wait_ready(&dir.join("init.sock"));
+    assert!(get("/readyz").starts_with("HTTP/1.1 200 "));
+    stop(init);
+}
