@@ -55,6 +55,7 @@ const MAX_SOCKET_PATH: usize = 107;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub log: LogConfig,
+    pub environment: EnvironmentConfig,
     pub cgroup: CgroupConfig,
     pub dockerd: DockerdConfig,
     pub network: NetworkConfig,
@@ -77,6 +78,21 @@ impl Default for LogConfig {
             level: LogLevel::Info,
             format: LogFormat::Text,
             journald: Journald::Auto,
+        }
+    }
+}
+
+/// `[environment]`: overrides for what the init detects about where it runs (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    pub gvisor: GvisorSetting,
+}
+
+impl Default for EnvironmentConfig {
+    fn default() -> Self {
+        Self {
+            gvisor: GvisorSetting::Auto,
         }
     }
 }
@@ -288,6 +304,24 @@ impl Journald {
     }
 }
 
+/// `environment.gvisor`: `auto` detects gVisor (see `environment.rs`); `yes`/`no` override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GvisorSetting {
+    Auto,
+    Yes,
+    No,
+}
+
+impl GvisorSetting {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Yes => "yes",
+            Self::No => "no",
+        }
+    }
+}
+
 /// `cgroup.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupMode {
@@ -391,6 +425,13 @@ impl Choice for Journald {
     }
 }
 
+impl Choice for GvisorSetting {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Yes, Self::No];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Choice for CgroupMode {
     const ALL: &'static [Self] = &[Self::Auto, Self::V1, Self::V2, Self::Off];
     fn name(self) -> &'static str {
@@ -467,6 +508,12 @@ impl<'de> Deserialize<'de> for LogFormat {
 }
 
 impl<'de> Deserialize<'de> for Journald {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_choice(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for GvisorSetting {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         de_choice(d)
     }
@@ -791,8 +838,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 }
 
 /// The top-level keys, each of which must be a table.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "log",
+    "environment",
     "cgroup",
     "dockerd",
     "network",
@@ -1238,6 +1286,7 @@ mod tests {
         assert_eq!(c.log.level, LogLevel::Info);
         assert_eq!(c.log.format, LogFormat::Text);
         assert_eq!(c.log.journald, Journald::Auto);
+        assert_eq!(c.environment.gvisor, GvisorSetting::Auto);
         assert_eq!(c.cgroup.mode, CgroupMode::Auto);
         assert!(c.cgroup.stub_missing);
         assert_eq!(c.dockerd.path, "dockerd");
@@ -1271,7 +1320,7 @@ mod tests {
         for text in [
             "",
             "\n# nothing\n",
-            "[log]\n[cgroup]\n[dockerd]\n[network]\n[readiness]\n[command]\n",
+            "[log]\n[environment]\n[cgroup]\n[dockerd]\n[network]\n[readiness]\n[command]\n",
         ] {
             assert_eq!(
                 parse(text, "t.toml").unwrap(),
@@ -1294,6 +1343,9 @@ mod tests {
 level = "debug"
 format = "json"
 journald = "off"
+
+[environment]
+gvisor = "yes"
 
 [cgroup]
 mode = "v1"
@@ -1336,6 +1388,9 @@ ready_timeout = "2m"
                 level: LogLevel::Debug,
                 format: LogFormat::Json,
                 journald: Journald::Off,
+            },
+            environment: EnvironmentConfig {
+                gvisor: GvisorSetting::Yes,
             },
             cgroup: CgroupConfig {
                 mode: CgroupMode::V1,
@@ -1394,10 +1449,10 @@ ready_timeout = "2m"
     /// (what, text, expected message prefix "t.toml:L:C: key: ", expected fragment)
     const ERRORS: &[(&str, &str, &str, &str)] = &[
         // unknown keys and tables
-        ("unknown top-level key", "levle = \"info\"\n", "t.toml:1:1: levle: ", "unknown key (expected one of: log, cgroup, dockerd, network, readiness, command)"),
+        ("unknown top-level key", "levle = \"info\"\n", "t.toml:1:1: levle: ", "unknown key (expected one of: log, environment, cgroup, dockerd, network, readiness, command)"),
         ("unknown key in table", "[log]\nlevel = \"info\"\nlevle = \"info\"\n", "t.toml:3:1: log.levle: ", "unknown key (expected one of: level, format, journald)"),
         ("unknown key, single choice", "[network]\nmod = \"off\"\n", "t.toml:2:1: network.mod: ", "unknown key (expected one of: mode)"),
-        ("unknown table", "[log]\n\n[logging]\nlevel = \"x\"\n", "t.toml:3:2: logging: ", "unknown table (expected one of: log, cgroup"),
+        ("unknown table", "[log]\n\n[logging]\nlevel = \"x\"\n", "t.toml:3:2: logging: ", "unknown table (expected one of: log, environment, cgroup"),
         ("unknown subtable", "[dockerd.extra]\nx = 1\n", "t.toml:1:10: dockerd.extra: ", "unknown table (expected one of: path, args"),
         ("unknown dotted key", "log.colour = true\n", "t.toml:1:5: log.colour: ", "unknown key"),
         // wrong types
@@ -1431,6 +1486,9 @@ ready_timeout = "2m"
         ("uppercase level", "[log]\nlevel = \"INFO\"\n", "t.toml:2:9: log.level: ", "invalid value `INFO`"),
         ("level integer", "[log]\nlevel = 3\n", "t.toml:2:9: log.level: ", "invalid type: integer `3`, expected a string, one of: error, warn, info, debug, trace"),
         ("bad restart", "[dockerd]\nrestart = \"on_failure\"\n", "t.toml:2:11: dockerd.restart: ", "expected one of: always, on-failure, never"),
+        ("bad gvisor", "[environment]\ngvisor = \"true\"\n", "t.toml:2:10: environment.gvisor: ", "invalid value `true`: expected one of: auto, yes, no"),
+        ("gvisor boolean", "[environment]\ngvisor = true\n", "t.toml:2:10: environment.gvisor: ", "invalid type: boolean `true`, expected a string, one of: auto, yes, no"),
+        ("unknown environment key", "[environment]\ngvisor = \"auto\"\nrunsc = \"yes\"\n", "t.toml:3:1: environment.runsc: ", "unknown key (expected one of: gvisor)"),
         ("bad cgroup mode", "[cgroup]\nmode = \"hybrid\"\n", "t.toml:2:8: cgroup.mode: ", "expected one of: auto, v1, v2, off"),
         ("bad journald", "[log]\njournald = \"yes\"\n", "t.toml:2:12: log.journald: ", "expected one of: auto, on, off"),
         ("bad network", "[network]\nmode = \"on\"\n", "t.toml:2:8: network.mode: ", "expected one of: auto, off"),
@@ -1561,6 +1619,9 @@ ready_timeout = "2m"
             ("[cgroup]\nmode = \"v2\"", |c| {
                 c.cgroup.mode == CgroupMode::V2
             }),
+            ("[environment]\ngvisor = \"no\"", |c| {
+                c.environment.gvisor == GvisorSetting::No
+            }),
             ("[log]\njournald = \"on\"", |c| {
                 c.log.journald == Journald::On
             }),
@@ -1587,6 +1648,7 @@ ready_timeout = "2m"
         round_trip::<LogLevel>();
         round_trip::<LogFormat>();
         round_trip::<Journald>();
+        round_trip::<GvisorSetting>();
         round_trip::<CgroupMode>();
         round_trip::<RestartPolicy>();
         round_trip::<NetworkMode>();

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 
 use crate::config::ConfigError;
 
@@ -26,6 +27,22 @@ pub enum Error {
     SpawnCommand { program: String, source: io::Error },
     /// poll(2) on the event loop's fds failed with something other than EINTR.
     Poll(io::Error),
+    /// mount(2) of a file system failed (cgroup preparation, securityfs).
+    Mount {
+        /// What was being mounted: `tmpfs`, `cgroup cpu,cpuacct`, `cgroup2`.
+        what: String,
+        target: PathBuf,
+        source: io::Error,
+    },
+    /// A read-only mount could not be remounted read-write.
+    Remount { target: PathBuf, source: io::Error },
+    /// A file system operation on a path failed: `op` is the verb phrase
+    /// (`create directory`, `read`, `write +memory to`).
+    Fs {
+        op: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -53,6 +70,23 @@ impl fmt::Display for Error {
                 write!(f, "failed to start COMMAND `{program}`: {source}")
             }
             Error::Poll(e) => write!(f, "failed to poll the event loop's fds: {e}"),
+            Error::Mount {
+                what,
+                target,
+                source,
+            } => write!(
+                f,
+                "failed to mount {what} on {}: {source}",
+                target.display()
+            ),
+            Error::Remount { target, source } => write!(
+                f,
+                "failed to remount {} read-write: {source}",
+                target.display()
+            ),
+            Error::Fs { op, path, source } => {
+                write!(f, "failed to {op} {}: {source}", path.display())
+            }
         }
     }
 }
@@ -61,7 +95,11 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
-            Error::Signals { source, .. } | Error::SpawnCommand { source, .. } => Some(source),
+            Error::Signals { source, .. }
+            | Error::SpawnCommand { source, .. }
+            | Error::Mount { source, .. }
+            | Error::Remount { source, .. }
+            | Error::Fs { source, .. } => Some(source),
             Error::Subreaper(e) | Error::Poll(e) => Some(e),
         }
     }

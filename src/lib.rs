@@ -1,14 +1,17 @@
 //! dind-init as a library: the binary in `main.rs` is a thin shell around these
 //! modules, and the integration tests in `tests/` run that binary.
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod diagnose;
 pub mod dockerd;
+pub mod environment;
 pub mod error;
 pub mod event_loop;
 pub mod log;
 pub mod output;
+pub mod preflight;
 pub mod probe;
 pub mod readiness;
 pub mod reaper;

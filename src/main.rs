@@ -15,7 +15,7 @@ use dind_init::config::{self, Config};
 use dind_init::error::Error;
 use dind_init::event_loop::{self, Init, Settings};
 use dind_init::status::{CgroupStatus, EnvironmentStatus};
-use dind_init::{dockerd, log, probe, signals};
+use dind_init::{cgroup, dockerd, environment, log, preflight, probe, signals};
 use tracing::{info, warn};
 
 fn main() {
@@ -101,9 +101,9 @@ fn source_text(source: &config::Source) -> String {
 
 fn check(path: Option<PathBuf>) -> i32 {
     match load_config(path) {
-        Ok((_, source)) => {
+        Ok((cfg, source)) => {
             log::print_stdout(&format!("config: ok ({})\n", source_text(&source)));
-            0
+            preflight::check(&cfg)
         }
         Err(e) => {
             log::print_stderr(&format!("dind-init: {e}"));
@@ -157,22 +157,40 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     let notify_path = event_loop::notify_path(cfg);
     let upstream_notify =
         event_loop::upstream_notify(cfg, std::env::var_os("NOTIFY_SOCKET").as_deref());
-    let gvisor = false;
-    let launch = dockerd::launch(cfg, gvisor, &[], &args.dockerd_args, &notify_path);
+    let env = environment::detect(cfg);
+    info!(
+        gvisor = env.gvisor,
+        cgroup = env.cgroup_kind_str(),
+        cap_sys_admin = env.caps.sys_admin,
+        cap_net_admin = env.caps.net_admin,
+        dockerd = %env.dockerd,
+        "environment: {}",
+        env.summary()
+    );
+    // Never fails: a failure is in the outcome and blocks dockerd (it is certain).
+    let outcome = cgroup::prepare(cfg, &env);
+    let launch = dockerd::launch(
+        cfg,
+        env.gvisor,
+        &outcome.dockerd_args,
+        &args.dockerd_args,
+        &notify_path,
+    );
     Ok(Init::new(
         Settings {
             pid1,
             config: cfg.clone(),
             command: args.command,
             launch,
-            blocked: None,
+            blocked: outcome.failure.clone(),
             cgroup: CgroupStatus {
-                mode: "off".to_owned(),
-                ..CgroupStatus::default()
+                mode: outcome.mode,
+                mounted: outcome.mounted,
+                stubbed: outcome.stubbed,
             },
             environment: EnvironmentStatus {
-                gvisor,
-                cgroup: String::new(),
+                gvisor: env.gvisor,
+                cgroup: env.cgroup_kind_str().to_owned(),
                 pid1,
             },
             upstream_notify,

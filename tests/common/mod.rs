@@ -353,3 +353,272 @@ pub fn s(p: &Path) -> &str {
 pub fn os(p: &Path) -> &OsStr {
     p.as_os_str()
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the cgroup tests (tests/cgroup.rs): real dockerd, runsc, private cgroups.
+
+/// Whether each named requirement holds; under CI=true a missing one fails the test,
+/// elsewhere the test says loudly that it is skipped (like [`require_root`]).
+pub fn require(test: &str, requirements: &[(&str, bool)]) -> bool {
+    let missing: Vec<&str> = requirements
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(what, _)| *what)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("{test}: needs {}", missing.join(", "));
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure, not a skip");
+    }
+    eprintln!("SKIPPED {why}");
+    false
+}
+
+/// The first `name` in PATH, if any.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The runsc with the devices controller (Debian bookworm-backports 0.0~20240729).
+pub const RUNSC: &str = "/usr/bin/runsc";
+
+/// The old runsc 0.0~20221219 (no devices controller), as scripts/install-deps.sh
+/// unpacks it; `$DIND_INIT_OLD_RUNSC` overrides.
+pub fn old_runsc() -> PathBuf {
+    std::env::var_os("DIND_INIT_OLD_RUNSC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/dind-init/runsc-old/usr/bin/runsc"))
+}
+
+/// A command's result, with what it printed.
+pub struct Ran {
+    pub cmdline: String,
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+            self.cmdline, self.status, self.stderr, self.stdout
+        )
+    }
+}
+
+/// Runs `cmd` with stdout/stderr in files of `dir` (prefix `name`), killing it after
+/// `timeout` (then `status` is `None`).
+pub fn run_timeout(cmd: &mut Command, dir: &TempDir, name: &str, timeout: Duration) -> Ran {
+    let out = dir.join(&format!("{name}.stdout"));
+    let err = dir.join(&format!("{name}.stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("DIND_INIT_CONFIG");
+    let cmdline = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ran {
+        cmdline,
+        status,
+        stdout: fs::read_to_string(&out).unwrap_or_default(),
+        stderr: fs::read_to_string(&err).unwrap_or_default(),
+    }
+}
+
+/// A root file system of busybox-static (`/bin/busybox` plus applet links) as a tar in
+/// `dir`, for `docker import` by a nested dockerd (no registry is reachable).
+pub fn busybox_rootfs_tar(dir: &TempDir) -> PathBuf {
+    let root = dir.join("rootfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
+    fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "cat", "ls", "sleep"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the nested rootfs failed");
+    tar
+}
+
+/// Child cgroups of one test in the machine's hierarchies (every v1 hierarchy of
+/// /proc/self/cgroup and/or the cgroup2 one), under this process's own cgroups. A test
+/// moves its launcher into them and then into a new cgroup namespace (`unshare --cgroup`),
+/// so that what the init and a nested dockerd mount, create and enable stays inside these
+/// cgroups: the machine's own cgroups are never touched. Removed (depth first) on drop.
+pub struct TestCgroups {
+    dirs: Vec<PathBuf>,
+}
+
+impl TestCgroups {
+    pub fn create(name: &str, v1: bool, unified: bool) -> TestCgroups {
+        let leaf = format!("dind-init-test-{name}-{}", std::process::id());
+        let me = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut dirs = Vec::new();
+        for line in me.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(list), Some(path)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let is_v2 = id == "0";
+            if (is_v2 && !unified) || (!is_v2 && !v1) {
+                continue;
+            }
+            let wanted: Vec<&str> = list.split(',').filter(|s| !s.is_empty()).collect();
+            let mount = mountinfo.lines().find_map(|m| {
+                let f: Vec<&str> = m.split_whitespace().collect();
+                let dash = f.iter().position(|x| *x == "-")?;
+                let (fstype, opts) = (*f.get(dash + 1)?, *f.get(dash + 3)?);
+                let opts: Vec<&str> = opts.split(',').collect();
+                let ok = if is_v2 {
+                    fstype == "cgroup2"
+                } else {
+                    fstype == "cgroup" && wanted.iter().all(|w| opts.contains(w))
+                };
+                ok.then(|| (f[3].to_owned(), f[4].to_owned()))
+            });
+            let Some((root, point)) = mount else {
+                panic!("no mount for cgroup line {line:?}");
+            };
+            let rel = path.strip_prefix(root.as_str()).unwrap_or(path);
+            let dir = Path::new(&point)
+                .join(rel.trim_start_matches('/'))
+                .join(&leaf);
+            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            if wanted.contains(&"cpuset") {
+                // A new v1 cpuset has no CPUs and no memory nodes: nothing could join it.
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let parent = dir.parent().unwrap().join(f);
+                    let v = fs::read_to_string(&parent).unwrap();
+                    fs::write(dir.join(f), v.trim()).unwrap();
+                }
+            }
+            dirs.push(dir);
+        }
+        TestCgroups { dirs }
+    }
+
+    /// Shell that moves the shell itself (`$$`) into every one of the cgroups.
+    pub fn join_command(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|d| format!("echo $$ > '{}/cgroup.procs'", d.display()))
+            .collect::<Vec<_>>()
+            .join(" && ")
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        fn remove_tree(dir: &Path) -> std::io::Result<()> {
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    remove_tree(&entry.path())?;
+                }
+            }
+            fs::remove_dir(dir)
+        }
+        for dir in &self.dirs {
+            // The namespace's processes may take a moment to be reaped after its PID 1 died.
+            let ok = wait_until(Duration::from_secs(10), || {
+                remove_tree(dir).is_ok() || !dir.exists()
+            });
+            if !ok {
+                eprintln!("warning: could not remove test cgroup {}", dir.display());
+            }
+        }
+    }
+}
+
+impl<'a> Launch<'a> {
+    /// Extra `unshare` flags (e.g. `--cgroup`, `--net`).
+    pub fn unshare_args(mut self, flags: &[&str]) -> Self {
+        self.unshare.extend(flags.iter().map(|f| (*f).to_owned()));
+        self
+    }
+
+    /// Like [`Launch::start`], with two shell snippets: `outer` runs in the test's own
+    /// namespaces just before `unshare` (e.g. [`TestCgroups::join_command`]), and `inner`
+    /// runs inside the new namespaces, as their PID 1, just before it execs the init
+    /// (e.g. to unmount /sys/fs/cgroup or mount a cgroup2 there). Both stop at the first
+    /// failing command.
+    pub fn start_wrapped(mut self, outer: &str, inner: &str) -> InitUnderTest {
+        if self.default_config && !self.args.iter().any(|a| a == "--config") {
+            let config = base_config(self.dir);
+            self.args
+                .splice(0..0, ["--config".to_owned(), s(&config).to_owned()]);
+        }
+        let inner_path = self.dir.join("inner.sh");
+        fs::write(&inner_path, format!("set -e\n{inner}\nexec \"$@\"\n")).unwrap();
+        let stdout_path = self.dir.join("init.stdout");
+        let stderr_path = self.dir.join("init.stderr");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("set -e\n{outer}\nexec unshare \"$@\""))
+            .arg("sh")
+            .args(["--pid", "--fork", "--mount", "--mount-proc"])
+            .args(&self.unshare)
+            .arg("/bin/sh")
+            .arg(&inner_path)
+            .arg(INIT)
+            .args(&self.args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("DIND_INIT_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).unwrap())
+            .stderr(fs::File::create(&stderr_path).unwrap());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let cmdline = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+        InitUnderTest {
+            child,
+            cmdline,
+            stdout_path,
+            stderr_path,
+            status: None,
+        }
+    }
+}

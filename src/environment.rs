@@ -1,0 +1,467 @@
+//! Environment detection (SPEC §4 step 2): where the init runs and what dockerd will find.
+//!
+//! [`detect`] looks, and changes nothing: gVisor or not, cgroup v1/v2/hybrid decided as
+//! dockerd decides it, what cgroups are mounted and whether they are writable, the
+//! capabilities held, whether dockerd can be executed, and whether a stray
+//! /run/systemd/system would make dockerd pick the systemd cgroup driver. The result is
+//! logged as one summary line at boot, printed by `dind-init check`, kept for `status`
+//! (`environment` in the status JSON), and steers the cgroup preparation (`cgroup.rs`).
+//!
+//! gVisor heuristic, strongest signal first (REFERENCE §0); any one is enough:
+//! 1. uname(2) version is exactly `#1 SMP Sun Jan 10 15:06:54 PST 2016`: gVisor reports this
+//!    fixed fake in every release (`pkg/sentry/kernel/version`), and no real kernel build
+//!    has carried that date string with a 4.x release.
+//! 2. uname release ends in `-gvisor` (gVisor's release string since 2026-04,
+//!    `4.19.0-gvisor`; before that it was a plain `4.4.0`, which proves nothing alone).
+//! 3. /proc/self/mountinfo shows gVisor's own `dentry_cache_limit=` super-block option on
+//!    its sysfs/proc (seen in runsc 0.0~20221219 and 0.0~20240729), which a real kernel
+//!    never prints.
+//!
+//! The kernel log's "Starting gVisor..." line is not used: reading it needs syslog(2) and
+//! CAP_SYSLOG, which a container often lacks. `[environment] gvisor = "yes" | "no"` overrides.
+//!
+//! Not done here: anything that changes the system, and probing mounts (the preparation
+//! and `check` do that).
+//!
+//! Man pages: [uname(2)](https://man7.org/linux/man-pages/man2/uname.2.html),
+//! [capabilities(7)](https://man7.org/linux/man-pages/man7/capabilities.7.html) (CapEff),
+//! [statfs(2)](https://man7.org/linux/man-pages/man2/statfs.2.html),
+//! [access(2)](https://man7.org/linux/man-pages/man2/access.2.html).
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{self, CgroupKind, Snapshot};
+use crate::config::{Config, GvisorSetting};
+
+/// The uname(2) version string every gVisor release reports.
+pub const GVISOR_UNAME_VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
+
+/// The PATH searched for dockerd when the init's own environment has none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capability bits of capabilities(7) that dockerd needs.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// What the init found about where it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Running inside gVisor (detected, or set by `[environment] gvisor`).
+    pub gvisor: bool,
+    /// Why `gvisor` is what it is, for `check` and the summary.
+    pub gvisor_reason: String,
+    /// PID 1 of its pid namespace (else a child subreaper).
+    pub pid1: bool,
+    pub uname_release: String,
+    pub uname_version: String,
+    /// How dockerd will see cgroups.
+    pub cgroup: CgroupKind,
+    /// What /sys/fs/cgroup is (`tmpfs`, `cgroup2`, `sysfs`, `missing`, or the magic).
+    pub cgroup_fs: String,
+    /// The cgroup mounts a lookup under /sys/fs/cgroup reaches.
+    pub cgroup_mounts: Vec<CgroupMount>,
+    pub caps: Capabilities,
+    pub dockerd: DockerdBinary,
+    /// /run/systemd/system exists but PID 1 is not systemd: dockerd on cgroup v2 would pick
+    /// the systemd cgroup driver and fail, so it needs `native.cgroupdriver=cgroupfs`.
+    pub stray_systemd: bool,
+}
+
+/// One cgroup mount under /sys/fs/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMount {
+    pub mount_point: String,
+    /// `cpu,cpuacct`, `name=systemd`, or `cgroup2`.
+    pub label: String,
+    pub writable: bool,
+}
+
+/// The capabilities dockerd needs, from CapEff in /proc/self/status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub sys_admin: bool,
+    pub net_admin: bool,
+    pub net_raw: bool,
+}
+
+/// Whether `dockerd.path` can be executed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerdBinary {
+    Found(PathBuf),
+    /// Nothing of that name: `searched` says where it was looked for.
+    NotFound {
+        searched: String,
+    },
+    /// A file is there but cannot be executed (why: "permission denied", "is a directory").
+    NotExecutable {
+        path: PathBuf,
+        why: String,
+    },
+}
+
+impl fmt::Display for DockerdBinary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DockerdBinary::Found(path) => write!(f, "{}", path.display()),
+            DockerdBinary::NotFound { searched } => write!(f, "not found ({searched})"),
+            DockerdBinary::NotExecutable { path, why } => {
+                write!(f, "{} cannot be executed ({why})", path.display())
+            }
+        }
+    }
+}
+
+impl Environment {
+    /// `v1`, `v2` or `hybrid`, for the status JSON.
+    pub fn cgroup_kind_str(&self) -> &'static str {
+        self.cgroup.as_str()
+    }
+
+    /// One log line of what was found.
+    pub fn summary(&self) -> String {
+        let gvisor = if self.gvisor { "gVisor" } else { "not gVisor" };
+        let writable = self.cgroup_mounts.iter().filter(|m| m.writable).count();
+        let mut caps: Vec<&str> = Vec::new();
+        for (held, name) in [
+            (self.caps.sys_admin, "SYS_ADMIN"),
+            (self.caps.net_admin, "NET_ADMIN"),
+            (self.caps.net_raw, "NET_RAW"),
+        ] {
+            if held {
+                caps.push(name);
+            }
+        }
+        let caps = if caps.is_empty() {
+            "none of SYS_ADMIN, NET_ADMIN, NET_RAW".to_owned()
+        } else {
+            caps.join(" ")
+        };
+        format!(
+            "{gvisor} ({}); cgroup {} (/sys/fs/cgroup is {}, {} cgroup mounts, {writable} writable); \
+             capabilities: {caps}; dockerd: {}; {}{}",
+            self.gvisor_reason,
+            self.cgroup.as_str(),
+            self.cgroup_fs,
+            self.cgroup_mounts.len(),
+            self.dockerd,
+            if self.pid1 { "PID 1" } else { "not PID 1" },
+            if self.stray_systemd {
+                "; /run/systemd/system exists without systemd"
+            } else {
+                ""
+            },
+        )
+    }
+}
+
+/// Looks at the system; changes nothing.
+pub fn detect(cfg: &Config) -> Environment {
+    let uname = rustix::system::uname();
+    let release = uname.release().to_string_lossy().into_owned();
+    let version = uname.version().to_string_lossy().into_owned();
+    let snap = Snapshot::read().unwrap_or_default();
+    let (gvisor, gvisor_reason) = decide_gvisor(
+        cfg.environment.gvisor,
+        gvisor_evidence(&release, &version, &snap.mountinfo),
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let pid1_comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    Environment {
+        gvisor,
+        gvisor_reason,
+        pid1: rustix::process::getpid().is_init(),
+        uname_release: release,
+        uname_version: version,
+        cgroup: snap.kind(),
+        cgroup_fs: cgroup::fs_name(snap.statfs_magic),
+        cgroup_mounts: cgroup_mounts(&snap),
+        caps: parse_capabilities(&status),
+        dockerd: locate_dockerd(&cfg.dockerd.path, std::env::var_os("PATH").as_deref()),
+        stray_systemd: Path::new("/run/systemd/system").is_dir() && pid1_comm.trim() != "systemd",
+    }
+}
+
+/// The first gVisor signature found, described; `None` when there is none.
+pub fn gvisor_evidence(release: &str, version: &str, mountinfo: &str) -> Option<String> {
+    if version == GVISOR_UNAME_VERSION {
+        return Some(format!(
+            "uname version is gVisor's fixed \"{GVISOR_UNAME_VERSION}\""
+        ));
+    }
+    if release.ends_with("-gvisor") {
+        return Some(format!("uname release \"{release}\" ends in -gvisor"));
+    }
+    let gvisor_option = cgroup::parse_mountinfo(mountinfo).iter().any(|m| {
+        m.super_options
+            .iter()
+            .any(|o| o.starts_with("dentry_cache_limit="))
+    });
+    if gvisor_option {
+        return Some("/proc/self/mountinfo shows gVisor's dentry_cache_limit= option".to_owned());
+    }
+    None
+}
+
+fn decide_gvisor(setting: GvisorSetting, evidence: Option<String>) -> (bool, String) {
+    match (setting, evidence) {
+        (GvisorSetting::Yes, _) => (true, "environment.gvisor = \"yes\"".to_owned()),
+        (GvisorSetting::No, _) => (false, "environment.gvisor = \"no\"".to_owned()),
+        (GvisorSetting::Auto, Some(why)) => (true, why),
+        (GvisorSetting::Auto, None) => (
+            false,
+            "no gVisor signature in uname or mountinfo".to_owned(),
+        ),
+    }
+}
+
+fn cgroup_mounts(snap: &Snapshot) -> Vec<CgroupMount> {
+    let root = Path::new(cgroup::CGROUP_ROOT);
+    snap.visible_mounts()
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .filter(|m| Path::new(&m.mount_point).starts_with(root))
+        .map(|m| CgroupMount {
+            label: if m.fstype == "cgroup2" {
+                "cgroup2".to_owned()
+            } else {
+                m.label()
+            },
+            writable: !m.read_only(),
+            mount_point: m.mount_point,
+        })
+        .collect()
+}
+
+/// CapEff of /proc/self/status (a hex mask) to the capabilities dockerd needs.
+pub fn parse_capabilities(status: &str) -> Capabilities {
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    Capabilities {
+        sys_admin: has(CAP_SYS_ADMIN),
+        net_admin: has(CAP_NET_ADMIN),
+        net_raw: has(CAP_NET_RAW),
+    }
+}
+
+/// Finds dockerd as execvp(3) would: a `path` containing '/' is used as is, a name is
+/// looked up in `path_env` (the default PATH when unset). A candidate that exists but cannot
+/// be executed is remembered and the search goes on; it is reported only if nothing better
+/// is found.
+pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
+    if path.contains('/') {
+        return match check_executable(Path::new(path)) {
+            Ok(()) => DockerdBinary::Found(PathBuf::from(path)),
+            Err(None) => DockerdBinary::NotFound {
+                searched: format!("no file {path}"),
+            },
+            Err(Some(why)) => DockerdBinary::NotExecutable {
+                path: PathBuf::from(path),
+                why,
+            },
+        };
+    }
+    let search = path_env
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    let mut refused = None;
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(path);
+        match check_executable(&candidate) {
+            Ok(()) => return DockerdBinary::Found(candidate),
+            Err(Some(why)) if refused.is_none() => refused = Some((candidate, why)),
+            Err(_) => {}
+        }
+    }
+    match refused {
+        Some((path, why)) => DockerdBinary::NotExecutable { path, why },
+        None => DockerdBinary::NotFound {
+            searched: format!("no {path} in PATH {search}"),
+        },
+    }
+}
+
+/// `Err(None)`: nothing there; `Err(Some(why))`: there but not executable.
+fn check_executable(path: &Path) -> Result<(), Option<String>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(e.to_string())),
+    };
+    if meta.is_dir() {
+        return Err(Some("is a directory".to_owned()));
+    }
+    rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
+        .map_err(|e| Some(std::io::Error::from(e).to_string()))
+}
+
+#[cfg(test)]
+// A failing test should panic; the crate-wide denials are for production code.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn fixture_mountinfo(case: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cgroup")
+            .join(case)
+            .join("mountinfo");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn gvisor_signatures() {
+        let host = fixture_mountinfo("host-v1-hybrid");
+        let table: &[(&str, &str, &str, Option<&str>)] = &[
+            ("4.4.0", GVISOR_UNAME_VERSION, "", Some("uname version")),
+            ("4.19.0-gvisor", "#1 SMP", "", Some("ends in -gvisor")),
+            ("6.18.44-fc-v1045", "#1 SMP PREEMPT_DYNAMIC @0", &host, None),
+            ("4.4.0", "#1 SMP Mon Jan 1", &host, None),
+        ];
+        for (release, version, mountinfo, want) in table {
+            let got = gvisor_evidence(release, version, mountinfo);
+            match want {
+                Some(fragment) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(fragment)),
+                    "{release} {version}: {got:?}"
+                ),
+                None => assert_eq!(got, None, "{release} {version}"),
+            }
+        }
+        // Both runsc releases are recognised by their mount table alone.
+        for case in ["runsc-20221219", "runsc-20240729", "runsc-20240729-docker"] {
+            let got = gvisor_evidence("5.15.0", "#1 SMP", &fixture_mountinfo(case));
+            assert!(
+                got.is_some_and(|g| g.contains("dentry_cache_limit")),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_overrides_detection() {
+        let yes = decide_gvisor(GvisorSetting::Yes, None);
+        assert!(yes.0 && yes.1.contains("\"yes\""));
+        let no = decide_gvisor(GvisorSetting::No, Some("uname".to_owned()));
+        assert!(!no.0 && no.1.contains("\"no\""));
+        assert_eq!(
+            decide_gvisor(GvisorSetting::Auto, Some("uname".to_owned())),
+            (true, "uname".to_owned())
+        );
+        assert!(!decide_gvisor(GvisorSetting::Auto, None).0);
+    }
+
+    #[test]
+    fn capabilities_from_cap_eff() {
+        let table = [
+            // This machine: everything but CAP_SYS_RESOURCE.
+            ("CapEff:\t000001fffeffffff\n", (true, true, true)),
+            (
+                "CapInh:\t0\nCapEff:\t0000000000200000\n",
+                (true, false, false),
+            ),
+            // Docker's default set: NET_RAW, no NET_ADMIN, no SYS_ADMIN.
+            ("CapEff:\t00000000a80425fb\n", (false, false, true)),
+            ("CapEff:\t0000000000003000\n", (false, true, true)),
+            ("", (false, false, false)),
+        ];
+        for (status, (sys, net, raw)) in table {
+            let c = parse_capabilities(status);
+            assert_eq!(
+                (c.sys_admin, c.net_admin, c.net_raw),
+                (sys, net, raw),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dockerd_lookup() {
+        let dir = std::env::temp_dir().join(format!("dind-init-env-{}", std::process::id()));
+        let bin = dir.join("bin");
+        let noexec = dir.join("noexec");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&noexec).unwrap();
+        std::fs::create_dir_all(dir.join("isdir/dockerd")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let exe = bin.join("dockerd");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = noexec.join("dockerd");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let path = |dirs: &[&Path]| std::env::join_paths(dirs).unwrap();
+        // The first executable wins, past a non-executable one and a directory.
+        let p = path(&[&dir.join("isdir"), &noexec, &bin]);
+        assert_eq!(
+            locate_dockerd("dockerd", Some(&p)),
+            DockerdBinary::Found(exe.clone())
+        );
+        // Only a non-executable one: reported as such (root passes X_OK only with an x bit).
+        let p = path(&[&noexec]);
+        assert!(matches!(
+            locate_dockerd("dockerd", Some(&p)),
+            DockerdBinary::NotExecutable { .. }
+        ));
+        let p = path(&[&dir.join("none")]);
+        assert!(matches!(
+            locate_dockerd("dockerd", Some(&p)),
+            DockerdBinary::NotFound { .. }
+        ));
+        // A path with '/' is not searched.
+        assert_eq!(
+            locate_dockerd(exe.to_str().unwrap(), None),
+            DockerdBinary::Found(exe.clone())
+        );
+        assert!(matches!(
+            locate_dockerd("/nonexistent/dockerd", None),
+            DockerdBinary::NotFound { .. }
+        ));
+        assert!(matches!(
+            locate_dockerd(dir.join("isdir/dockerd").to_str().unwrap(), None),
+            DockerdBinary::NotExecutable { why, .. } if why == "is a directory"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn summary_is_one_line() {
+        let env = Environment {
+            gvisor: true,
+            gvisor_reason: "uname version".to_owned(),
+            pid1: true,
+            uname_release: "4.4.0".to_owned(),
+            uname_version: GVISOR_UNAME_VERSION.to_owned(),
+            cgroup: CgroupKind::V1,
+            cgroup_fs: "tmpfs".to_owned(),
+            cgroup_mounts: vec![CgroupMount {
+                mount_point: "/sys/fs/cgroup/cpu".to_owned(),
+                label: "cpu".to_owned(),
+                writable: true,
+            }],
+            caps: Capabilities {
+                sys_admin: true,
+                net_admin: true,
+                net_raw: false,
+            },
+            dockerd: DockerdBinary::Found(PathBuf::from("/usr/bin/dockerd")),
+            stray_systemd: true,
+        };
+        let s = env.summary();
+        assert!(!s.contains('\n'));
+        assert_eq!(
+            s,
+            "gVisor (uname version); cgroup v1 (/sys/fs/cgroup is tmpfs, 1 cgroup mounts, 1 writable); \
+             capabilities: SYS_ADMIN NET_ADMIN; dockerd: /usr/bin/dockerd; PID 1; \
+             /run/systemd/system exists without systemd"
+        );
+        assert_eq!(env.cgroup_kind_str(), "v1");
+    }
+}
