@@ -39,6 +39,10 @@ pub const MAX_HTTP_HEAD: usize = 8 * 1024;
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections open at once, pending `wait`s included.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Parked `wait`s at most; the other slots stay free for `status` and probes.
+pub const MAX_WAITS: usize = 56;
+/// After accept(2) fails (EMFILE...), the listeners rest this long.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// `wait` without a duration waits this long.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
@@ -195,7 +199,7 @@ struct Conn {
 pub enum Interest {
     Read,
     Write,
-    /// A parked `wait`: only a full hang-up (POLLHUP/POLLERR) matters.
+    /// A parked `wait`: polled for input only to notice that its client left.
     Hangup,
 }
 
@@ -207,8 +211,10 @@ pub struct ControlServer {
     tcp: Option<TcpListener>,
     conns: BTreeMap<u64, Conn>,
     next_id: u64,
-    /// Connections refused because [`MAX_CONNECTIONS`] were open.
-    pub refused: u64,
+    /// Whether the last accept(2) failed (EMFILE...), to log an episode once.
+    accept_failing: bool,
+    /// After a failed accept(2), the listeners are not polled until then.
+    paused_until: Option<Instant>,
 }
 
 impl ControlServer {
@@ -237,7 +243,8 @@ impl ControlServer {
             tcp,
             conns: BTreeMap::new(),
             next_id: 0,
-            refused: 0,
+            accept_failing: false,
+            paused_until: None,
         })
     }
 
@@ -261,13 +268,13 @@ impl ControlServer {
         })
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.conns.len()
-    }
-
     /// The earliest connection deadline.
     pub fn deadline(&self) -> Option<Instant> {
-        self.conns.values().map(|c| c.deadline).min()
+        self.conns
+            .values()
+            .map(|c| c.deadline)
+            .chain(self.paused_until)
+            .min()
     }
 
     /// Accepts every pending connection on the unix (or TCP) listener.
@@ -286,14 +293,19 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // EMFILE and friends: the connection stays queued; say so once
-                    // per burst and let the next turn try again.
-                    warn!(error = %e, "status socket: accept failed");
+                    // EMFILE and friends: the connection stays queued and the
+                    // listener readable. Stop polling the listeners for a moment
+                    // (else the loop spins), and say so once per episode.
+                    if !self.accept_failing {
+                        warn!(error = %e, "status socket: accept failed; pausing new connections");
+                    }
+                    self.accept_failing = true;
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
             };
+            self.accept_failing = false;
             if self.conns.len() >= MAX_CONNECTIONS {
-                self.refused += 1;
                 debug!(
                     open = self.conns.len(),
                     "status socket: too many connections, closing one"
@@ -324,14 +336,16 @@ impl ControlServer {
     /// Handles readiness of connection `id`: readable, writable, or `hangup`
     /// (POLLHUP/POLLERR: the client is gone).
     pub fn on_event(&mut self, id: u64, hangup: bool, answers: &dyn Answers, now: Instant) {
+        let waiting = self.waiting();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         let keep = match conn.phase {
-            Phase::Reading => read_request(conn, answers, now),
-            // A parked wait stays until its client is gone: a client that only
-            // shut down its sending side (socat, `nc -N`) still reads the answer.
-            Phase::Waiting => !hangup,
+            Phase::Reading => read_request(conn, answers, now, waiting),
+            // A parked wait is polled for input only to notice that its client
+            // left: EOF (a TCP peer that closed sits in CLOSE_WAIT, which never
+            // raises POLLHUP) or an error closes it; stray bytes are ignored.
+            Phase::Waiting => !hangup && client_still_there(conn),
             Phase::Writing { .. } => write_answer(conn),
         };
         if !keep {
@@ -339,7 +353,20 @@ impl ControlServer {
         }
     }
 
-    /// Answers every parked `wait` (call when the state becomes ready).
+    /// Parked `wait`s.
+    fn waiting(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.phase, Phase::Waiting))
+            .count()
+    }
+
+    /// Whether the listeners should be polled now (not after a failed accept).
+    pub fn listening(&self, now: Instant) -> bool {
+        self.paused_until.is_none_or(|t| now >= t)
+    }
+
+    /// Answers every parked `wait` (when the state becomes ready, or final).
     pub fn release_waits(&mut self, answers: &dyn Answers, now: Instant) {
         let ids: Vec<u64> = self
             .conns
@@ -347,9 +374,13 @@ impl ControlServer {
             .filter(|(_, c)| matches!(c.phase, Phase::Waiting))
             .map(|(id, _)| *id)
             .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let answer = (answers.status_json() + "\n").into_bytes();
         for id in ids {
             if let Some(conn) = self.conns.get_mut(&id) {
-                start_writing(conn, (answers.status_json() + "\n").into_bytes(), now);
+                start_writing(conn, answer.clone(), now);
                 if !write_answer(conn) {
                     self.conns.remove(&id);
                 }
@@ -360,18 +391,23 @@ impl ControlServer {
     /// Handles deadlines: silent or slow clients are dropped; a `wait` whose
     /// duration ended gets the current status.
     pub fn on_deadlines(&mut self, answers: &dyn Answers, now: Instant) {
+        if self.paused_until.is_some_and(|t| now >= t) {
+            self.paused_until = None;
+        }
         let due: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
+        let mut answer: Option<Vec<u8>> = None;
         for id in due {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
             if matches!(conn.phase, Phase::Waiting) {
-                start_writing(conn, (answers.status_json() + "\n").into_bytes(), now);
+                let out = answer.get_or_insert_with(|| (answers.status_json() + "\n").into_bytes());
+                start_writing(conn, out.clone(), now);
                 if write_answer(conn) {
                     continue;
                 }
@@ -394,7 +430,7 @@ fn start_writing(conn: &mut Conn, out: Vec<u8>, now: Instant) {
 
 /// Reads what the client sent; answers once a request is complete. Returns
 /// whether the connection stays open.
-fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant) -> bool {
+fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant, waiting: usize) -> bool {
     let mut buf = [0u8; 1024];
     let mut eof = false;
     loop {
@@ -438,6 +474,12 @@ fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant) -> bool {
             let Request::Wait(d) = request else {
                 return false;
             };
+            if waiting >= MAX_WAITS {
+                // Keep room for `status` and /readyz, whatever waits pile up.
+                let out = format!("error: too many pending waits ({MAX_WAITS}); try again later\n");
+                start_writing(conn, out.into_bytes(), now);
+                return write_answer(conn);
+            }
             conn.phase = Phase::Waiting;
             conn.deadline = now + d;
             true
@@ -472,6 +514,20 @@ fn complete_request(input: &[u8]) -> Option<Request> {
         }
     }
     Some(request)
+}
+
+/// Reads from a parked `wait`'s connection: false once the client is gone.
+fn client_still_there(conn: &mut Conn) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue, // stray bytes after the request: ignored
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Writes what the socket takes. Returns whether the connection stays open.

@@ -22,6 +22,8 @@ use crate::signals;
 
 /// dockerd's default exec root (where containerd's pid file and socket live).
 pub const DEFAULT_EXEC_ROOT: &str = "/var/run/docker";
+/// dockerd's default API socket (`unix://` with no path).
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// dockerd's default pid file.
 pub const DEFAULT_PID_FILE: &str = "/var/run/docker.pid";
 /// The system containerd socket that dockerd 20.10 adopts when it merely exists.
@@ -33,6 +35,9 @@ pub struct Launch {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The unix socket dind-init pings: the last `unix://` host of the user's
+    /// `--host`/`-H`, else `dockerd.socket`.
+    pub socket: PathBuf,
 }
 
 /// Whether `args` set option `names` (as `--x`, `--x=v`, `-H`, `-Hv`).
@@ -48,14 +53,26 @@ pub fn has_option(args: &[String], names: &[&str]) -> bool {
 
 /// The value of option `names` in `args` (`--x=v` or `--x v`), last one wins.
 pub fn option_value(args: &[String], names: &[&str]) -> Option<String> {
-    let mut found = None;
+    option_values(args, names).pop()
+}
+
+/// Every value of option `names` in `args` (`--x=v`, `--x v`, and `-Hv` for a
+/// one-letter name), in order.
+pub fn option_values(args: &[String], names: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
     let mut iter = args.iter().peekable();
     while let Some(a) = iter.next() {
         for n in names {
             if a == n {
-                found = iter.peek().map(|v| (*v).clone());
-            } else if let Some(v) = a.strip_prefix(n).and_then(|r| r.strip_prefix('=')) {
-                found = Some(v.to_owned());
+                if let Some(v) = iter.peek() {
+                    found.push((*v).clone());
+                }
+            } else if let Some(v) = a.strip_prefix(n) {
+                if let Some(v) = v.strip_prefix('=') {
+                    found.push(v.to_owned());
+                } else if n.len() == 2 && !n.starts_with("--") && !v.is_empty() {
+                    found.push(v.to_owned());
+                }
             }
         }
     }
@@ -76,9 +93,25 @@ pub fn launch(
     let mut user: Vec<String> = cfg.dockerd.args.clone();
     user.extend(extra.iter().map(|a| a.to_string_lossy().into_owned()));
     let mut args = Vec::new();
-    if !has_option(&user, &["--host", "-H"]) {
-        args.push(format!("--host=unix://{}", cfg.dockerd.socket.display()));
-    }
+    // dind-init needs a unix socket to ping. The user's hosts win; when none of
+    // them is a unix socket (e.g. only `-H tcp://0.0.0.0:2375`), dockerd.socket is
+    // added beside them, as docker:dind's entrypoint does.
+    let user_unix = option_values(&user, &["--host", "-H"])
+        .into_iter()
+        .filter_map(|h| {
+            h.strip_prefix("unix://").map(|p| match p {
+                "" => PathBuf::from(DEFAULT_SOCKET),
+                p => PathBuf::from(p),
+            })
+        })
+        .next_back();
+    let socket = match user_unix {
+        Some(path) => path,
+        None => {
+            args.push(format!("--host=unix://{}", cfg.dockerd.socket.display()));
+            cfg.dockerd.socket.clone()
+        }
+    };
     if !has_option(&user, &["--shutdown-timeout"]) {
         args.push(format!(
             "--shutdown-timeout={}",
@@ -104,6 +137,7 @@ pub fn launch(
         program: cfg.dockerd.path.clone(),
         args,
         env,
+        socket,
     }
 }
 
@@ -258,11 +292,14 @@ pub fn clean_stale_state(launch: &Launch) {
         &Path::new(&exec_root).join("containerd/containerd.pid"),
         "containerd",
     );
-    clean_dead_socket(Path::new(SYSTEM_CONTAINERD_SOCKET));
+    clean_dead_socket(Path::new(SYSTEM_CONTAINERD_SOCKET), "containerd socket");
+    // A dead API socket would make the start-up ping's ECONNREFUSED ambiguous
+    // (stale, or bound and not listening yet); dockerd replaces it anyway.
+    clean_dead_socket(&launch.socket, "dockerd API socket");
 }
 
 /// Removes a unix socket file that nothing accepts on.
-fn clean_dead_socket(path: &Path) {
+fn clean_dead_socket(path: &Path, what: &str) {
     if !path.exists() {
         return;
     }
@@ -279,12 +316,8 @@ fn clean_dead_socket(path: &Path) {
     };
     if let Err(Errno::CONNREFUSED) = rustix::net::connect(&fd, &addr) {
         match fs::remove_file(path) {
-            Ok(()) => {
-                info!(path = %path.display(), "removed a containerd socket nothing listens on")
-            }
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "could not remove a dead containerd socket")
-            }
+            Ok(()) => info!(path = %path.display(), "removed a {what} nothing listens on"),
+            Err(e) => warn!(path = %path.display(), error = %e, "could not remove a dead {what}"),
         }
     }
 }

@@ -57,6 +57,14 @@ pub const AFTER_KILL_GRACE: Duration = Duration::from_secs(1);
 /// (dockerd closed the connection, answered an error) is retried after this.
 pub const PING_RETRY: Duration = Duration::from_millis(100);
 
+/// A start-up ping that found the socket bound but not listening yet is
+/// retried after this (the gap between bind(2) and listen(2) is short).
+pub const LISTEN_RETRY: Duration = Duration::from_millis(10);
+
+/// dockerd output read from one pipe per loop turn at most, so that a chatty
+/// dockerd never holds up signals, reaping or clients.
+pub const MAX_READ_PER_TURN: usize = 64 * 1024;
+
 /// How long a containerd left behind by a killed dockerd gets after SIGTERM.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 
@@ -107,6 +115,8 @@ struct Shutdown {
     started: Instant,
     stage: Stage,
     deadline: Instant,
+    /// The signal that asked for the shutdown, if one did.
+    signal: Option<Signal>,
 }
 
 /// dockerd's output pipes.
@@ -168,7 +178,6 @@ pub struct Init {
     settings: Settings,
     signals: SignalFd,
     my_pid: i32,
-    command_argv: Vec<OsString>,
     command: Command,
     /// When COMMAND starts anyway if dockerd is not ready (`ready_timeout`).
     command_gate: Option<Instant>,
@@ -206,7 +215,7 @@ impl Init {
         for dir in [
             parent(&cfg.readiness.socket),
             parent(&cfg.readiness.file),
-            parent(&cfg.dockerd.socket),
+            parent(&settings.launch.socket),
             parent(&settings.notify_path),
         ] {
             if let Err(e) = fs::create_dir_all(dir) {
@@ -219,9 +228,9 @@ impl Init {
                     "could not bind dockerd's notify socket; readiness falls back to watching the API socket");
             })
             .ok();
-        let watch = SocketWatch::new(&cfg.dockerd.socket)
+        let watch = SocketWatch::new(&settings.launch.socket)
             .map_err(|e| {
-                warn!(socket = %cfg.dockerd.socket.display(), error = %e,
+                warn!(socket = %settings.launch.socket.display(), error = %e,
                     "could not watch for dockerd's API socket; readiness relies on sd_notify");
             })
             .ok();
@@ -247,7 +256,6 @@ impl Init {
         let supervisor = Supervisor::new(Policy::from_config(cfg), now);
         Init {
             my_pid: std::process::id() as i32,
-            command_argv: settings.command.clone(),
             command,
             command_gate: None,
             supervisor,
@@ -280,6 +288,8 @@ impl Init {
             let now = Instant::now();
             self.on_time(now);
             self.sync_state(now);
+            // After sync_state: a `wait` that ends now answers the current state.
+            self.control_deadlines(now);
             self.advance_shutdown(now);
             if matches!(
                 self.shutdown,
@@ -319,11 +329,11 @@ impl Init {
     /// The first start of dockerd and, when it need not wait, of COMMAND.
     fn boot(&mut self, now: Instant) {
         if let Some(reason) = self.settings.blocked.clone() {
-            error!(reason = %reason, "dockerd cannot start here; not starting it");
+            // The cause was logged where it was found; the state says it again.
+            info!("not starting dockerd: it cannot start here");
             self.supervisor.handle(Event::Blocked(reason), now);
         } else {
-            let actions = self.supervisor.start();
-            self.apply(actions, now);
+            self.spawn_dockerd(now);
         }
         if self.command == Command::Pending {
             if self.settings.config.command.wait_for_ready {
@@ -357,16 +367,17 @@ impl Init {
             add(p.ping.as_fd(), PollFlags::IN, Token::Ping);
         }
         if let Some(c) = &self.control {
-            add(c.unix_fd(), PollFlags::IN, Token::ControlUnix);
-            if let Some(fd) = c.tcp_fd() {
-                add(fd, PollFlags::IN, Token::ControlTcp);
+            if c.listening(Instant::now()) {
+                add(c.unix_fd(), PollFlags::IN, Token::ControlUnix);
+                if let Some(fd) = c.tcp_fd() {
+                    add(fd, PollFlags::IN, Token::ControlTcp);
+                }
             }
             for (id, fd, interest) in c.connections() {
                 let flags = match interest {
                     Interest::Read => PollFlags::IN,
                     Interest::Write => PollFlags::OUT,
-                    // POLLHUP and POLLERR are always reported.
-                    Interest::Hangup => PollFlags::empty(),
+                    Interest::Hangup => PollFlags::IN,
                 };
                 add(fd, flags, Token::Conn(id));
             }
@@ -425,7 +436,7 @@ impl Init {
             Disposition::Shutdown => {
                 info!(signal = sig.as_str(), "shutdown requested");
                 self.signal_command(sig);
-                self.begin_shutdown(now);
+                self.begin_shutdown(now, Some(sig));
             }
             Disposition::Reload => match self.supervisor.pid() {
                 Some(pid) => {
@@ -457,11 +468,12 @@ impl Init {
     fn reap(&mut self, now: Instant) {
         let reaped = reaper::reap_all();
         self.children_left = reaped.children_left;
+        // COMMAND's exit is acted on last: stopping dockerd must not signal a pid
+        // whose exit is further down this same batch.
+        let mut command_exit = None;
         for (pid, status) in reaped.exits {
             if matches!(self.command, Command::Running(c) if c.pid == pid) {
-                info!(pid, status = %status, "COMMAND exited");
-                self.command = Command::Exited(status);
-                self.begin_shutdown(now);
+                command_exit = Some((pid, status));
             } else if self.supervisor.pid() == Some(pid) {
                 self.on_dockerd_exit(status, now);
             } else {
@@ -471,6 +483,15 @@ impl Init {
                     held.pids.retain(|p| *p != pid);
                 }
             }
+        }
+        if self.held_spawn.as_ref().is_some_and(|h| h.pids.is_empty()) {
+            debug!("the leftover containerd is gone");
+            self.spawn_dockerd(now);
+        }
+        if let Some((pid, status)) = command_exit {
+            info!(pid, status = %status, "COMMAND exited");
+            self.command = Command::Exited(status);
+            self.begin_shutdown(now, None);
         }
     }
 
@@ -514,6 +535,7 @@ impl Init {
         self.held_spawn = None;
         dockerd::clean_stale_state(&self.settings.launch);
         self.tail.clear();
+        self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch) {
             Ok(started) => {
                 info!(pid = started.pid, program = %self.settings.launch.program,
@@ -531,7 +553,7 @@ impl Init {
                 self.start_startup_ping(now);
             }
             Err(f) => {
-                error!(reason = %f.reason, "could not start dockerd");
+                // The reason is logged once, as the state it leads to.
                 let actions = self.supervisor.handle(
                     Event::SpawnFailed {
                         reason: f.reason,
@@ -580,17 +602,21 @@ impl Init {
         let mut buf = [0u8; 8192];
         let mut lines = Vec::new();
         let mut eof = false;
+        let mut read_bytes = 0;
         loop {
             match rustix::io::read(fd, &mut buf) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => lines.extend(splitter.feed(buf.get(..n).unwrap_or(&[]))),
+                Ok(n) => {
+                    read_bytes += n;
+                    lines.extend(splitter.feed(buf.get(..n).unwrap_or(&[])));
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => break, // EAGAIN: drained for now
             }
-            if lines.len() > 1024 {
+            if read_bytes >= MAX_READ_PER_TURN {
                 break; // let the loop turn; the rest is read on the next one
             }
         }
@@ -598,7 +624,8 @@ impl Init {
             lines.extend(splitter.finish());
             *slot = None;
         }
-        let truncated = splitter.truncated();
+        // Both streams of this dockerd; the count starts again at each spawn.
+        let truncated = pipes.out.truncated() + pipes.err.truncated();
         if truncated > self.truncated_lines {
             debug!(truncated, "dockerd output lines cut at {MAX_LINE} bytes");
             self.truncated_lines = truncated;
@@ -647,16 +674,21 @@ impl Init {
             return;
         }
         self.ping_retry = None;
-        match Ping::start(&self.settings.config.dockerd.socket, now, None) {
+        match Ping::start(&self.settings.launch.socket, now, None) {
             Ok(ping) => {
                 self.ping = Some(InFlight {
                     ping,
                     health: false,
                 })
             }
-            // Nobody listens yet: the socket watch or READY=1 will wake us.
+            // No socket yet: the socket watch or READY=1 will wake us.
             Err(PingOutcome::NoListener(why)) => {
-                debug!(why = %why, "dockerd's socket is not listening yet")
+                debug!(why = %why, "dockerd's socket does not exist yet")
+            }
+            // Bound, listen(2) not called yet: a moment away.
+            Err(PingOutcome::NotListening(why)) => {
+                debug!(why = %why, "dockerd's socket is not listening yet");
+                self.ping_retry = Some(now + LISTEN_RETRY);
             }
             Err(other) => {
                 debug!(outcome = ?other, "start-up ping failed; retrying");
@@ -710,19 +742,19 @@ impl Init {
     // ----- COMMAND -----
 
     fn start_command(&mut self, now: Instant) {
+        self.command_gate = None;
         if self.command != Command::Pending || self.shutdown.is_some() {
             return;
         }
-        self.command_gate = None;
-        match spawn::spawn_command(&self.command_argv) {
+        match spawn::spawn_command(&self.settings.command) {
             Ok(child) => {
-                info!(pid = child.pid, command = ?self.command_argv, "started COMMAND");
+                info!(pid = child.pid, command = ?self.settings.command, "started COMMAND");
                 self.command = Command::Running(child);
             }
             Err(e) => {
                 error!(error = %e, "COMMAND did not start; stopping");
                 self.command = Command::SpawnFailed(e.exit_code());
-                self.begin_shutdown(now);
+                self.begin_shutdown(now, None);
             }
         }
     }
@@ -735,26 +767,19 @@ impl Init {
             let actions = self.supervisor.handle(Event::Deadline, now);
             self.apply(actions, now);
         }
-        if let Some(mut held) = self.held_spawn.clone() {
-            held.pids
-                .retain(|p| dockerd::leftover_containerd(self.my_pid).contains(p));
-            if held.pids.is_empty() || now >= held.give_up_at {
-                if !held.pids.is_empty() {
-                    warn!(pids = ?held.pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
-                }
-                self.held_spawn = Some(HeldSpawn {
-                    pids: Vec::new(),
-                    ..held
-                });
+        // A leftover containerd is our child (re-parented to us): its exit comes
+        // through reap(), which starts dockerd once all are gone. Here only the
+        // deadlines: SIGKILL after the grace, start anyway after one more.
+        if let Some(held) = self.held_spawn.as_mut() {
+            if now >= held.give_up_at {
+                warn!(pids = ?held.pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
+                held.pids.clear();
                 self.spawn_dockerd(now);
             } else if now >= held.kill_at && !held.killed {
                 for pid in &held.pids {
                     signal_pid(*pid, Signal::SIGKILL);
                 }
                 held.killed = true;
-                self.held_spawn = Some(held);
-            } else {
-                self.held_spawn = Some(held);
             }
         }
         if self.ping_retry.is_some_and(|d| d <= now) {
@@ -773,7 +798,7 @@ impl Init {
         if self.ping.is_none() && self.next_health.is_some_and(|d| d <= now) {
             self.next_health = None;
             let timeout = Some(self.settings.config.readiness.timeout);
-            match Ping::start(&self.settings.config.dockerd.socket, now, timeout) {
+            match Ping::start(&self.settings.launch.socket, now, timeout) {
                 Ok(ping) => self.ping = Some(InFlight { ping, health: true }),
                 Err(outcome) => self.ping_done(outcome, true, Duration::ZERO, now),
             }
@@ -785,12 +810,12 @@ impl Init {
             );
             self.start_command(now);
         }
-        if self
-            .control
-            .as_ref()
-            .and_then(ControlServer::deadline)
-            .is_some_and(|d| d <= now)
-        {
+    }
+
+    /// Drops silent clients and answers `wait`s whose duration ended.
+    fn control_deadlines(&mut self, now: Instant) {
+        let due = self.control.as_ref().and_then(ControlServer::deadline);
+        if due.is_some_and(|d| d <= now) {
             let mut control = self.control.take();
             if let Some(c) = control.as_mut() {
                 c.on_deadlines(&*self, now);
@@ -809,17 +834,10 @@ impl Init {
             .held_spawn
             .as_ref()
             .map(|h| if h.killed { h.give_up_at } else { h.kill_at });
-        // Leftover containerd: its exit is not ours to reap (it may not be our
-        // child), so look again every 50 ms while one is pending.
-        let held_check = self
-            .held_spawn
-            .as_ref()
-            .map(|_| Instant::now() + Duration::from_millis(50));
         [
             shutdown,
             self.supervisor.deadline(),
             held,
-            held_check,
             self.ping_retry,
             self.ping.as_ref().and_then(|p| p.ping.deadline),
             if self.ping.is_none() {
@@ -863,11 +881,7 @@ impl Init {
             if let Err(e) = self.ready_file.write(&json) {
                 error!(path = %self.ready_file.path().display(), error = %e, "could not write the ready file");
             }
-            let mut control = self.control.take();
-            if let Some(c) = control.as_mut() {
-                c.release_waits(&*self, now);
-            }
-            self.control = control;
+            self.release_waits(now);
             if !was_ready {
                 self.upward("READY=1");
             }
@@ -887,6 +901,8 @@ impl Init {
         };
         self.upward(&status_line);
         if state == State::Failed {
+            // Failed is final: a `wait` would only run out; answer it now.
+            self.release_waits(now);
             match self.command {
                 Command::Pending => {
                     warn!("dockerd failed; starting COMMAND anyway");
@@ -895,7 +911,7 @@ impl Init {
                 Command::None => {
                     error!("dockerd gave up and there is no COMMAND; exiting 1 so the container is restarted");
                     self.gave_up = true;
-                    self.begin_shutdown(now);
+                    self.begin_shutdown(now, None);
                 }
                 _ => {}
             }
@@ -914,12 +930,8 @@ impl Init {
     /// The status document.
     pub fn status(&self, with_tail: bool) -> Status {
         let now = Instant::now();
-        let (state, reason, since) = if self.shutdown.is_some() {
-            (
-                "stopping".to_owned(),
-                None,
-                self.shutdown.map_or(now, |s| s.started),
-            )
+        let (state, reason, since) = if let Some(sd) = self.shutdown {
+            ("stopping".to_owned(), None, sd.started)
         } else {
             (
                 self.supervisor.state().as_str().to_owned(),
@@ -949,7 +961,8 @@ impl Init {
 
     // ----- shutdown -----
 
-    fn begin_shutdown(&mut self, now: Instant) {
+    /// Starts the shutdown; `signal` is the signal that asked for it, if any.
+    fn begin_shutdown(&mut self, now: Instant, signal: Option<Signal>) {
         if self.shutdown.is_some() {
             return;
         }
@@ -957,14 +970,26 @@ impl Init {
             started: now,
             stage: Stage::Main,
             deadline: now + self.settings.config.dockerd.stop_timeout,
+            signal,
         });
-        self.upward("STOPPING=1");
-        if let Err(e) = self.ready_file.remove() {
-            error!(error = %e, "could not remove the ready file");
-        }
+        self.command_gate = None;
         self.held_spawn = None;
+        self.upward("STOPPING=1");
+        // sync_state reports a failure to remove it, on the state change below.
+        let _ = self.ready_file.remove();
         let actions = self.supervisor.handle(Event::StopRequested, now);
         self.apply(actions, now);
+        // Parked `wait`s get their answer (stopping) now rather than an EOF later.
+        self.release_waits(now);
+    }
+
+    /// Answers every parked `wait` with the current status.
+    fn release_waits(&mut self, now: Instant) {
+        let mut control = self.control.take();
+        if let Some(c) = control.as_mut() {
+            c.release_waits(&*self, now);
+        }
+        self.control = control;
     }
 
     /// Whether a main process (COMMAND or dockerd) is still running.
@@ -1043,7 +1068,12 @@ impl Init {
             Command::SpawnFailed(code) => code,
             // Killed before its exit was seen: report like a shell would.
             Command::Running(_) => 128 + Signal::SIGKILL as i32,
-            Command::None | Command::Pending => i32::from(self.gave_up),
+            // Stopped by signal N before it could start: 128+N, as if it had run.
+            Command::Pending => match self.shutdown.and_then(|sd| sd.signal) {
+                Some(sig) => 128 + sig as i32,
+                None => i32::from(self.gave_up),
+            },
+            Command::None => i32::from(self.gave_up),
         };
         info!(code, orphans_reaped = self.orphans_reaped, "exiting");
         code

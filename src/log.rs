@@ -7,15 +7,20 @@
 //! with COMMAND, which would then see EAGAIN on its own writes. So [`StderrWriter`]
 //! asks poll(2) with a zero timeout whether the fd can take data before each chunk
 //! of at most `PIPE_BUF` bytes (such a write to a pipe never blocks once POLLOUT is
-//! set, see pipe(7)), and drops what does not fit, counting the drops. Write errors
-//! are swallowed: there is nowhere left to report them.
+//! set, see pipe(7)), and drops what does not fit. Write errors are swallowed:
+//! there is nowhere left to report them.
+//!
+//! journald gets the same treatment: [`JournaldWriter`] sends each event as one
+//! datagram of journald's native protocol (systemd.journal-fields(7),
+//! <https://systemd.io/JOURNAL_NATIVE_PROTOCOL/>) on a non-blocking socket, and
+//! drops it when journald's queue is full, instead of sleeping in send(2).
 //!
 //! It does not format dockerd's output; that is `output.rs`, which logs each line
 //! as an event of target `dockerd`.
 
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing_subscriber::fmt::MakeWriter;
@@ -31,14 +36,6 @@ pub const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// Bytes that one write to a pipe takes atomically, and never blocks for once
 /// poll(2) reports POLLOUT (pipe(7)).
 const PIPE_BUF: usize = 4096;
-
-/// Log bytes dropped because stderr could not take them.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-
-/// How many bytes of log output were dropped because stderr was full.
-pub fn dropped_bytes() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
-}
 
 /// A writer to fd 2 that never blocks and never fails.
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,9 +71,6 @@ impl StderrWriter {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => break,
             }
-        }
-        if !rest.is_empty() {
-            DROPPED.fetch_add(rest.len() as u64, Ordering::Relaxed);
         }
     }
 }
@@ -118,6 +112,93 @@ pub fn print_stdout(text: &str) {
     let _ = out.flush();
 }
 
+/// Sends log events to journald, one datagram each, never blocking.
+#[derive(Debug)]
+pub struct JournaldWriter {
+    fd: OwnedFd,
+}
+
+impl JournaldWriter {
+    /// A datagram socket connected to journald's socket at `path`.
+    pub fn connect(path: &Path) -> io::Result<Self> {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::connect(&fd, &SocketAddrUnix::new(path)?)?;
+        Ok(JournaldWriter { fd })
+    }
+}
+
+/// One journal entry being written: its priority, sent on each write.
+#[derive(Debug)]
+pub struct JournaldEntry<'a> {
+    fd: BorrowedFd<'a>,
+    priority: u8,
+}
+
+/// The journal entry for one formatted event: PRIORITY, SYSLOG_IDENTIFIER and
+/// MESSAGE, the latter in the binary form when it spans lines.
+pub fn journal_entry(priority: u8, message: &[u8]) -> Vec<u8> {
+    let message = message.strip_suffix(b"\n").unwrap_or(message);
+    let mut out = format!("PRIORITY={priority}\nSYSLOG_IDENTIFIER=dind-init\n").into_bytes();
+    if message.contains(&b'\n') {
+        out.extend_from_slice(b"MESSAGE\n");
+        out.extend_from_slice(&(message.len() as u64).to_le_bytes());
+        out.extend_from_slice(message);
+        out.push(b'\n');
+    } else {
+        out.extend_from_slice(b"MESSAGE=");
+        out.extend_from_slice(message);
+        out.push(b'\n');
+    }
+    out
+}
+
+impl Write for JournaldEntry<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // EAGAIN (journald behind), EMSGSIZE, ECONNREFUSED: the entry is dropped.
+        let _ = rustix::net::send(
+            self.fd,
+            &journal_entry(self.priority, buf),
+            rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL,
+        );
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for JournaldWriter {
+    type Writer = JournaldEntry<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        JournaldEntry {
+            fd: self.fd.as_fd(),
+            priority: 6,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        // syslog(3) priorities: err, warning, info, debug.
+        let priority = match *meta.level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        JournaldEntry {
+            fd: self.fd.as_fd(),
+            priority,
+        }
+    }
+}
+
 /// Installs the global subscriber for `config`. Returns a warning to log once
 /// logging works, when journald was asked for (`on`) but is not reachable.
 pub fn init(config: &LogConfig) -> Option<String> {
@@ -143,8 +224,15 @@ pub fn init(config: &LogConfig) -> Option<String> {
     };
     let mut warning = None;
     let journald_layer = if want_journald {
-        match tracing_journald::layer() {
-            Ok(layer) => Some(layer.with_syslog_identifier("dind-init".to_owned())),
+        match JournaldWriter::connect(Path::new(JOURNALD_SOCKET)) {
+            Ok(writer) => Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_ansi(false)
+                    .with_target(true)
+                    .without_time()
+                    .with_level(false),
+            ),
             Err(e) => {
                 // `auto` falls back quietly; `on` says once why journald is missing.
                 if config.journald == Journald::On {
@@ -164,4 +252,41 @@ pub fn init(config: &LogConfig) -> Option<String> {
         .with(journald_layer.with_filter(level))
         .try_init();
     warning
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_entries_table() {
+        assert_eq!(
+            journal_entry(6, b"dind_init: started\n"),
+            b"PRIORITY=6\nSYSLOG_IDENTIFIER=dind-init\nMESSAGE=dind_init: started\n".to_vec()
+        );
+        let multi = journal_entry(3, b"a\nb\n");
+        let mut want = b"PRIORITY=3\nSYSLOG_IDENTIFIER=dind-init\nMESSAGE\n".to_vec();
+        want.extend_from_slice(&3u64.to_le_bytes());
+        want.extend_from_slice(b"a\nb\n");
+        assert_eq!(multi, want);
+    }
+
+    #[test]
+    fn journald_gets_one_datagram_per_event_and_never_blocks() {
+        let dir = std::env::temp_dir().join(format!("dind-init-journal-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("socket");
+        let _ = std::fs::remove_file(&path);
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let writer = JournaldWriter::connect(&path).unwrap();
+        writer.make_writer().write_all(b"hello\n").unwrap();
+        let mut buf = [0u8; 256];
+        let n = server.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(b"MESSAGE=hello\n"));
+        // Nobody reads: the queue fills, writes keep returning at once.
+        for _ in 0..10_000 {
+            writer.make_writer().write_all(&[b'x'; 512]).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -24,7 +24,12 @@ fn main() {
         Ok(invocation) => dispatch(invocation),
         Err(e) => {
             log::print_stderr(&format!("dind-init: {e}"));
-            2
+            // probe exits 0 or 1 only: Docker's HEALTHCHECK reserves 2.
+            if std::env::args_os().nth(1).is_some_and(|a| a == "probe") {
+                1
+            } else {
+                2
+            }
         }
     };
     std::process::exit(code);

@@ -184,11 +184,17 @@ pub struct TailLine {
     pub text: String,
 }
 
-/// The last N lines of dockerd output, both streams, in arrival order.
+/// Bytes of text the tail keeps at most, whatever `log_tail` says: 200 lines of
+/// 16 KiB would otherwise be 3 MiB in PID 1, copied into every status answer.
+pub const MAX_TAIL_BYTES: usize = 256 * 1024;
+
+/// The last N lines of dockerd output, both streams, in arrival order, at most
+/// [`MAX_TAIL_BYTES`] of text.
 #[derive(Debug, Clone)]
 pub struct Tail {
     capacity: usize,
     lines: VecDeque<TailLine>,
+    bytes: usize,
 }
 
 impl Tail {
@@ -198,6 +204,7 @@ impl Tail {
         Tail {
             capacity,
             lines: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -206,9 +213,14 @@ impl Tail {
         if self.capacity == 0 {
             return;
         }
-        while self.lines.len() >= self.capacity {
-            self.lines.pop_front();
+        while self.lines.len() >= self.capacity
+            || (!self.lines.is_empty() && self.bytes + line.len() > MAX_TAIL_BYTES)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.text.len();
+            }
         }
+        self.bytes += line.len();
         self.lines.push_back(TailLine { stream, text: line });
     }
 
@@ -247,6 +259,7 @@ impl Tail {
     /// Forgets every line, e.g. before dockerd is started again.
     pub fn clear(&mut self) {
         self.lines.clear();
+        self.bytes = 0;
     }
 }
 
@@ -610,5 +623,17 @@ mod tests {
             assert_eq!(t.stderr_lines(n), want, "n = {n}");
         }
         assert!(Tail::new(4).stderr_lines(3).is_empty());
+    }
+
+    #[test]
+    fn tail_is_bounded_by_bytes() {
+        let mut t = Tail::new(1000);
+        for i in 0..100 {
+            t.push(Stream::Stderr, format!("{i:>0width$}", width = 16 * 1024));
+        }
+        let total: usize = t.lines().map(|l| l.text.len()).sum();
+        assert!(total <= MAX_TAIL_BYTES, "{total}");
+        assert!(t.len() >= MAX_TAIL_BYTES / (16 * 1024) - 1);
+        assert!(t.lines().last().unwrap().text.ends_with("99"));
     }
 }

@@ -88,10 +88,6 @@ impl NotifySocket {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads every pending datagram.
     pub fn receive(&self) -> Vec<NotifyMessage> {
         let mut out = Vec::new();
@@ -197,8 +193,11 @@ impl AsFd for SocketWatch {
 pub enum PingOutcome {
     /// 200 OK.
     Ok,
-    /// The socket is missing or nobody listens on it: wait for it to be created.
+    /// The socket does not exist yet: wait for it to be created.
     NoListener(String),
+    /// The socket exists but refuses connections: dockerd has bound it and not
+    /// yet called listen(2) (a stale socket is removed before each start).
+    NotListening(String),
     /// Any other failure (bad status, closed early, timed out).
     Failed(String),
 }
@@ -238,8 +237,14 @@ impl Ping {
             .map_err(|e| PingOutcome::Failed(format!("bad socket path: {e}")))?;
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => {}
-            Err(e @ (Errno::NOENT | Errno::CONNREFUSED)) => {
+            Err(e @ Errno::NOENT) => {
                 return Err(PingOutcome::NoListener(format!(
+                    "{}: {e}",
+                    socket.display()
+                )))
+            }
+            Err(e @ Errno::CONNREFUSED) => {
+                return Err(PingOutcome::NotListening(format!(
                     "{}: {e}",
                     socket.display()
                 )))
@@ -275,11 +280,11 @@ impl Ping {
         let mut buf = [0u8; 1024];
         loop {
             match self.stream.read(&mut buf) {
-                Ok(0) => return Some(judge(&self.response, true)),
+                Ok(0) => return Some(judge(&self.response)),
                 Ok(n) => {
                     self.response.extend_from_slice(buf.get(..n).unwrap_or(&[]));
                     if self.response.len() > MAX_RESPONSE || self.response.contains(&b'\n') {
-                        return Some(judge(&self.response, true));
+                        return Some(judge(&self.response));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -297,9 +302,9 @@ impl AsFd for Ping {
 }
 
 /// Judges a response by its status line.
-fn judge(response: &[u8], complete: bool) -> PingOutcome {
+fn judge(response: &[u8]) -> PingOutcome {
     let text = String::from_utf8_lossy(response);
-    let Some(line) = text.lines().next().filter(|_| complete) else {
+    let Some(line) = text.lines().next() else {
         return PingOutcome::Failed("no response".into());
     };
     let mut parts = line.split_ascii_whitespace();
@@ -317,53 +322,51 @@ fn judge(response: &[u8], complete: bool) -> PingOutcome {
 #[derive(Debug)]
 pub struct ReadyFile {
     path: PathBuf,
-    present: bool,
 }
 
 impl ReadyFile {
     pub fn new(path: PathBuf) -> Self {
-        ReadyFile {
-            path,
-            present: false,
-        }
+        ReadyFile { path }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Writes `content` atomically: a temp file in the same directory, then
-    /// rename(2) over the final name.
+    /// Writes `content` atomically: a new temp file in the same directory, then
+    /// rename(2) over the final name. The temp file is created with O_EXCL after
+    /// removing any old one, so a symlink or FIFO planted there is never followed.
     pub fn write(&mut self, content: &str) -> io::Result<()> {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
+            match fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(content.as_bytes())?;
             f.write_all(b"\n")?;
             fs::rename(&tmp, &self.path)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
-        } else {
-            self.present = true;
         }
         result
     }
 
     /// Removes the file (also one left by an earlier run).
     pub fn remove(&mut self) -> io::Result<()> {
-        self.present = false;
         match fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    pub fn present(&self) -> bool {
-        self.present
     }
 }
 
@@ -440,7 +443,7 @@ mod tests {
             ),
         ];
         for (response, want) in cases {
-            assert_eq!(&judge(response, true), want, "{response:?}");
+            assert_eq!(&judge(response), want, "{response:?}");
         }
     }
 }

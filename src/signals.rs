@@ -109,8 +109,11 @@ pub fn drain(fd: &SignalFd) -> Vec<i32> {
     out
 }
 
-/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 (handler, flags,
-/// restorer, mask), which differs from the libc one.
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 and aarch64
+/// (handler, flags, restorer, mask), which differs from the libc one. Other
+/// architectures order it differently: the crate does not build for them.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("signals::KernelSigaction matches x86_64 and aarch64 only");
 #[repr(C)]
 struct KernelSigaction {
     handler: usize,

@@ -142,8 +142,6 @@ pub struct Supervisor {
     ping_failures: u32,
     /// Restart due (Restarting) or SIGKILL due (after a SIGTERM we sent).
     deadline: Option<Instant>,
-    /// Whether dockerd has ever been ready.
-    was_ready: bool,
 }
 
 impl Supervisor {
@@ -163,13 +161,7 @@ impl Supervisor {
             last_exit: None,
             ping_failures: 0,
             deadline: None,
-            was_ready: false,
         }
-    }
-
-    /// The first start.
-    pub fn start(&mut self) -> Vec<Action> {
-        vec![Action::Spawn]
     }
 
     pub fn state(&self) -> State {
@@ -189,9 +181,6 @@ impl Supervisor {
     }
     pub fn last_exit(&self) -> Option<ExitStatus> {
         self.last_exit
-    }
-    pub fn was_ready(&self) -> bool {
-        self.was_ready
     }
     /// When the event loop must send [`Event::Deadline`].
     pub fn deadline(&self) -> Option<Instant> {
@@ -217,7 +206,9 @@ impl Supervisor {
             Event::Spawned { pid } => {
                 self.pid = Some(pid);
                 self.ping_failures = 0;
-                self.set_state(State::Starting, self.reason.clone(), now);
+                // The last crash stays in `last_exit` and the log; a fresh start
+                // has no reason to show.
+                self.set_state(State::Starting, None, now);
                 Vec::new()
             }
             Event::SpawnFailed { reason, permanent } => {
@@ -257,7 +248,6 @@ impl Supervisor {
                     if self.state == State::Starting {
                         self.ready_since = Some(now);
                     }
-                    self.was_ready = true;
                     self.ping_failures = 0;
                     self.set_state(State::Ready, None, now);
                 }
@@ -314,7 +304,10 @@ impl Supervisor {
                 match self.state {
                     State::Restarting => {
                         self.restarts = self.restarts.saturating_add(1);
-                        self.recent.push_back(now);
+                        // Only a limit needs the history; without one it would grow.
+                        if self.policy.max_restarts > 0 {
+                            self.recent.push_back(now);
+                        }
                         self.set_state(State::Starting, self.reason.clone(), now);
                         vec![Action::Spawn]
                     }
@@ -550,7 +543,6 @@ mod tests {
     fn exec_failure_is_failed_without_restart() {
         let t0 = Instant::now();
         let mut sup = Supervisor::new(policy(), t0);
-        assert_eq!(sup.start(), vec![Action::Spawn]);
         let reason = "dockerd not found: install Docker in the image".to_owned();
         let actions = sup.handle(
             Event::SpawnFailed {
@@ -749,6 +741,5 @@ mod tests {
         );
         sup.handle(Event::Ready, t0);
         assert_eq!(sup.state(), State::Restarting);
-        assert!(!sup.was_ready());
     }
 }
