@@ -10,6 +10,7 @@ pub mod environment;
 pub mod error;
 pub mod event_loop;
 pub mod log;
+pub mod netlink;
 pub mod output;
 pub mod preflight;
 pub mod probe;
