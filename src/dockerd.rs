@@ -18,6 +18,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::netlink;
 use crate::signals;
 
 /// dockerd's default exec root (where containerd's pid file and socket live).
@@ -296,6 +297,57 @@ pub fn clean_stale_state(launch: &Launch) {
     // A dead API socket would make the start-up ping's ECONNREFUSED ambiguous
     // (stale, or bound and not listening yet); dockerd replaces it anyway.
     clean_dead_socket(&launch.socket, "dockerd API socket");
+}
+
+/// dockerd's default data root.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
+
+/// In gVisor before release-20260810, a restarted dockerd dies with `existing
+/// interface docker0 is not a bridge`: gVisor's netlink reports no link kind, so
+/// dockerd cannot recognise the bridge it made itself (SPEC §7). Before each
+/// start in gVisor, when docker0 exists without a kind, this deletes docker0 and
+/// every `br-<12 hex>` link and removes the network store (`local-kv.db`), which
+/// would recreate them: measured, only all three together let dockerd start.
+/// User-defined networks are lost; the log says so. Returns what it removed.
+pub fn clean_gvisor_network(launch: &Launch) -> Vec<String> {
+    let links = match netlink::links() {
+        Ok(links) => links,
+        Err(e) => {
+            warn!(error = %e, "could not list network links to clean up after dockerd");
+            return Vec::new();
+        }
+    };
+    let stale = netlink::stale_docker_links(&links);
+    if stale.is_empty() {
+        return Vec::new();
+    }
+    let mut removed = Vec::new();
+    for link in stale {
+        match netlink::delete_link(link.index) {
+            Ok(()) => {
+                info!(link = %link.name, "deleted a network link left by the previous dockerd (gVisor reports no link kind)");
+                removed.push(link.name.clone());
+            }
+            Err(e) => {
+                warn!(link = %link.name, error = %e, "could not delete a network link left by the previous dockerd")
+            }
+        }
+    }
+    let data_root = option_value(&launch.args, &["--data-root", "-g"])
+        .unwrap_or_else(|| DEFAULT_DATA_ROOT.to_owned());
+    let store = Path::new(&data_root).join("network/files/local-kv.db");
+    match fs::remove_file(&store) {
+        Ok(()) => {
+            info!(path = %store.display(), "removed dockerd's network store");
+            removed.push(store.display().to_string());
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warn!(path = %store.display(), error = %e, "could not remove dockerd's network store")
+        }
+    }
+    warn!("user-defined networks of the previous dockerd are lost (gVisor cannot keep them across a dockerd restart)");
+    removed
 }
 
 /// Removes a unix socket file that nothing accepts on.

@@ -534,6 +534,9 @@ impl Init {
         }
         self.held_spawn = None;
         dockerd::clean_stale_state(&self.settings.launch);
+        if self.settings.environment.gvisor {
+            dockerd::clean_gvisor_network(&self.settings.launch);
+        }
         self.tail.clear();
         self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch) {

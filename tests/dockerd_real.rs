@@ -1,0 +1,551 @@
+//! The init with the real dockerd (Debian's docker.io), as PID 1 of private pid,
+//! mount, network and cgroup namespaces on this machine, and as PID 1 of a gVisor
+//! sandbox (runsc 0.0~20240729): restarts after SIGKILL with nested containers
+//! working each time, a dockerd that exits at once, a missing dockerd, a stop with
+//! a nested container running, and readiness never before dockerd's first 200.
+
+// Test code: a failed expectation should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const SHORT: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_secs(600);
+
+fn requirements() -> Vec<(&'static str, bool)> {
+    vec![
+        ("root", nix::unistd::geteuid().is_root()),
+        ("/usr/bin/unshare", Path::new("/usr/bin/unshare").exists()),
+        ("dockerd", which("dockerd").is_some()),
+        ("docker", which("docker").is_some()),
+        ("busybox", which("busybox").is_some()),
+        ("ip", which("ip").is_some()),
+    ]
+}
+
+/// A config for the real dockerd with every path inside `dir`; no bridge and no
+/// iptables rules (its network namespace is private anyway).
+fn real_config(dir: &TempDir, dockerd_extra: &str, args_extra: &[&str]) -> std::path::PathBuf {
+    let d = dir.path().display();
+    let mut args = vec![
+        format!("--data-root={d}/data"),
+        format!("--exec-root={d}/exec"),
+        format!("--pidfile={d}/docker.pid"),
+        "--iptables=false".to_owned(),
+        "--bridge=none".to_owned(),
+    ];
+    args.extend(args_extra.iter().map(|a| a.to_string()));
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    dir.config(&format!(
+        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{dockerd_extra}\n\
+         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n",
+        args.join(", ")
+    ))
+}
+
+/// Starts the init with the real dockerd in private namespaces and test cgroups.
+fn start_real(
+    dir: &TempDir,
+    cgroups: &TestCgroups,
+    config: &Path,
+    command: &[&str],
+) -> InitUnderTest {
+    let mut args = vec!["--config", s(config)];
+    if !command.is_empty() {
+        args.push("--");
+        args.extend(command);
+    }
+    Launch::new(dir)
+        .args(&args)
+        .unshare_args(&["--cgroup", "--net"])
+        .start_wrapped(&cgroups.join_command(), "ip link set lo up")
+}
+
+fn status(dir: &TempDir) -> serde_json::Value {
+    let mut s = UnixStream::connect(dir.join("init.sock")).unwrap();
+    s.set_read_timeout(Some(SHORT)).unwrap();
+    s.write_all(b"status\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+fn wait_status(
+    dir: &TempDir,
+    init: &InitUnderTest,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(SHORT, || {
+        UnixStream::connect(dir.join("init.sock")).is_ok() && {
+            last = status(dir);
+            pred(&last)
+        }
+    });
+    assert!(ok, "status never matched; last {last}\n{}", init.describe());
+    last
+}
+
+/// Runs the docker client against the init's dockerd (a unix socket works across
+/// the network namespace).
+fn docker(dir: &TempDir, args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("docker.sock").display()))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The host pid of `ns_pid` in the namespace of the init.
+fn host_pid(init: &InitUnderTest, ns_pid: i32) -> i32 {
+    let mut todo = vec![init.init_pid()];
+    while let Some(pid) = todo.pop() {
+        let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+        if ns.split_whitespace().last() == Some(ns_pid.to_string().as_str()) {
+            return pid;
+        }
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    panic!("pid {ns_pid} not found under the init");
+}
+
+/// Descendants of `root` in state Z.
+fn zombies_under(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next())
+            == Some("Z")
+        {
+            out.push(pid);
+        }
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+fn fds_and_rss(pid: i32) -> (usize, u64) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = st
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    (fds, rss)
+}
+
+/// Milliseconds between the first log lines containing `from` and `to` (RFC 3339
+/// timestamps at the start of text log lines).
+fn log_gap_ms(log: &str, from: &str, to: &str) -> i64 {
+    let at = |needle: &str| -> i64 {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"));
+        let ts = line.split_whitespace().next().unwrap(); // 2026-12-02T06:25:26.364265Z
+        let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
+        let mut parts = time.split(':');
+        let h: f64 = parts.next().unwrap().parse().unwrap();
+        let m: f64 = parts.next().unwrap().parse().unwrap();
+        let sec: f64 = parts.next().unwrap().parse().unwrap();
+        ((h * 3600.0 + m * 60.0 + sec) * 1000.0) as i64
+    };
+    at(to) - at(from)
+}
+
+#[test]
+fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
+    if !require(
+        "host_sigkill_of_dockerd_twenty_times_with_nested_containers",
+        &requirements(),
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-kill");
+    let cgroups = TestCgroups::create("realkill", true, true);
+    let config = real_config(
+        &dir,
+        "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0",
+        &[],
+    );
+    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    wait_status(&dir, &init, |v| v["state"] == "ready");
+    let tar = busybox_rootfs_tar(&dir);
+    let (ok, out) = docker(&dir, &["import", s(&tar), "nested:1"]);
+    assert!(ok, "{out}\n{}", init.describe());
+    let init_pid = init.init_pid();
+    let mut baseline = None;
+    for round in 1..=20 {
+        let v = status(&dir);
+        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
+        kill(Pid::from_raw(host_pid(&init, ns_pid)), Signal::SIGKILL).unwrap();
+        let v = wait_status(&dir, &init, |v| {
+            v["state"] == "ready" && v["dockerd"]["restarts"] == round
+        });
+        assert_eq!(v["dockerd"]["last_exit"]["signal"], 9, "{v}");
+        let (ok, out) = docker(
+            &dir,
+            &[
+                "run",
+                "--rm",
+                "--network=none",
+                "nested:1",
+                "echo",
+                &format!("nested-{round}"),
+            ],
+        );
+        assert!(
+            ok && out.contains(&format!("nested-{round}")),
+            "round {round}: {out}\n{}",
+            init.describe()
+        );
+        if round == 5 {
+            baseline = Some(fds_and_rss(init_pid));
+        }
+    }
+    let (fds0, rss0) = baseline.unwrap();
+    // The last status connection may still be closing on the init's side.
+    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(init_pid).0 <= fds0);
+    let (fds1, rss1) = fds_and_rss(init_pid);
+    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
+    assert!(
+        rss1 <= rss0 + 1024,
+        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
+    );
+    let zombies = zombies_under(init_pid);
+    assert!(
+        zombies.is_empty(),
+        "zombies {zombies:?}\n{}",
+        init.describe()
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+#[test]
+fn host_stop_with_a_nested_container_running() {
+    if !require("host_stop_with_a_nested_container_running", &requirements()) {
+        return;
+    }
+    let dir = TempDir::new("real-stop");
+    let cgroups = TestCgroups::create("realstop", true, true);
+    let config = real_config(&dir, "", &[]);
+    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    wait_status(&dir, &init, |v| v["state"] == "ready");
+    let tar = busybox_rootfs_tar(&dir);
+    assert!(docker(&dir, &["import", s(&tar), "nested:1"]).0);
+    // A container that stops on SIGTERM (busybox `sleep` as a container's PID 1
+    // would ignore it, and dockerd 20.10 waits its 10 s default before SIGKILL,
+    // whatever --shutdown-timeout says; the README says so).
+    let (ok, out) = docker(
+        &dir,
+        &[
+            "run",
+            "-d",
+            "--network=none",
+            "nested:1",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1; done",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (_, ps) = docker(&dir, &["ps", "-q"]);
+    assert_eq!(ps.lines().count(), 1, "one nested container running: {ps}");
+    // What `docker stop` does to the container of this init: SIGTERM, 10 s budget.
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let log = init.stderr();
+    let took = log_gap_ms(&log, "shutdown requested", "exiting");
+    assert!(took < 10_000, "the stop took {took} ms\n{log}");
+    assert!(
+        !log.contains("still running after the stop timeout"),
+        "dockerd stopped by itself\n{log}"
+    );
+    assert!(log.contains("dockerd exited"), "{log}");
+}
+
+#[test]
+fn host_dockerd_that_exits_at_once_is_restarted_then_failed() {
+    if !require(
+        "host_dockerd_that_exits_at_once_is_restarted_then_failed",
+        &requirements(),
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-exit1");
+    let cgroups = TestCgroups::create("realexit", true, true);
+    let config = real_config(
+        &dir,
+        "backoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3",
+        &["--bogus-flag"],
+    );
+    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
+    let log = init.stderr();
+    let delays: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("state=\"restarting\""))
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(delays, ["50ms", "100ms", "200ms"], "{log}");
+    assert!(log.contains("gave up after 3 restarts"), "{log}");
+    assert!(
+        log.contains("unknown flag: --bogus-flag"),
+        "dockerd's stderr is in the log\n{log}"
+    );
+}
+
+#[test]
+fn host_ready_is_never_signalled_before_dockerd_answers() {
+    if !require(
+        "host_ready_is_never_signalled_before_dockerd_answers",
+        &requirements(),
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-ready");
+    let cgroups = TestCgroups::create("realready", true, true);
+    let config = real_config(&dir, "", &[]);
+    let sock = dir.join("docker.sock");
+    let ready = dir.join("ready");
+    let started = Instant::now();
+    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    // An independent poller: look at the ready file, then ping dockerd. Whenever the
+    // file exists, dockerd must answer 200 (the init saw a 200 before writing it).
+    let mut first_ok: Option<Duration> = None;
+    let mut first_file: Option<Duration> = None;
+    let mut samples = 0;
+    while first_file.is_none() && started.elapsed() < SHORT {
+        let exists = ready.exists();
+        let ok = ping(&sock);
+        samples += 1;
+        if ok && first_ok.is_none() {
+            first_ok = Some(started.elapsed());
+        }
+        if exists {
+            assert!(
+                ok,
+                "the ready file existed while dockerd did not answer /_ping 200\n{}",
+                init.describe()
+            );
+            first_file = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (first_ok, first_file) = (first_ok.unwrap(), first_file.unwrap());
+    eprintln!("first 200 seen at {first_ok:?}, ready file at {first_file:?} ({samples} samples)");
+    let log = init.stderr();
+    let answered = log.find("dockerd answered /_ping").expect("ping logged");
+    let became_ready = log.find("state=\"ready\"").expect("ready logged");
+    assert!(answered < became_ready, "{log}");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+/// One `GET /_ping`; true on 200.
+fn ping(sock: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(sock) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if s.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    buf[..n].starts_with(b"HTTP/1.1 200")
+}
+
+/// `runsc --network=none --net-raw do <args>`.
+fn runsc_do(args: &[&str]) -> Command {
+    let mut cmd = Command::new(RUNSC);
+    cmd.args(["--network=none", "--net-raw", "do"]).args(args);
+    cmd
+}
+
+#[test]
+fn gvisor_sigkill_of_dockerd_twenty_times_then_a_clean_stop() {
+    let mut req = requirements();
+    req.push((
+        "runsc 0.0~20240729 at /usr/bin/runsc",
+        Path::new(RUNSC).exists(),
+    ));
+    if !require(
+        "gvisor_sigkill_of_dockerd_twenty_times_then_a_clean_stop",
+        &req,
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-gvisor");
+    let tar = busybox_rootfs_tar(&dir);
+    let d = dir.path().display();
+    // Inside the sandbox the default paths are the sandbox's own.
+    let config = dir.config(
+        "[dockerd]\nbackoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0\n\
+         [readiness]\ninterval = \"0s\"\n",
+    );
+    let script = format!(
+        r#"set -u
+S=/run/dind-init/init.sock
+export DOCKER_HOST=unix:///var/run/docker.sock
+{INIT} probe --socket $S --wait 120s || {{ echo "never ready"; exit 10; }}
+docker import {tar} nested:1 >/dev/null || exit 11
+status() {{ {INIT} status --socket $S --json; }}
+for i in $(seq 1 20); do
+  pid=$(status | sed 's/.*"dockerd":{{"pid":\([0-9]*\).*/\1/')
+  kill -9 "$pid"
+  n=0
+  until status | grep -q "\"restarts\":$i,"; do n=$((n+1)); [ $n -gt 600 ] && {{ echo "no restart $i"; exit 12; }}; sleep 0.05; done
+  {INIT} probe --socket $S --wait 120s || {{ echo "not ready after restart $i"; status; exit 13; }}
+  out=$(docker run --rm --network=none nested:1 echo nested-$i 2>&1)
+  [ "$out" = "nested-$i" ] || {{ echo "round $i: $out"; exit 14; }}
+  [ "$i" = 5 ] && sleep 0.2 && echo "fds5=$(ls /proc/1/fd | wc -l) rss5=$(awk '/^VmRSS/ {{print $2}}' /proc/1/status)"
+done
+sleep 0.2
+echo "fds20=$(ls /proc/1/fd | wc -l) rss20=$(awk '/^VmRSS/ {{print $2}}' /proc/1/status)"
+echo "zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
+docker run -d --network=none nested:1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null || exit 15
+echo "rounds: ok"
+# Stop like `docker stop`: SIGTERM to PID 1. COMMAND (this shell) gets it too, and
+# exits 0 from its trap; the init then stops dockerd and exits with COMMAND's 0.
+trap 'exit 0' TERM
+kill -TERM 1
+sleep 1000 & wait
+"#,
+        tar = tar.display()
+    );
+    let script_path = dir.join("gvisor.sh");
+    fs::write(&script_path, script).unwrap();
+    let _ = d;
+    let ran = run_timeout(
+        &mut runsc_do(&[
+            INIT,
+            "--config",
+            s(&config),
+            "--",
+            "/bin/sh",
+            s(&script_path),
+        ]),
+        &dir,
+        "runsc",
+        LONG,
+    );
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    assert!(ran.stdout.contains("rounds: ok"), "{}", ran.describe());
+    let field = |name: &str| -> u64 {
+        ran.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}\n{}", ran.describe()))
+    };
+    assert_eq!(
+        field("fds20"),
+        field("fds5"),
+        "fd count did not grow\n{}",
+        ran.describe()
+    );
+    assert!(
+        field("rss20") <= field("rss5") + 1024,
+        "RSS did not grow\n{}",
+        ran.describe()
+    );
+    assert_eq!(field("zombies"), 0, "{}", ran.describe());
+    assert!(
+        ran.stderr.contains("environment: gVisor"),
+        "{}",
+        ran.describe()
+    );
+    let took = log_gap_ms(&ran.stderr, "shutdown requested", "exiting");
+    assert!(took < 10_000, "the stop took {took} ms\n{}", ran.describe());
+}
+
+#[test]
+fn gvisor_missing_dockerd_fails_at_once_without_restarts() {
+    if !require(
+        "gvisor_missing_dockerd_fails_at_once_without_restarts",
+        &[
+            ("root", nix::unistd::geteuid().is_root()),
+            ("runsc", Path::new(RUNSC).exists()),
+        ],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-missing");
+    let config = dir.config("[dockerd]\npath = \"/nonexistent/dockerd\"\n");
+    let ran = run_timeout(
+        &mut runsc_do(&[INIT, "--config", s(&config)]),
+        &dir,
+        "runsc",
+        SHORT,
+    );
+    assert_eq!(ran.code(), Some(1), "{}", ran.describe());
+    assert!(
+        ran.stderr
+            .contains("dockerd not found: install Docker in the image"),
+        "{}",
+        ran.describe()
+    );
+    assert!(!ran.stderr.contains("restarting in"), "{}", ran.describe());
+    // With COMMAND: the init stays, and status says failed with zero restarts.
+    let ran = run_timeout(
+        &mut runsc_do(&[INIT, "--config", s(&config), "--", INIT, "status", "--json"]),
+        &dir,
+        "runsc2",
+        SHORT,
+    );
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    let v: serde_json::Value =
+        serde_json::from_str(ran.stdout.lines().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["dockerd"]["restarts"], 0, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dockerd not found"),
+        "{v}"
+    );
+}
