@@ -549,3 +549,46 @@ fn gvisor_missing_dockerd_fails_at_once_without_restarts() {
         "{v}"
     );
 }
+
+#[test]
+fn gvisor_dockerd_that_exits_at_once_is_restarted_then_failed() {
+    if !require(
+        "gvisor_dockerd_that_exits_at_once_is_restarted_then_failed",
+        &[
+            ("root", nix::unistd::geteuid().is_root()),
+            ("runsc", Path::new(RUNSC).exists()),
+            ("dockerd", which("dockerd").is_some()),
+        ],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("real-gexit1");
+    let config = dir.config(
+        "[dockerd]\nargs = [\"--bogus-flag\"]\nbackoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3\n",
+    );
+    let ran = run_timeout(
+        &mut runsc_do(&[INIT, "--config", s(&config)]),
+        &dir,
+        "runsc",
+        SHORT,
+    );
+    assert_eq!(ran.code(), Some(1), "{}", ran.describe());
+    let delays: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("state=\"restarting\""))
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(delays, ["50ms", "100ms", "200ms"], "{}", ran.describe());
+    assert!(
+        ran.stderr.contains("gave up after 3 restarts"),
+        "{}",
+        ran.describe()
+    );
+    assert!(
+        ran.stderr.contains("environment: gVisor"),
+        "{}",
+        ran.describe()
+    );
+}
