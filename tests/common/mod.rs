@@ -622,3 +622,187 @@ impl<'a> Launch<'a> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the end-to-end tests (tests/e2e.rs): the image assembled by
+// images/test/build.sh, and a host dockerd with runsc registered as a runtime, run in
+// the test's own pid, mount, network and cgroup namespaces.
+
+/// The script that assembles the test image from the machine's Docker binaries.
+pub const IMAGE_BUILD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/images/test/build.sh");
+
+/// The docker client: docker.io's own first (it matches dockerd 20.10), else PATH's.
+pub fn docker_client() -> PathBuf {
+    let debian = Path::new("/usr/bin/docker");
+    if debian.is_file() {
+        return debian.to_path_buf();
+    }
+    which("docker").unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+/// What a test with a real dockerd in gVisor needs on the machine.
+pub fn gvisor_docker_requirements() -> Vec<(&'static str, bool)> {
+    vec![
+        ("root", nix::unistd::geteuid().is_root()),
+        ("/usr/bin/unshare", Path::new("/usr/bin/unshare").exists()),
+        (
+            "runsc 0.0~20240729 at /usr/bin/runsc",
+            Path::new(RUNSC).exists(),
+        ),
+        ("dockerd", which("dockerd").is_some()),
+        ("docker", which("docker").is_some()),
+        ("containerd", which("containerd").is_some()),
+        ("busybox", which("busybox").is_some()),
+        ("ldd", which("ldd").is_some()),
+        ("tar", which("tar").is_some()),
+        ("ip", which("ip").is_some()),
+    ]
+}
+
+/// Runs images/test/build.sh with `args` (plus `--dind-init` the binary under test);
+/// fails the test with its output when it fails.
+pub fn build_test_image(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(IMAGE_BUILD).args(["--dind-init", INIT]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let ran = run_timeout(&mut cmd, dir, "image-build", Duration::from_secs(300));
+    assert_eq!(
+        ran.code(),
+        Some(0),
+        "images/test/build.sh failed\n{}",
+        ran.describe()
+    );
+}
+
+/// The test image's root file system as a directory `rootfs` in `dir` (for `runsc do
+/// -root`), with `config` as its /etc/dind-init/init.toml when given.
+pub fn test_rootfs(dir: &TempDir, config: Option<&Path>) -> PathBuf {
+    let root = dir.join("rootfs");
+    let mut args = vec!["--no-import", "--rootfs", s(&root)];
+    if let Some(c) = config {
+        args.extend(["--config", s(c)]);
+    }
+    build_test_image(dir, &args, &[]);
+    root
+}
+
+/// A host dockerd (20.10, runc and runsc as runtimes) under a dind-init as PID 1 of the
+/// test's own pid, mount, network and cgroup namespaces: data root, exec root, pid file,
+/// sockets and daemon.json under its temp dir, `--iptables=false --bridge=none`, an empty
+/// network namespace (only `lo`), a private tmpfs on /run (so a containerd socket of the
+/// machine's is never seen, let alone adopted or removed), and child cgroups of the
+/// test's ([`TestCgroups`]) for everything it and runsc create. runsc runs with
+/// `--network=none --net-raw`: with a sandbox network this runsc refuses to start on
+/// kernels 6.11 and later (ENVIRONMENT.md). Stopped (SIGTERM, then SIGKILL of the
+/// namespace) and cleaned up on drop.
+pub struct HostDocker {
+    // Dropped in this order: the namespace's processes, then the cgroups, then the files.
+    pub init: InitUnderTest,
+    cgroups: TestCgroups,
+    pub dir: TempDir,
+}
+
+impl HostDocker {
+    /// Starts it and waits until dockerd is ready (fails the test otherwise).
+    pub fn start(name: &str) -> HostDocker {
+        let dir = TempDir::new(name);
+        let cgroups = TestCgroups::create(name, true, true);
+        let d = dir.path().display();
+        fs::write(
+            dir.join("daemon.json"),
+            format!(
+                "{{\"runtimes\": {{\"runsc\": {{\"path\": \"{RUNSC}\", \
+                 \"runtimeArgs\": [\"--network=none\", \"--net-raw\"]}}}}}}\n"
+            ),
+        )
+        .unwrap();
+        let config = dir.config(&format!(
+            "[dockerd]\nsocket = \"{d}/docker.sock\"\n\
+             args = [\"--data-root={d}/data\", \"--exec-root={d}/exec\", \
+             \"--pidfile={d}/docker.pid\", \"--config-file={d}/daemon.json\", \
+             \"--iptables=false\", \"--ip6tables=false\", \"--bridge=none\"]\n\
+             [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\ninterval = \"0s\"\n\
+             [log]\njournald = \"off\"\n"
+        ));
+        let init = Launch::new(&dir)
+            .args(&["--config", s(&config)])
+            .unshare_args(&["--cgroup", "--net"])
+            .start_wrapped(
+                &cgroups.join_command(),
+                "ip link set lo up\numount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
+            );
+        let host = HostDocker { init, cgroups, dir };
+        // The status socket exists from the init's first moment; probe needs it to be there.
+        let sock = host.dir.join("init.sock");
+        assert!(
+            wait_until(Duration::from_secs(30), || sock.exists()),
+            "no status socket\n{}",
+            host.init.describe()
+        );
+        let probe = host.probe_wait(Duration::from_secs(90));
+        assert_eq!(
+            probe.code(),
+            Some(0),
+            "the host dockerd did not become ready\n{}\n{}",
+            probe.describe(),
+            host.init.describe()
+        );
+        host
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    /// `dind-init probe --wait` on the host init's status socket.
+    pub fn probe_wait(&self, timeout: Duration) -> Ran {
+        let wait = format!("{}s", timeout.as_secs());
+        run_timeout(
+            Command::new(INIT).args([
+                "probe",
+                "--socket",
+                s(&self.dir.join("init.sock")),
+                "--wait",
+                &wait,
+            ]),
+            &self.dir,
+            "host-probe",
+            timeout + Duration::from_secs(5),
+        )
+    }
+
+    /// A docker client command for this dockerd (its own client config dir too).
+    pub fn docker(&self) -> Command {
+        let mut cmd = Command::new(docker_client());
+        cmd.env("DOCKER_HOST", format!("unix://{}", s(&self.socket())))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY");
+        cmd
+    }
+
+    /// Runs `docker ARGS` with a timeout; `name` names its output files.
+    pub fn run(&self, args: &[&str], name: &str, timeout: Duration) -> Ran {
+        run_timeout(self.docker().args(args), &self.dir, name, timeout)
+    }
+
+    /// Assembles the test image (images/test/build.sh) and imports it as `tag`.
+    pub fn import_test_image(&self, tag: &str) {
+        let host = format!("unix://{}", s(&self.socket()));
+        let config = self.dir.join("docker-config");
+        build_test_image(
+            &self.dir,
+            &["--tag", tag],
+            &[("DOCKER_HOST", &host), ("DOCKER_CONFIG", s(&config))],
+        );
+    }
+
+    /// SIGTERM to the host init; its exit code (it stops dockerd and the containers'
+    /// shims and sandboxes with it).
+    pub fn stop(&mut self) -> i32 {
+        self.init.signal(Signal::SIGTERM);
+        self.init.wait_code(Duration::from_secs(60))
+    }
+}
