@@ -14,24 +14,21 @@
 //! dockerd exists, or binds sockets; whether a path or binary is usable is preflight's job.
 //! The only I/O is reading the config file (and a `stat` of the default path).
 //!
-//! How errors get their position: value-level problems are raised inside small
-//! deserializers (durations, `socket_mode`, `tcp`, enum spellings), so toml attaches the
-//! value's span; range and cross-field checks run on the finished [`Config`] and are
-//! pointed at the key by looking its path up in toml's spanned document tree
-//! ([`toml::de::DeTable`]). The same tree turns any error span back into a dotted key.
+//! How errors get their position: [`crate::toml_subset`] parses the text into a tree in
+//! which every key and value carries its span, and reports syntax errors with the offset
+//! and key path. Decoding walks that tree, so unknown keys, wrong types and malformed
+//! values (durations, `socket_mode`, `tcp`, enum spellings) are reported at the key or
+//! value concerned; range and cross-field checks run on the finished [`Config`] and are
+//! pointed at the key by looking its path up in the same tree.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
+use crate::toml_subset::{self, Item, Table, Value};
 
 /// The config file read when neither `--config` nor `$DIND_INIT_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "/etc/dind-init/init.toml";
@@ -51,8 +48,7 @@ pub const MAX_LOG_TAIL: usize = 100_000;
 const MAX_SOCKET_PATH: usize = 107;
 
 /// The whole validated configuration, one field per table of `init.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
     pub log: LogConfig,
     pub environment: EnvironmentConfig,
@@ -64,8 +60,7 @@ pub struct Config {
 }
 
 /// `[log]`: where and how the init's own events (and dockerd's lines) are logged.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub level: LogLevel,
     pub format: LogFormat,
@@ -83,8 +78,7 @@ impl Default for LogConfig {
 }
 
 /// `[environment]`: overrides for what the init detects about where it runs (SPEC §4).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvironmentConfig {
     pub gvisor: GvisorSetting,
 }
@@ -98,8 +92,7 @@ impl Default for EnvironmentConfig {
 }
 
 /// `[cgroup]`: how cgroups are prepared before dockerd starts (SPEC §5).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupConfig {
     pub mode: CgroupMode,
     pub stub_missing: bool,
@@ -115,22 +108,17 @@ impl Default for CgroupConfig {
 }
 
 /// `[dockerd]`: how dockerd is started, restarted and stopped (SPEC §7).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerdConfig {
     pub path: String,
     pub args: Vec<String>,
     pub socket: PathBuf,
     pub env: BTreeMap<String, String>,
     pub restart: RestartPolicy,
-    #[serde(deserialize_with = "de_duration")]
     pub backoff_initial: Duration,
-    #[serde(deserialize_with = "de_duration")]
     pub backoff_max: Duration,
     pub max_restarts: u32,
-    #[serde(deserialize_with = "de_duration")]
     pub restart_window: Duration,
-    #[serde(deserialize_with = "de_duration")]
     pub stop_timeout: Duration,
     pub log_tail: usize,
 }
@@ -163,8 +151,7 @@ impl DockerdConfig {
 }
 
 /// `[network]`: nested networking in gVisor (SPEC §7a).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
     pub mode: NetworkMode,
 }
@@ -178,21 +165,16 @@ impl Default for NetworkConfig {
 }
 
 /// `[readiness]`: the ready file, the status socket and health pings (SPEC §8).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadinessConfig {
     pub file: PathBuf,
     pub socket: PathBuf,
     /// Permission bits of the unix socket, written in the file as an octal string.
-    #[serde(deserialize_with = "de_socket_mode")]
     pub socket_mode: u32,
     /// The TCP listener's address; `None` (the file's `""`) means no TCP listener.
-    #[serde(deserialize_with = "de_tcp")]
     pub tcp: Option<SocketAddr>,
     /// Health ping period while ready; zero means no periodic ping.
-    #[serde(deserialize_with = "de_duration")]
     pub interval: Duration,
-    #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
     pub failure_threshold: u32,
     pub restart_on_unhealthy: bool,
@@ -216,11 +198,9 @@ impl Default for ReadinessConfig {
 }
 
 /// `[command]`: when the main COMMAND starts (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandConfig {
     pub wait_for_ready: bool,
-    #[serde(deserialize_with = "de_duration")]
     pub ready_timeout: Duration,
 }
 
@@ -392,7 +372,7 @@ impl SdNotify {
     }
 }
 
-/// What the enum deserializer needs: every value, and its spelling.
+/// What [`choice`] needs: every value, and its spelling.
 trait Choice: Copy + 'static {
     const ALL: &'static [Self];
     fn name(self) -> &'static str;
@@ -468,180 +448,316 @@ fn choices<T: Choice>() -> String {
         .join(", ")
 }
 
-struct ChoiceVisitor<T>(PhantomData<T>);
-
-impl<T: Choice> Visitor<'_> for ChoiceVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a string, one of: {}", choices::<T>())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        T::ALL
-            .iter()
-            .copied()
-            .find(|c| c.name() == v)
-            .ok_or_else(|| {
-                E::custom(format!(
-                    "invalid value `{v}`: expected one of: {}",
-                    choices::<T>()
-                ))
-            })
-    }
-}
-
-fn de_choice<'de, D: Deserializer<'de>, T: Choice>(d: D) -> Result<T, D::Error> {
-    d.deserialize_str(ChoiceVisitor(PhantomData))
-}
-
-impl<'de> Deserialize<'de> for LogLevel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for LogFormat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for Journald {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for GvisorSetting {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for CgroupMode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for RestartPolicy {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for NetworkMode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
-impl<'de> Deserialize<'de> for SdNotify {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_choice(d)
-    }
-}
-
 // ---------------------------------------------------------------------------
-// Value deserializers that check the value's form, so toml reports the value's span.
+// Decoding: the document tree to a Config. Each value is checked where it is written, so
+// its error points at it; the wording follows serde's ("invalid type: integer `3`,
+// expected ...") in TOML's vocabulary, as these messages always have.
 
-struct DurationVisitor;
-
-impl Visitor<'_> for DurationVisitor {
-    type Value = Duration;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a duration string such as \"5s\"")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-        parse_duration(v).map_err(E::custom)
-    }
-
-    // A bare number is the commonest mistake; say how to write it.
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-        Err(E::custom(format!(
-            "invalid duration `{v}`: write a quoted number with a unit, e.g. \"{v}s\""
-        )))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-        Err(E::custom(format!(
-            "invalid duration `{v}`: write a quoted number with a unit, e.g. \"{v}s\""
-        )))
-    }
+/// A value in the document and its key path (array elements as `[i]`).
+struct Field<'a> {
+    path: Vec<String>,
+    item: &'a Item,
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    d.deserialize_any(DurationVisitor)
-}
-
-struct SocketModeVisitor;
-
-impl Visitor<'_> for SocketModeVisitor {
-    type Value = u32;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an octal mode string such as \"0660\"")
+impl<'a> Field<'a> {
+    /// The last segment of the path: the key's own name.
+    fn name(&self) -> &str {
+        self.path.last().map_or("", String::as_str)
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
-        let well_formed =
-            (3..=4).contains(&v.len()) && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
-        match u32::from_str_radix(v, 8) {
-            Ok(mode) if well_formed => Ok(mode),
-            _ => Err(E::custom(format!(
-                "invalid mode `{v}`: expected 3 or 4 octal digits, e.g. \"0660\""
-            ))),
+    fn child(&self, segment: &str, item: &'a Item) -> Field<'a> {
+        let mut path = self.path.clone();
+        path.push(segment.to_owned());
+        Field { path, item }
+    }
+
+    fn error(&self, message: impl Into<String>) -> toml_subset::Error {
+        toml_subset::Error {
+            offset: self.item.span.start,
+            key: self.path.clone(),
+            message: message.into(),
         }
     }
 
-    // A TOML integer 660 is decimal 660 (= 0o1224), never what was meant.
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
-        Err(E::custom(format!(
-            "invalid mode `{v}`: write it as a quoted octal string, e.g. \"0660\""
-        )))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
-        Err(E::custom(format!(
-            "invalid mode `{v}`: write it as a quoted octal string, e.g. \"0660\""
-        )))
+    fn type_error(&self, expected: &str) -> toml_subset::Error {
+        let message = match &self.item.value {
+            Value::Unsupported { kind, text } => {
+                format!("unsupported value: {kind} `{text}`, expected {expected}")
+            }
+            Value::String(s) => format!("invalid type: string {s:?}, expected {expected}"),
+            Value::Integer(i) => format!("invalid type: integer `{i}`, expected {expected}"),
+            Value::Boolean(b) => format!("invalid type: boolean `{b}`, expected {expected}"),
+            other => format!("invalid type: {}, expected {expected}", other.type_name()),
+        };
+        self.error(message)
     }
 }
 
-fn de_socket_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    d.deserialize_any(SocketModeVisitor)
-}
-
-struct TcpVisitor;
-
-impl Visitor<'_> for TcpVisitor {
-    type Value = Option<SocketAddr>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an address string such as \"0.0.0.0:9323\", or \"\" for none")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<SocketAddr>, E> {
-        if v.is_empty() {
-            return Ok(None);
+/// Calls `set` for each entry of `table` (whose path is `prefix`), after checking that its
+/// name is one of `names`: any other is an unknown key (or table) that lists them.
+fn fields<'a>(
+    table: &'a Table,
+    prefix: &[String],
+    names: &[&str],
+    // `dyn`: one copy of the loop rather than one per table (binary size, SPEC §12).
+    set: &mut dyn FnMut(Field<'a>) -> Result<(), toml_subset::Error>,
+) -> Result<(), toml_subset::Error> {
+    for (key, item) in table.iter() {
+        let mut path = prefix.to_vec();
+        path.push(key.name.clone());
+        if !names.contains(&key.name.as_str()) {
+            let what = match item.value {
+                Value::Table(_) => "unknown table",
+                _ => "unknown key",
+            };
+            return Err(toml_subset::Error {
+                offset: key.span.start,
+                key: path,
+                message: format!("{what} (expected one of: {})", names.join(", ")),
+            });
         }
-        match v.parse::<SocketAddr>() {
-            Ok(addr) if addr.port() != 0 => Ok(Some(addr)),
-            Ok(_) => Err(E::custom(format!(
-                "invalid address `{v}`: the port must not be 0 (probes need a fixed port)"
-            ))),
-            Err(_) => Err(E::custom(format!(
-                "invalid address `{v}`: expected IP:port, e.g. \"0.0.0.0:9323\" or \"[::]:9323\", or \"\" for no TCP listener"
-            ))),
+        set(Field { path, item })?;
+    }
+    Ok(())
+}
+
+/// The top-level keys, each of which must be a table.
+const TABLES: [&str; 7] = [
+    "log",
+    "environment",
+    "cgroup",
+    "dockerd",
+    "network",
+    "readiness",
+    "command",
+];
+
+const DOCKERD_KEYS: [&str; 11] = [
+    "path",
+    "args",
+    "socket",
+    "env",
+    "restart",
+    "backoff_initial",
+    "backoff_max",
+    "max_restarts",
+    "restart_window",
+    "stop_timeout",
+    "log_tail",
+];
+
+const READINESS_KEYS: [&str; 9] = [
+    "file",
+    "socket",
+    "socket_mode",
+    "tcp",
+    "interval",
+    "timeout",
+    "failure_threshold",
+    "restart_on_unhealthy",
+    "sd_notify",
+];
+
+/// Every key absent from the document keeps its default. In each `match` below the
+/// catch-all arm is never taken: [`fields`] passes only the names it was given.
+fn decode(doc: &Table) -> Result<Config, toml_subset::Error> {
+    let mut c = Config::default();
+    fields(doc, &[], &TABLES, &mut |section| {
+        let Value::Table(table) = &section.item.value else {
+            return Err(section.error(format!(
+                "invalid type: {}, expected a table",
+                section.item.value.type_name()
+            )));
+        };
+        let at = &section.path;
+        match section.name() {
+            "log" => fields(table, at, &["level", "format", "journald"], &mut |f| {
+                match f.name() {
+                    "level" => c.log.level = choice(&f)?,
+                    "format" => c.log.format = choice(&f)?,
+                    "journald" => c.log.journald = choice(&f)?,
+                    _ => {}
+                }
+                Ok(())
+            }),
+            "environment" => fields(table, at, &["gvisor"], &mut |f| {
+                c.environment.gvisor = choice(&f)?;
+                Ok(())
+            }),
+            "cgroup" => fields(table, at, &["mode", "stub_missing"], &mut |f| {
+                match f.name() {
+                    "mode" => c.cgroup.mode = choice(&f)?,
+                    "stub_missing" => c.cgroup.stub_missing = boolean(&f)?,
+                    _ => {}
+                }
+                Ok(())
+            }),
+            "dockerd" => fields(table, at, &DOCKERD_KEYS, &mut |f| {
+                let d = &mut c.dockerd;
+                match f.name() {
+                    "path" => d.path = string(&f, "a string")?,
+                    "args" => d.args = strings(&f)?,
+                    "socket" => d.socket = string(&f, PATH)?.into(),
+                    "env" => d.env = env(&f)?,
+                    "restart" => d.restart = choice(&f)?,
+                    "backoff_initial" => d.backoff_initial = duration(&f)?,
+                    "backoff_max" => d.backoff_max = duration(&f)?,
+                    "max_restarts" => d.max_restarts = number(&f, U32)?,
+                    "restart_window" => d.restart_window = duration(&f)?,
+                    "stop_timeout" => d.stop_timeout = duration(&f)?,
+                    "log_tail" => d.log_tail = number(&f, "a non-negative whole number")?,
+                    _ => {}
+                }
+                Ok(())
+            }),
+            "network" => fields(table, at, &["mode"], &mut |f| {
+                c.network.mode = choice(&f)?;
+                Ok(())
+            }),
+            "readiness" => fields(table, at, &READINESS_KEYS, &mut |f| {
+                let r = &mut c.readiness;
+                match f.name() {
+                    "file" => r.file = string(&f, PATH)?.into(),
+                    "socket" => r.socket = string(&f, PATH)?.into(),
+                    "socket_mode" => r.socket_mode = socket_mode(&f)?,
+                    "tcp" => r.tcp = tcp(&f)?,
+                    "interval" => r.interval = duration(&f)?,
+                    "timeout" => r.timeout = duration(&f)?,
+                    "failure_threshold" => r.failure_threshold = number(&f, U32)?,
+                    "restart_on_unhealthy" => r.restart_on_unhealthy = boolean(&f)?,
+                    "sd_notify" => r.sd_notify = choice(&f)?,
+                    _ => {}
+                }
+                Ok(())
+            }),
+            "command" => fields(table, at, &["wait_for_ready", "ready_timeout"], &mut |f| {
+                match f.name() {
+                    "wait_for_ready" => c.command.wait_for_ready = boolean(&f)?,
+                    "ready_timeout" => c.command.ready_timeout = duration(&f)?,
+                    _ => {}
+                }
+                Ok(())
+            }),
+            _ => Ok(()),
         }
+    })?;
+    Ok(c)
+}
+
+const PATH: &str = "a path string";
+const U32: &str = "a whole number from 0 to 4294967295";
+
+fn boolean(f: &Field<'_>) -> Result<bool, toml_subset::Error> {
+    match f.item.value {
+        Value::Boolean(b) => Ok(b),
+        _ => Err(f.type_error("a boolean")),
     }
 }
 
-fn de_tcp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    d.deserialize_str(TcpVisitor)
+fn string(f: &Field<'_>, expected: &str) -> Result<String, toml_subset::Error> {
+    match &f.item.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(f.type_error(expected)),
+    }
+}
+
+/// An integer that must fit `T` (`expected` says what that means).
+fn number<T: TryFrom<i64>>(f: &Field<'_>, expected: &str) -> Result<T, toml_subset::Error> {
+    match f.item.value {
+        Value::Integer(i) => T::try_from(i)
+            .map_err(|_| f.error(format!("invalid value: integer `{i}`, expected {expected}"))),
+        _ => Err(f.type_error(expected)),
+    }
+}
+
+/// `dockerd.args`: an array of strings.
+fn strings(f: &Field<'_>) -> Result<Vec<String>, toml_subset::Error> {
+    let Value::Array(items) = &f.item.value else {
+        return Err(f.type_error("an array"));
+    };
+    let element = |(i, item)| string(&f.child(&format!("[{i}]"), item), "a string");
+    items.iter().enumerate().map(element).collect()
+}
+
+/// `dockerd.env`: a table of strings.
+fn env(f: &Field<'_>) -> Result<BTreeMap<String, String>, toml_subset::Error> {
+    let Value::Table(table) = &f.item.value else {
+        return Err(f.type_error("a table"));
+    };
+    table
+        .iter()
+        .map(|(key, item)| {
+            Ok((
+                key.name.clone(),
+                string(&f.child(&key.name, item), "a string")?,
+            ))
+        })
+        .collect()
+}
+
+fn choice<T: Choice>(f: &Field<'_>) -> Result<T, toml_subset::Error> {
+    let Value::String(v) = &f.item.value else {
+        return Err(f.type_error(&format!("a string, one of: {}", choices::<T>())));
+    };
+    T::ALL
+        .iter()
+        .copied()
+        .find(|c| c.name() == v)
+        .ok_or_else(|| {
+            f.error(format!(
+                "invalid value `{v}`: expected one of: {}",
+                choices::<T>()
+            ))
+        })
+}
+
+fn duration(f: &Field<'_>) -> Result<Duration, toml_subset::Error> {
+    match &f.item.value {
+        Value::String(s) => parse_duration(s).map_err(|message| f.error(message)),
+        // A bare number is the commonest mistake; say how to write it.
+        Value::Integer(i) => Err(f.error(format!(
+            "invalid duration `{i}`: write a quoted number with a unit, e.g. \"{i}s\""
+        ))),
+        _ => Err(f.type_error("a duration string such as \"5s\"")),
+    }
+}
+
+fn socket_mode(f: &Field<'_>) -> Result<u32, toml_subset::Error> {
+    match &f.item.value {
+        Value::String(v) => {
+            let well_formed =
+                (3..=4).contains(&v.len()) && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
+            match u32::from_str_radix(v, 8) {
+                Ok(mode) if well_formed => Ok(mode),
+                _ => Err(f.error(format!(
+                    "invalid mode `{v}`: expected 3 or 4 octal digits, e.g. \"0660\""
+                ))),
+            }
+        }
+        // A TOML integer 660 is decimal 660 (= 0o1224), never what was meant.
+        Value::Integer(i) => Err(f.error(format!(
+            "invalid mode `{i}`: write it as a quoted octal string, e.g. \"0660\""
+        ))),
+        _ => Err(f.type_error("an octal mode string such as \"0660\"")),
+    }
+}
+
+fn tcp(f: &Field<'_>) -> Result<Option<SocketAddr>, toml_subset::Error> {
+    let Value::String(v) = &f.item.value else {
+        return Err(f.type_error("an address string such as \"0.0.0.0:9323\", or \"\" for none"));
+    };
+    if v.is_empty() {
+        return Ok(None);
+    }
+    match v.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(Some(addr)),
+        Ok(_) => Err(f.error(format!(
+            "invalid address `{v}`: the port must not be 0 (probes need a fixed port)"
+        ))),
+        Err(_) => Err(f.error(format!(
+            "invalid address `{v}`: expected IP:port, e.g. \"0.0.0.0:9323\" or \"[::]:9323\", or \"\" for no TCP listener"
+        ))),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -831,44 +947,37 @@ impl std::error::Error for ConfigError {
 
 /// Parses and validates config text. `origin` names it in errors (usually the path).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    check_tables(text).map_err(|problem| problem.locate(text, origin))?;
-    let config: Config = toml::from_str(text).map_err(|e| from_toml_error(text, origin, &e))?;
-    validate(&config).map_err(|problem| problem.locate(text, origin))?;
+    let invalid = |e| invalid(text, origin, e);
+    let doc = toml_subset::parse(text).map_err(invalid)?;
+    let config = decode(&doc).map_err(invalid)?;
+    validate(&config).map_err(|problem| invalid(problem.locate(&doc)))?;
     Ok(config)
 }
 
-/// The top-level keys, each of which must be a table.
-const TABLES: [&str; 7] = [
-    "log",
-    "environment",
-    "cgroup",
-    "dockerd",
-    "network",
-    "readiness",
-    "command",
-];
+/// Gives an error its line, column and dotted key.
+fn invalid(text: &str, origin: &str, e: toml_subset::Error) -> ConfigError {
+    let (line, column) = line_column(text, e.offset);
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        line,
+        column,
+        key: (!e.key.is_empty()).then(|| dotted(&e.key)),
+        message: printable(&e.message),
+    }
+}
 
-/// serde lets a struct be written as an array (`log = ["debug"]` would set the first
-/// field, `log = []` nothing), which TOML users never mean: every section must be a table.
-/// Syntax errors are left for toml to report.
-fn check_tables(text: &str) -> Result<(), Problem> {
-    let Ok(root) = DeTable::parse(text) else {
-        return Ok(());
-    };
-    for (key, value) in root.get_ref() {
-        let name = key.get_ref().as_ref();
-        if TABLES.contains(&name) && !value.get_ref().is_table() {
-            return Err(Problem::at(
-                &[name],
-                Part::Value,
-                format!(
-                    "invalid type: {}, expected a table",
-                    value.get_ref().type_str()
-                ),
-            ));
+/// Messages quote values as written; a control character in one (a newline in an
+/// enum spelling, an escape sequence) must not break the one-line error or the terminal.
+fn printable(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
         }
     }
-    Ok(())
+    out
 }
 
 /// Which part of a key/value pair an error points at.
@@ -904,32 +1013,54 @@ impl Problem {
         }
     }
 
-    fn locate(self, text: &str, origin: &str) -> ConfigError {
-        let entries = index(text);
+    /// Points the problem at the first of its keys that the document has.
+    fn locate(self, doc: &Table) -> toml_subset::Error {
         let found = self
             .keys
             .iter()
-            .find_map(|key| entries.iter().find(|e| &e.path == key).map(|e| (key, e)));
+            .find_map(|key| Some((key, find(doc, key)?)));
         let (key, offset) = match found {
-            Some((key, entry)) => {
+            Some((key, (key_span, value_span))) => {
                 let span = match self.part {
-                    Part::Key => &entry.key,
-                    Part::Value => &entry.value,
+                    Part::Key => key_span,
+                    Part::Value => value_span,
                 };
-                (key.as_slice(), span.start)
+                (key.clone(), span.start)
             }
             // Not in the file (cannot happen with valid defaults): blame the first key.
-            None => (self.keys.first().map(Vec::as_slice).unwrap_or(&[]), 0),
+            None => (self.keys.first().cloned().unwrap_or_default(), 0),
         };
-        let (line, column) = line_column(text, offset);
-        ConfigError::Invalid {
-            origin: origin.to_owned(),
-            line,
-            column,
-            key: (!key.is_empty()).then(|| dotted(key)),
+        toml_subset::Error {
+            offset,
+            key,
             message: self.message,
         }
     }
+}
+
+/// The spans of the key and of the value at `path` (array elements as `[i]`; an
+/// element's key span is its own).
+fn find(doc: &Table, path: &[String]) -> Option<(toml_subset::Span, toml_subset::Span)> {
+    let (first, rest) = path.split_first()?;
+    let (key, mut item) = doc.get(first)?;
+    let mut key_span = key.span.clone();
+    for segment in rest {
+        item = match &item.value {
+            Value::Table(table) => {
+                let (key, item) = table.get(segment)?;
+                key_span = key.span.clone();
+                item
+            }
+            Value::Array(items) => {
+                let index = segment.strip_prefix('[')?.strip_suffix(']')?;
+                let item = items.get(index.parse::<usize>().ok()?)?;
+                key_span = item.span.clone();
+                item
+            }
+            _ => return None,
+        };
+    }
+    Some((key_span, item.span.clone()))
 }
 
 fn validate(config: &Config) -> Result<(), Problem> {
@@ -1088,146 +1219,6 @@ fn check_socket_path(path: &Path, key: &[&str]) -> Result<(), Problem> {
         ));
     }
     Ok(())
-}
-
-/// Turns toml's error into ours: its span gives line, column and (through the document
-/// tree) the dotted key; serde's wording is adjusted to TOML's vocabulary.
-fn from_toml_error(text: &str, origin: &str, error: &toml::de::Error) -> ConfigError {
-    let offset = error.span().map_or(0, |span| span.start);
-    let (line, column) = line_column(text, offset);
-    let entries = index(text);
-    let entry = entry_at(&entries, offset).or_else(|| {
-        let span = error.span()?;
-        earlier_definition(&entries, text.get(span)?, offset)
-    });
-    let raw = error.message().replace('\n', "; ");
-
-    let message = match raw.strip_prefix("unknown field `") {
-        Some(rest) => {
-            // serde: "unknown field `x`, expected `a`", "... expected `a` or `b`",
-            // "... expected one of `a`, `b`, `c`".
-            let expected = rest
-                .split_once(", expected ")
-                .map(|(_, list)| {
-                    list.trim_start_matches("one of ")
-                        .replace(" or ", ", ")
-                        .replace('`', "")
-                })
-                .unwrap_or_default();
-            let what = if entry.is_some_and(|e| e.is_table) {
-                "unknown table"
-            } else {
-                "unknown key"
-            };
-            format!("{what} (expected one of: {expected})")
-        }
-        None => plain_words(&raw),
-    };
-
-    ConfigError::Invalid {
-        origin: origin.to_owned(),
-        line,
-        column,
-        key: entry.map(|e| dotted(&e.path)),
-        message,
-    }
-}
-
-/// Replaces Rust type names in serde's messages with the words a TOML user knows.
-fn plain_words(message: &str) -> String {
-    let mut message = message.to_owned();
-    if let Some(at) = message.find(", expected struct ") {
-        message.truncate(at);
-        message.push_str(", expected a table");
-    }
-    for (rust, toml) in [
-        ("expected a map", "expected a table"),
-        ("expected a sequence", "expected an array"),
-        (
-            "expected u32",
-            "expected a whole number from 0 to 4294967295",
-        ),
-        ("expected usize", "expected a non-negative whole number"),
-        ("expected path string", "expected a path string"),
-    ] {
-        message = message.replace(rust, toml);
-    }
-    message
-}
-
-/// One key of the document with where its key and value are written.
-#[derive(Debug)]
-struct Entry {
-    /// Segments from the root; array elements are `[i]`.
-    path: Vec<String>,
-    key: Range<usize>,
-    /// For a `[table]` this is its header.
-    value: Range<usize>,
-    is_table: bool,
-}
-
-/// Every key and array element of the document, with spans. Parsing recovers from syntax
-/// errors so that even those can be attributed to a key.
-fn index(text: &str) -> Vec<Entry> {
-    let (root, _errors) = DeTable::parse_recoverable(text);
-    let mut entries = Vec::new();
-    index_table(root.get_ref(), &mut Vec::new(), &mut entries);
-    entries
-}
-
-fn index_table(table: &DeTable<'_>, prefix: &mut Vec<String>, out: &mut Vec<Entry>) {
-    for (key, value) in table {
-        prefix.push(key.get_ref().to_string());
-        out.push(Entry {
-            path: prefix.clone(),
-            key: key.span(),
-            value: value.span(),
-            is_table: value.get_ref().is_table(),
-        });
-        index_value(value.get_ref(), prefix, out);
-        prefix.pop();
-    }
-}
-
-fn index_value(value: &DeValue<'_>, prefix: &mut Vec<String>, out: &mut Vec<Entry>) {
-    match value {
-        DeValue::Table(table) => index_table(table, prefix, out),
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                prefix.push(format!("[{i}]"));
-                out.push(Entry {
-                    path: prefix.clone(),
-                    key: item.span(),
-                    value: item.span(),
-                    is_table: item.get_ref().is_table(),
-                });
-                index_value(item.get_ref(), prefix, out);
-                prefix.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The most specific entry whose key or value covers `offset` (ends inclusive, so that
-/// an empty span at a missing value, or an error just past an unclosed array, still counts).
-fn entry_at(entries: &[Entry], offset: usize) -> Option<&Entry> {
-    entries
-        .iter()
-        .flat_map(|e| [(e, &e.key), (e, &e.value)])
-        .filter(|(_, span)| span.start <= offset && offset <= span.end)
-        .min_by_key(|(_, span)| (span.end - span.start, usize::MAX - span.start))
-        .map(|(e, _)| e)
-}
-
-/// A key the recovering parser dropped (the second of a duplicate pair) is not in the
-/// index; its first definition, the nearest earlier key of the same name, is.
-fn earlier_definition<'a>(entries: &'a [Entry], key: &str, offset: usize) -> Option<&'a Entry> {
-    let name = key.trim_matches(|c| c == '"' || c == '\'');
-    entries
-        .iter()
-        .filter(|e| e.key.start < offset && e.path.last().is_some_and(|last| last == name))
-        .max_by_key(|e| e.key.start)
 }
 
 /// `dockerd.env."A B"`, `dockerd.args[1]`: bare segments as is, others quoted.
@@ -1634,25 +1625,149 @@ ready_timeout = "2m"
 
     #[test]
     fn enum_spellings_round_trip() {
-        fn round_trip<T: Choice + std::fmt::Debug + PartialEq + for<'de> Deserialize<'de>>() {
+        fn round_trip<T: Choice + std::fmt::Debug + PartialEq>(
+            table: &str,
+            key: &str,
+            get: fn(&Config) -> T,
+        ) {
             for value in T::ALL {
-                let text = format!("v = {:?}", value.name());
-                #[derive(Deserialize)]
-                struct Wrap<T> {
-                    v: T,
-                }
-                let parsed: Wrap<T> = toml::from_str(&text).unwrap();
-                assert_eq!(parsed.v, *value);
+                let text = format!("[{table}]\n{key} = {:?}\n", value.name());
+                let config = parse(&text, "t.toml").unwrap();
+                assert_eq!(get(&config), *value, "{text}");
             }
         }
-        round_trip::<LogLevel>();
-        round_trip::<LogFormat>();
-        round_trip::<Journald>();
-        round_trip::<GvisorSetting>();
-        round_trip::<CgroupMode>();
-        round_trip::<RestartPolicy>();
-        round_trip::<NetworkMode>();
-        round_trip::<SdNotify>();
+        round_trip("log", "level", |c| c.log.level);
+        round_trip("log", "format", |c| c.log.format);
+        round_trip("log", "journald", |c| c.log.journald);
+        round_trip("environment", "gvisor", |c| c.environment.gvisor);
+        round_trip("cgroup", "mode", |c| c.cgroup.mode);
+        round_trip("dockerd", "restart", |c| c.dockerd.restart);
+        round_trip("network", "mode", |c| c.network.mode);
+        round_trip("readiness", "sd_notify", |c| c.readiness.sd_notify);
+    }
+
+    /// What the TOML subset adds: its own rejections still name the key and position.
+    const SUBSET_ERRORS: &[(&str, &str, &str)] = &[
+        (
+            "[command]\nready_timeout = 1979-05-27\n",
+            "t.toml:2:17: command.ready_timeout: ",
+            "unsupported value: date-time `1979-05-27`, expected a duration string such as \"5s\"",
+        ),
+        (
+            "[cgroup]\nstub_missing = 1.0\n",
+            "t.toml:2:16: cgroup.stub_missing: ",
+            "unsupported value: float `1.0`, expected a boolean",
+        ),
+        (
+            "[dockerd]\nmax_restarts = 0x10\n",
+            "t.toml:2:16: dockerd.max_restarts: ",
+            "hexadecimal, octal and binary integers are not supported",
+        ),
+        (
+            "[dockerd]\nmax_restarts = 010\n",
+            "t.toml:2:16: dockerd.max_restarts: ",
+            "leading zeros are not allowed",
+        ),
+        (
+            "[dockerd]\npath = \"\"\"/d\"\"\"\n",
+            "t.toml:2:8: dockerd.path: ",
+            "multi-line strings are not supported",
+        ),
+        (
+            "[dockerd]\npath = \"\\q\"\n",
+            "t.toml:2:9: dockerd.path: ",
+            "invalid escape `\\q`",
+        ),
+        ("[log]\n[log]\n", "t.toml:2:2: log: ", "duplicate table"),
+        (
+            "dockerd = { path = \"/d\" }\n[dockerd]\n",
+            "t.toml:2:2: dockerd: ",
+            "duplicate table",
+        ),
+        (
+            "[dockerd]\nenv = { A = \"x\" }\n[dockerd.env]\n",
+            "t.toml:3:10: dockerd.env: ",
+            "duplicate table",
+        ),
+        (
+            "[[dockerd.env]]\n",
+            "t.toml:1:1: dockerd.env: ",
+            "arrays of tables",
+        ),
+        (
+            "[log]\nlevel = \"x\" junk\n",
+            "t.toml:2:13: log.level: ",
+            "expected a new line or a comment after the value",
+        ),
+        (
+            "[log]\nlevel = \"a\\nb\"\n",
+            "t.toml:2:9: log.level: ",
+            "invalid value `a\\nb`",
+        ),
+        (
+            "[dockerd]\nargs = [\"a\", [\"b\"]]\n",
+            "t.toml:2:14: dockerd.args[1]: ",
+            "invalid type: array, expected a string",
+        ),
+        (
+            "[dockerd]\nargs = [\"a\",\n  \"b\" \"c\"]\n",
+            "t.toml:3:7: dockerd.args: ",
+            "expected `,` or `]`",
+        ),
+        (
+            "[readiness]\ntcp = { a = 1 }\n",
+            "t.toml:2:7: readiness.tcp: ",
+            "invalid type: table, expected an address string",
+        ),
+        (
+            "[dockerd.env]\nA.B = \"x\"\n",
+            "t.toml:2:1: dockerd.env.A: ",
+            "invalid type: table, expected a string",
+        ),
+        (
+            "[dockerd]\nenv = { A = \"x\",\n B = \"y\" }\n",
+            "t.toml:2:17: dockerd.env: ",
+            "must be on one line",
+        ),
+        (
+            "[dockerd]\nmax_restarts = 99999999999999999999\n",
+            "t.toml:2:16: dockerd.max_restarts: ",
+            "out of range for a 64-bit integer",
+        ),
+        (
+            "[dockerd]\nlog_tail = -1\n",
+            "t.toml:2:12: dockerd.log_tail: ",
+            "invalid value: integer `-1`, expected a non-negative whole number",
+        ),
+    ];
+
+    #[test]
+    fn subset_errors_name_key_line_and_column() {
+        for (text, prefix, fragment) in SUBSET_ERRORS {
+            let message = err(text);
+            assert!(
+                message.starts_with(prefix) && message.contains(fragment),
+                "{text:?}: got {message:?}, want prefix {prefix:?} and {fragment:?}"
+            );
+            assert!(!message.contains('\n'), "{text:?}: multi-line {message:?}");
+        }
+    }
+
+    #[test]
+    fn toml_forms_parse_alike() {
+        let plain = parse(
+            "[dockerd]\nargs = [\"a\", \"b\"]\nenv = { A = \"1\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        for text in [
+            "dockerd.args = ['a', 'b']\ndockerd.env.A = '1'\n",
+            "[dockerd]\r\nargs = [ # comment\r\n  \"a\",\r\n  \"\\u0062\", # b\r\n]\r\n[dockerd.env]\r\n\"A\" = \"1\"\r\n",
+            "\u{feff}dockerd = { args = [\"a\", \"b\"], env = { A = \"1\" } }",
+            "[dockerd.env]\nA = \"1\"\n[dockerd]\nargs = [\"a\", \"b\",]\n",
+        ] {
+            assert_eq!(parse(text, "t.toml").unwrap(), plain, "{text:?}");
+        }
     }
 
     #[test]

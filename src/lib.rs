@@ -20,3 +20,4 @@ pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod supervisor;
+pub mod toml_subset;
