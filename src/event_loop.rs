@@ -37,6 +37,7 @@ use crate::config::{format_duration, Config};
 use crate::control::{Answers, ControlServer, Interest};
 use crate::diagnose;
 use crate::dockerd::{self, Launch};
+use crate::network;
 use crate::output::{LineSplitter, Stream, Tail, MAX_LINE};
 use crate::readiness::{self, NotifySocket, Ping, PingOutcome, ReadyFile, SocketWatch};
 use crate::reaper::{self, ExitStatus};
@@ -86,6 +87,8 @@ pub struct Settings {
     pub upstream_notify: Option<OsString>,
     /// Where dockerd's NOTIFY_SOCKET is bound.
     pub notify_path: PathBuf,
+    /// Nested networking in gVisor (SPEC §7a), decided at boot.
+    pub network: network::Plan,
 }
 
 /// COMMAND's life.
@@ -204,6 +207,8 @@ pub struct Init {
     orphans_reaped: u64,
     /// Lines of dockerd output cut at [`MAX_LINE`].
     truncated_lines: u64,
+    /// Nested networking: set up before each dockerd start; its latest outcome.
+    network: network::Setup,
 }
 
 impl Init {
@@ -275,6 +280,7 @@ impl Init {
             children_left: false,
             orphans_reaped: 0,
             truncated_lines: 0,
+            network: network::Setup::new(settings.network.clone()),
             signals,
             settings,
         }
@@ -537,6 +543,8 @@ impl Init {
         if self.settings.environment.gvisor {
             dockerd::clean_gvisor_network(&self.settings.launch);
         }
+        // Nested networking (SPEC §7a); a no-op outside gVisor or with mode "off".
+        self.network.before_start();
         self.tail.clear();
         self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch) {
@@ -574,7 +582,14 @@ impl Init {
         self.read_output(Stream::Stdout);
         self.read_output(Stream::Stderr);
         let stderr_tail = self.tail.stderr_lines(20);
-        let diagnosis = diagnose::diagnose(&stderr_tail).map(|d| d.reason);
+        // Only a start-up failure is diagnosed (SPEC §7): once dockerd has served,
+        // its start-up complaints (e.g. gVisor's overlay probe before it settles
+        // on vfs) say nothing about why it died.
+        let diagnosis = if self.supervisor.state() == State::Starting {
+            diagnose::diagnose(&stderr_tail).map(|d| d.reason)
+        } else {
+            None
+        };
         let was_stopping = matches!(self.supervisor.state(), State::Stopping | State::Stopped);
         if was_stopping {
             info!(status = %status, "dockerd exited");
@@ -953,6 +968,7 @@ impl Init {
             },
             cgroup: self.settings.cgroup.clone(),
             environment: self.settings.environment.clone(),
+            network: self.network.status(),
             log_tail: with_tail.then(|| {
                 self.tail
                     .lines()

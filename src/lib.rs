@@ -11,6 +11,7 @@ pub mod error;
 pub mod event_loop;
 pub mod log;
 pub mod netlink;
+pub mod network;
 pub mod output;
 pub mod preflight;
 pub mod probe;

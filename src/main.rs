@@ -15,7 +15,7 @@ use dind_init::config::{self, Config};
 use dind_init::error::Error;
 use dind_init::event_loop::{self, Init, Settings};
 use dind_init::status::{CgroupStatus, EnvironmentStatus};
-use dind_init::{cgroup, dockerd, environment, log, preflight, probe, signals};
+use dind_init::{cgroup, dockerd, environment, log, network, preflight, probe, signals};
 use tracing::{info, warn};
 
 fn main() {
@@ -174,13 +174,17 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     );
     // Never fails: a failure is in the outcome and blocks dockerd (it is certain).
     let outcome = cgroup::prepare(cfg, &env);
-    let launch = dockerd::launch(
+    let mut launch = dockerd::launch(
         cfg,
         env.gvisor,
         &outcome.dockerd_args,
         &args.dockerd_args,
         &notify_path,
     );
+    // In gVisor, dockerd's PATH starts with iptables → iptables-legacy links (SPEC §7a).
+    let init_path = std::env::var_os("PATH");
+    let network = network::Plan::new(cfg.network.mode, env.gvisor, init_path.as_deref());
+    network.set_dockerd_path(&mut launch, init_path.as_deref());
     Ok(Init::new(
         Settings {
             pid1,
@@ -200,6 +204,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
             },
             upstream_notify,
             notify_path,
+            network,
         },
         signals,
     ))

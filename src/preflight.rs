@@ -20,6 +20,7 @@ use crate::config::{CgroupMode, Config};
 use crate::environment::{self, DockerdBinary, Environment};
 use crate::error::Error;
 use crate::log;
+use crate::network::{self, Legacy, Report};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,15 @@ pub fn check(cfg: &Config) -> i32 {
             ),
         );
     }
-    let text = render(&env, plan.as_ref(), &problems);
+    // Nested networking (SPEC §7a): what the init would set up, found by reading only.
+    let net_plan = network::Plan::new(
+        cfg.network.mode,
+        env.gvisor,
+        std::env::var_os("PATH").as_deref(),
+    );
+    let net = network::inspect(&net_plan);
+    problems.extend(network_problems(&net, env.gvisor));
+    let text = render_report(&env, plan.as_ref(), Some(&net), &problems);
     log::print_stdout(&text);
     exit_code(&problems)
 }
@@ -223,8 +232,101 @@ pub fn assess(
     problems
 }
 
+/// The problems of the nested-networking report. Pure.
+pub fn network_problems(report: &Report, gvisor: bool) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    match report.mode {
+        network::Mode::Gvisor => {
+            if report.legacy == Legacy::Missing {
+                problems.push(Problem::new(
+                    Severity::Warning,
+                    "no iptables-legacy in the image: container names will not resolve on user networks, and nested containers get no egress",
+                    "install iptables in the image (Debian/Ubuntu: apt-get install iptables; Alpine: apk add iptables-legacy)",
+                ));
+            }
+            match &report.uplink {
+                Err(e) => problems.push(Problem::new(
+                    Severity::Warning,
+                    format!("could not read the IPv4 default route ({e}): no SNAT rules, so nested containers get no egress"),
+                    "",
+                )),
+                Ok(None) => problems.push(Problem::new(
+                    Severity::Note,
+                    "no IPv4 default route: nested containers will get no egress (traffic between them still works)",
+                    "give the sandbox a network (e.g. runsc --network=sandbox) if they need one",
+                )),
+                Ok(Some(_)) => {}
+            }
+        }
+        network::Mode::Off if gvisor => problems.push(Problem::new(
+            Severity::Note,
+            "network.mode is \"off\": in gVisor, nested containers get no egress and no container names unless you set up legacy iptables and SNAT yourself",
+            "set network.mode = \"auto\" to let dind-init do it",
+        )),
+        network::Mode::Off | network::Mode::Host => {}
+    }
+    problems
+}
+
+/// The nested-networking section of the report.
+fn render_network(out: &mut String, report: &Report) {
+    match report.mode {
+        network::Mode::Host => {
+            let _ = writeln!(
+                out,
+                "network: host (not gVisor: dockerd sets up its own networking)"
+            );
+        }
+        network::Mode::Off => {
+            let _ = writeln!(
+                out,
+                "network: off (network.mode = \"off\": dind-init sets up nothing)"
+            );
+        }
+        network::Mode::Gvisor => {
+            let _ = writeln!(
+                out,
+                "network: gvisor (set up by dind-init before each dockerd start)"
+            );
+            let on_path = if report.legacy == Legacy::Missing {
+                String::new()
+            } else {
+                ", first on dockerd's PATH".to_owned()
+            };
+            let _ = writeln!(out, "  legacy iptables: {}{on_path}", report.legacy);
+            let uplink = match &report.uplink {
+                Ok(Some(r)) => format!("{} {}", r.dev, r.addr),
+                Ok(None) => "none (no IPv4 default route)".to_owned(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            let _ = writeln!(out, "  uplink:          {uplink}");
+            let _ = writeln!(out, "  rules:");
+            for (rule, found) in &report.rules {
+                let state = if *found {
+                    "in place"
+                } else if report.legacy == Legacy::Missing {
+                    "cannot be added: no iptables-legacy"
+                } else {
+                    "added when dind-init starts dockerd"
+                };
+                let _ = writeln!(out, "    {rule} ({state})");
+            }
+        }
+    }
+}
+
 /// The report's text.
 pub fn render(env: &Environment, plan: Option<&Plan>, problems: &[Problem]) -> String {
+    render_report(env, plan, None, problems)
+}
+
+/// The report's text, with the nested-networking section when given.
+pub fn render_report(
+    env: &Environment,
+    plan: Option<&Plan>,
+    network: Option<&Report>,
+    problems: &[Problem],
+) -> String {
     let mut out = String::new();
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let _ = writeln!(out, "environment: {}", env.summary());
@@ -289,6 +391,9 @@ pub fn render(env: &Environment, plan: Option<&Plan>, problems: &[Problem]) -> S
         None => {
             let _ = writeln!(out, "cgroup plan: none (the mount table cannot be read)");
         }
+    }
+    if let Some(report) = network {
+        render_network(&mut out, report);
     }
     if problems.is_empty() {
         let _ = writeln!(out, "problems: none");
@@ -361,6 +466,84 @@ mod tests {
             target: PathBuf::from("/tmp/x"),
             source: std::io::Error::from_raw_os_error(22),
         }
+    }
+
+    #[test]
+    fn network_section_and_problems() {
+        use crate::netlink::Route;
+        let report = Report {
+            mode: network::Mode::Gvisor,
+            legacy: Legacy::Own {
+                dir: PathBuf::from("/run/dind-init/iptables-legacy"),
+                links: vec![(
+                    "iptables".to_owned(),
+                    PathBuf::from("/usr/sbin/iptables-legacy"),
+                )],
+            },
+            uplink: Ok(Some(Route {
+                dev: "eth0".to_owned(),
+                addr: std::net::Ipv4Addr::new(10, 0, 0, 2),
+            })),
+            rules: vec![
+                ("FORWARD -i docker0 -o docker0 -j DROP".to_owned(), true),
+                (
+                    "nat POSTROUTING -o eth0 -p tcp -j SNAT --to-source 10.0.0.2".to_owned(),
+                    false,
+                ),
+            ],
+        };
+        assert_eq!(network_problems(&report, true), []);
+        let text = render_report(&env(true), None, Some(&report), &[]);
+        assert!(
+            text.contains(
+                "network: gvisor (set up by dind-init before each dockerd start)\n\
+                 \x20 legacy iptables: /run/dind-init/iptables-legacy (links to /usr/sbin/iptables-legacy and its siblings), first on dockerd's PATH\n\
+                 \x20 uplink:          eth0 10.0.0.2\n\
+                 \x20 rules:\n\
+                 \x20   FORWARD -i docker0 -o docker0 -j DROP (in place)\n\
+                 \x20   nat POSTROUTING -o eth0 -p tcp -j SNAT --to-source 10.0.0.2 (added when dind-init starts dockerd)\n"
+            ),
+            "{text}"
+        );
+        // No legacy binary: one warning, still exit 0; no uplink: a note.
+        let bare = Report {
+            legacy: Legacy::Missing,
+            uplink: Ok(None),
+            ..report.clone()
+        };
+        let problems = network_problems(&bare, true);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].severity, Severity::Warning);
+        assert!(problems[0]
+            .cause
+            .contains("container names will not resolve"));
+        assert_eq!(problems[1].severity, Severity::Note);
+        assert_eq!(exit_code(&problems), 0);
+        let text = render_report(&env(true), None, Some(&bare), &problems);
+        assert!(
+            text.contains("  uplink:          none (no IPv4 default route)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(cannot be added: no iptables-legacy)"),
+            "{text}"
+        );
+        // Outside gVisor: one line, no problems.
+        let host = Report {
+            mode: network::Mode::Host,
+            legacy: Legacy::Missing,
+            uplink: Ok(None),
+            rules: vec![],
+        };
+        assert_eq!(network_problems(&host, false), []);
+        assert!(render_report(&env(false), None, Some(&host), &[])
+            .contains("network: host (not gVisor: dockerd sets up its own networking)\n"));
+        let off = Report {
+            mode: network::Mode::Off,
+            ..host
+        };
+        assert_eq!(network_problems(&off, true)[0].severity, Severity::Note);
+        assert_eq!(network_problems(&off, false), []);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::format_duration;
-use crate::status::{LastExit, Status};
+use crate::status::{LastExit, NetworkStatus, Status};
 
 /// How long a `status` answer may take (the init answers at once when alive).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -105,6 +105,35 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
+/// The `network:` lines of the table (none for an init that does not report it).
+fn network_lines(n: &NetworkStatus) -> String {
+    match n.mode.as_str() {
+        "" => String::new(),
+        "host" => "network:     host (not gVisor: dockerd sets up its own networking)\n".to_owned(),
+        "off" => {
+            "network:     off (network.mode = \"off\": dind-init sets up nothing)\n".to_owned()
+        }
+        mode => {
+            let mut out = format!(
+                "network:     {mode}; uplink {}; legacy iptables on dockerd's PATH: {}\n\
+                 {:13}rules: {}\n",
+                n.uplink.as_deref().unwrap_or("none"),
+                yes(n.legacy_iptables),
+                "",
+                if n.rules.is_empty() {
+                    "none".to_owned()
+                } else {
+                    n.rules.join("; ")
+                },
+            );
+            for w in &n.warnings {
+                out.push_str(&format!("{:13}warning: {w}\n", ""));
+            }
+            out
+        }
+    }
+}
+
 /// The human table of `dind-init status`.
 pub fn table(s: &Status) -> String {
     let last_exit = match s.dockerd.last_exit {
@@ -131,6 +160,7 @@ pub fn table(s: &Status) -> String {
         s.environment.cgroup,
         yes(s.environment.pid1),
     );
+    out.push_str(&network_lines(&s.network));
     if let Some(lines) = &s.log_tail {
         let last: Vec<&String> = lines.iter().rev().take(20).collect();
         out.push_str(&format!("dockerd log (last {} lines):\n", last.len()));
@@ -141,4 +171,46 @@ pub fn table(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+// A failing test should panic; the crate-wide denials are for production code.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_lines_table() {
+        let gvisor = NetworkStatus {
+            mode: "gvisor".into(),
+            uplink: Some("eth0 10.0.0.2".into()),
+            rules: vec![
+                "FORWARD -i docker0 -o docker0 -j DROP".into(),
+                "FORWARD -i br-+ -o br-+ -j DROP".into(),
+            ],
+            legacy_iptables: true,
+            warnings: vec!["w1".into()],
+        };
+        assert_eq!(
+            network_lines(&gvisor),
+            "network:     gvisor; uplink eth0 10.0.0.2; legacy iptables on dockerd's PATH: yes\n\
+             \x20            rules: FORWARD -i docker0 -o docker0 -j DROP; FORWARD -i br-+ -o br-+ -j DROP\n\
+             \x20            warning: w1\n"
+        );
+        let bare = NetworkStatus {
+            mode: "gvisor".into(),
+            ..NetworkStatus::default()
+        };
+        assert_eq!(
+            network_lines(&bare),
+            "network:     gvisor; uplink none; legacy iptables on dockerd's PATH: no\n\
+             \x20            rules: none\n"
+        );
+        let host = NetworkStatus {
+            mode: "host".into(),
+            ..NetworkStatus::default()
+        };
+        assert!(network_lines(&host).starts_with("network:     host (not gVisor"));
+        assert_eq!(network_lines(&NetworkStatus::default()), "");
+    }
 }

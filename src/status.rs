@@ -18,6 +18,10 @@ pub struct Status {
     pub dockerd: DockerdStatus,
     pub cgroup: CgroupStatus,
     pub environment: EnvironmentStatus,
+    /// Nested networking (SPEC §7a). `default`: a status line from an init without it
+    /// still parses.
+    #[serde(default)]
+    pub network: NetworkStatus,
     /// dockerd's last output lines; only over the socket.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_tail: Option<Vec<String>>,
@@ -61,6 +65,21 @@ pub struct EnvironmentStatus {
     /// "v1", "v2" or "hybrid".
     pub cgroup: String,
     pub pid1: bool,
+}
+
+/// What the network setup before the last dockerd start found and did (`network.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// "gvisor" (set up by dind-init), "off" (`network.mode = "off"`) or "host" (not
+    /// gVisor: dockerd sets up its own networking).
+    pub mode: String,
+    /// The IPv4 default route's device and address, e.g. "eth0 10.0.0.2"; null when none.
+    pub uplink: Option<String>,
+    /// The iptables rules in place, e.g. "FORWARD -i docker0 -o docker0 -j DROP".
+    pub rules: Vec<String>,
+    /// Whether dockerd's PATH starts with working iptables → iptables-legacy links.
+    pub legacy_iptables: bool,
+    pub warnings: Vec<String>,
 }
 
 impl Status {
@@ -148,6 +167,13 @@ mod tests {
                 cgroup: "v1".into(),
                 pid1: true,
             },
+            network: NetworkStatus {
+                mode: "gvisor".into(),
+                uplink: Some("eth0 10.0.0.2".into()),
+                rules: vec!["FORWARD -i br-+ -o br-+ -j DROP".into()],
+                legacy_iptables: true,
+                warnings: vec![],
+            },
             log_tail: None,
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
@@ -156,7 +182,14 @@ mod tests {
         assert_eq!(v["dockerd"]["last_exit"]["signal"], 9);
         assert_eq!(v["environment"]["gvisor"], true);
         assert!(v.get("log_tail").is_none());
+        assert_eq!(v["network"]["uplink"], "eth0 10.0.0.2");
+        assert_eq!(v["network"]["legacy_iptables"], true);
         let back: Status = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(back, s);
+        // A status line without `network` (an older init) still parses.
+        let mut v = v;
+        v.as_object_mut().unwrap().remove("network");
+        let old: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(old.network, NetworkStatus::default());
     }
 }

@@ -691,3 +691,34 @@ fn command_starts_at_once_without_wait_for_ready() {
         init.describe()
     );
 }
+
+#[test]
+fn only_startup_failures_are_diagnosed() {
+    if !require_root("only_startup_failures_are_diagnosed") {
+        return;
+    }
+    let dir = TempDir::new("diagready");
+    // A start-up complaint dockerd survives (gVisor's overlay probe), then ready.
+    let line = "time=\"x\" level=error msg=\"failed to mount overlay: invalid argument\" storage-driver=overlay2\n";
+    let config = TestConfig {
+        fake_args: vec![
+            format!("--fake-print-unterminated={line}"),
+            "--fake-ready-after-ms=0".into(),
+        ],
+        dockerd: "backoff_initial = \"5s\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    let pid = host_pid_of(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "restarting");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("dockerd exited (signal SIGKILL)"),
+        "{reason}"
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}

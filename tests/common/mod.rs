@@ -806,3 +806,40 @@ impl HostDocker {
         self.init.wait_code(Duration::from_secs(60))
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers of the nested-networking tests (tests/network.rs).
+
+/// The page the nested image's httpd serves (`/www/index.html`).
+pub const NESTED_PAGE: &str = "hello from a nested httpd";
+
+/// Like [`busybox_rootfs_tar`], with the applets a network test needs (`httpd`, `wget`,
+/// `timeout`, `md5sum`, ...) and `/www/index.html` holding [`NESTED_PAGE`]. Its own
+/// directory (`netrootfs`) and tar (`netrootfs.tar`) in `dir`, so both can coexist.
+pub fn busybox_net_rootfs_tar(dir: &TempDir) -> PathBuf {
+    let root = dir.join("netrootfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    for d in ["proc", "sys", "dev", "etc", "tmp", "www"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
+    fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "ls", "sleep", "wget", "httpd", "nc", "timeout", "md5sum", "head",
+        "grep", "mkdir", "true", "false", "test", "ip",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    fs::write(root.join("www/index.html"), NESTED_PAGE).unwrap();
+    let tar = dir.join("netrootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the nested network rootfs failed");
+    tar
+}
