@@ -26,7 +26,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::time::Duration;
 
 use common::*;
@@ -286,13 +286,6 @@ fn cgroup_v2_root_is_evacuated_into_init() {
     let before = fs::read_to_string(dir.join("before")).unwrap();
     let after = fs::read_to_string(dir.join("after")).unwrap();
     assert_eq!(mounts(&before), mounts(&after));
-}
-
-/// `runsc --network=none --net-raw do <args>`: the init as PID 1 of a gVisor sandbox.
-fn runsc_do(runsc: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(runsc);
-    cmd.args(["--network=none", "--net-raw", "do"]).args(args);
-    cmd
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
@@ -72,31 +72,6 @@ fn start_real(
         .start_wrapped(&cgroups.join_command(), "ip link set lo up")
 }
 
-fn status(dir: &TempDir) -> serde_json::Value {
-    let mut s = UnixStream::connect(dir.join("init.sock")).unwrap();
-    s.set_read_timeout(Some(SHORT)).unwrap();
-    s.write_all(b"status\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap()
-}
-
-fn wait_status(
-    dir: &TempDir,
-    init: &InitUnderTest,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = wait_until(SHORT, || {
-        UnixStream::connect(dir.join("init.sock")).is_ok() && {
-            last = status(dir);
-            pred(&last)
-        }
-    });
-    assert!(ok, "status never matched; last {last}\n{}", init.describe());
-    last
-}
-
 /// Runs the docker client against the init's dockerd (a unix socket works across
 /// the network namespace).
 fn docker(dir: &TempDir, args: &[&str]) -> (bool, String) {
@@ -112,64 +87,6 @@ fn docker(dir: &TempDir, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// The host pid of `ns_pid` in the namespace of the init.
-fn host_pid(init: &InitUnderTest, ns_pid: i32) -> i32 {
-    let mut todo = vec![init.init_pid()];
-    while let Some(pid) = todo.pop() {
-        let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
-        if ns.split_whitespace().last() == Some(ns_pid.to_string().as_str()) {
-            return pid;
-        }
-        for t in fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-        }
-    }
-    panic!("pid {ns_pid} not found under the init");
-}
-
-/// Descendants of `root` in state Z.
-fn zombies_under(root: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut todo = vec![root];
-    while let Some(pid) = todo.pop() {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next())
-            == Some("Z")
-        {
-            out.push(pid);
-        }
-        for t in fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-        }
-    }
-    out
-}
-
-fn fds_and_rss(pid: i32) -> (usize, u64) {
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = st
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    (fds, rss)
 }
 
 /// Milliseconds between the first log lines containing `from` and `to` (RFC 3339
@@ -207,7 +124,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
         &[],
     );
     let mut init = start_real(&dir, &cgroups, &config, &[]);
-    wait_status(&dir, &init, |v| v["state"] == "ready");
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     let (ok, out) = docker(&dir, &["import", s(&tar), "nested:1"]);
     assert!(ok, "{out}\n{}", init.describe());
@@ -216,8 +133,8 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     for round in 1..=20 {
         let v = status(&dir);
         let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(host_pid(&init, ns_pid)), Signal::SIGKILL).unwrap();
-        let v = wait_status(&dir, &init, |v| {
+        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+        let v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
         assert_eq!(v["dockerd"]["last_exit"]["signal"], 9, "{v}");
@@ -269,7 +186,7 @@ fn host_stop_with_a_nested_container_running() {
     let cgroups = TestCgroups::create("realstop", true, true);
     let config = real_config(&dir, "", &[]);
     let mut init = start_real(&dir, &cgroups, &config, &[]);
-    wait_status(&dir, &init, |v| v["state"] == "ready");
+    wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     assert!(docker(&dir, &["import", s(&tar), "nested:1"]).0);
     // A container that stops on SIGTERM (busybox `sleep` as a container's PID 1
@@ -321,12 +238,7 @@ fn host_dockerd_that_exits_at_once_is_restarted_then_failed() {
     let mut init = start_real(&dir, &cgroups, &config, &[]);
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let log = init.stderr();
-    let delays: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("state=\"restarting\""))
-        .filter_map(|l| l.split("restarting in ").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .collect();
+    let delays = restart_delays(&log);
     assert_eq!(delays, ["50ms", "100ms", "200ms"], "{log}");
     assert!(log.contains("gave up after 3 restarts"), "{log}");
     assert!(
@@ -398,13 +310,6 @@ fn ping(sock: &Path) -> bool {
     buf[..n].starts_with(b"HTTP/1.1 200")
 }
 
-/// `runsc --network=none --net-raw do <args>`.
-fn runsc_do(args: &[&str]) -> Command {
-    let mut cmd = Command::new(RUNSC);
-    cmd.args(["--network=none", "--net-raw", "do"]).args(args);
-    cmd
-}
-
 #[test]
 fn gvisor_sigkill_of_dockerd_twenty_times_then_a_clean_stop() {
     let mut req = requirements();
@@ -460,14 +365,17 @@ sleep 1000 & wait
     fs::write(&script_path, script).unwrap();
     let _ = d;
     let ran = run_timeout(
-        &mut runsc_do(&[
-            INIT,
-            "--config",
-            s(&config),
-            "--",
-            "/bin/sh",
-            s(&script_path),
-        ]),
+        &mut runsc_do(
+            Path::new(RUNSC),
+            &[
+                INIT,
+                "--config",
+                s(&config),
+                "--",
+                "/bin/sh",
+                s(&script_path),
+            ],
+        ),
         &dir,
         "runsc",
         LONG,
@@ -516,7 +424,7 @@ fn gvisor_missing_dockerd_fails_at_once_without_restarts() {
     let dir = TempDir::new("real-missing");
     let config = dir.config("[dockerd]\npath = \"/nonexistent/dockerd\"\n");
     let ran = run_timeout(
-        &mut runsc_do(&[INIT, "--config", s(&config)]),
+        &mut runsc_do(Path::new(RUNSC), &[INIT, "--config", s(&config)]),
         &dir,
         "runsc",
         SHORT,
@@ -531,7 +439,10 @@ fn gvisor_missing_dockerd_fails_at_once_without_restarts() {
     assert!(!ran.stderr.contains("restarting in"), "{}", ran.describe());
     // With COMMAND: the init stays, and status says failed with zero restarts.
     let ran = run_timeout(
-        &mut runsc_do(&[INIT, "--config", s(&config), "--", INIT, "status", "--json"]),
+        &mut runsc_do(
+            Path::new(RUNSC),
+            &[INIT, "--config", s(&config), "--", INIT, "status", "--json"],
+        ),
         &dir,
         "runsc2",
         SHORT,
@@ -567,19 +478,13 @@ fn gvisor_dockerd_that_exits_at_once_is_restarted_then_failed() {
         "[dockerd]\nargs = [\"--bogus-flag\"]\nbackoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3\n",
     );
     let ran = run_timeout(
-        &mut runsc_do(&[INIT, "--config", s(&config)]),
+        &mut runsc_do(Path::new(RUNSC), &[INIT, "--config", s(&config)]),
         &dir,
         "runsc",
         SHORT,
     );
     assert_eq!(ran.code(), Some(1), "{}", ran.describe());
-    let delays: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| l.contains("state=\"restarting\""))
-        .filter_map(|l| l.split("restarting in ").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .collect();
+    let delays = restart_delays(&ran.stderr);
     assert_eq!(delays, ["50ms", "100ms", "200ms"], "{}", ran.describe());
     assert!(
         ran.stderr.contains("gave up after 3 restarts"),

@@ -32,15 +32,11 @@ fn exchange(socket: &Path, request: &[u8]) -> String {
     out
 }
 
-fn status(socket: &Path) -> serde_json::Value {
-    serde_json::from_str(exchange(socket, b"status\n").trim_end()).unwrap()
-}
-
 fn wait_ready(socket: &Path) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     let ok = wait_until(SHORT, || {
         UnixStream::connect(socket).is_ok() && {
-            last = status(socket);
+            last = status_at(socket);
             last["state"] == "ready"
         }
     });
@@ -171,7 +167,7 @@ fn long_lines_and_silent_clients() {
     );
     // A silent client does not delay another client's answer...
     let mut silent = UnixStream::connect(&sock).unwrap();
-    let v = status(&sock);
+    let v = status_at(&sock);
     assert_eq!(v["state"], "ready");
     silent.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 16];
@@ -352,14 +348,14 @@ fn ready_file_never_exists_while_not_ready_across_restarts() {
         assert_eq!(v["dockerd"]["restarts"], round);
         assert!(file.exists(), "ready and no file");
         let pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        let host = host_pid(&init, pid);
+        let host = init.host_pid(pid);
         kill(Pid::from_raw(host), Signal::SIGKILL).unwrap();
         // Until it is ready again: whenever two answers around a look at the file
         // both say "not ready" within one restart, the file must be absent.
         loop {
-            let before = status(&sock);
+            let before = status_at(&sock);
             let exists = file.exists();
-            let after = status(&sock);
+            let after = status_at(&sock);
             checks += 1;
             let same_episode = before["dockerd"]["restarts"] == after["dockerd"]["restarts"];
             if before["state"] != "ready" && after["state"] != "ready" && same_episode {
@@ -372,27 +368,6 @@ fn ready_file_never_exists_while_not_ready_across_restarts() {
     }
     assert!(checks > 20, "the loop looked often: {checks}");
     stop(init);
-}
-
-/// The host pid of `ns_pid` in the init's pid namespace.
-fn host_pid(init: &InitUnderTest, ns_pid: i32) -> i32 {
-    let mut todo = vec![init.init_pid()];
-    while let Some(pid) = todo.pop() {
-        let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
-        if ns.split_whitespace().last() == Some(ns_pid.to_string().as_str()) {
-            return pid;
-        }
-        for t in fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-        }
-    }
-    panic!("pid {ns_pid} not found");
 }
 
 #[test]
@@ -466,11 +441,11 @@ fn health_pings_make_it_unhealthy_and_ready_again() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = host_pid(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
     // A frozen dockerd answers nothing.
     kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
     assert!(
-        wait_until(SHORT, || status(&sock)["state"] == "unhealthy"),
+        wait_until(SHORT, || status_at(&sock)["state"] == "unhealthy"),
         "{}",
         init.describe()
     );
@@ -501,11 +476,11 @@ fn unhealthy_dockerd_is_restarted_when_configured() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = host_pid(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
     kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
     assert!(
         wait_until(SHORT, || {
-            let v = status(&sock);
+            let v = status_at(&sock);
             v["state"] == "ready" && v["dockerd"]["restarts"] == 1
         }),
         "{}",

@@ -8,9 +8,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+
 use std::time::Duration;
 
 use common::*;
@@ -19,38 +17,6 @@ use nix::unistd::Pid;
 
 const SHORT: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(120);
-
-/// One request on the status socket; the answer line.
-fn ask(socket: &Path, request: &str) -> String {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(SHORT)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    line
-}
-
-fn status(dir: &TempDir) -> serde_json::Value {
-    serde_json::from_str(&ask(&dir.join("init.sock"), "status\n")).unwrap()
-}
-
-/// Waits until the status socket answers with a state satisfying `pred`.
-fn wait_status(
-    dir: &TempDir,
-    timeout: Duration,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = wait_until(timeout, || {
-        if UnixStream::connect(dir.join("init.sock")).is_err() {
-            return false;
-        }
-        last = status(dir);
-        pred(&last)
-    });
-    assert!(ok, "status never matched; last: {last}");
-    last
-}
 
 #[test]
 fn dockerd_gets_its_flags_environment_and_a_clean_start() {
@@ -213,12 +179,7 @@ fn crashing_dockerd_is_restarted_with_growing_delays_then_failed() {
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let err = init.stderr();
-    let delays: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("state=\"restarting\""))
-        .filter_map(|l| l.split("restarting in ").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .collect();
+    let delays = restart_delays(&err);
     assert_eq!(delays, ["50ms", "100ms", "200ms", "200ms"], "{err}");
     assert!(err.contains("gave up after 4 restarts within 5m"), "{err}");
     let starts = events(&report(&dir.join("dockerd.report")), "start").len();
@@ -466,7 +427,7 @@ fn leftover_containerd_is_stopped_before_the_restart() {
         init.describe()
     );
     let first = v["dockerd"]["pid"].as_i64().unwrap();
-    let host_pid = host_pid_of(&init, first as i32);
+    let host_pid = init.host_pid(first as i32);
     kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
     // containerd got SIGTERM and finished before the new dockerd started.
     let v = wait_status(&dir, SHORT, |v| {
@@ -487,48 +448,6 @@ fn leftover_containerd_is_stopped_before_the_restart() {
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
 }
 
-/// The host pid of the process that is `ns_pid` inside the init's namespace.
-fn host_pid_of(init: &InitUnderTest, ns_pid: i32) -> i32 {
-    let root = init.init_pid();
-    let mut todo = vec![root];
-    while let Some(pid) = todo.pop() {
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let nspid = status
-            .lines()
-            .find(|l| l.starts_with("NSpid:"))
-            .unwrap_or("");
-        if nspid.split_whitespace().last() == Some(&ns_pid.to_string()) {
-            return pid;
-        }
-        for task in fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    panic!("no process {ns_pid} in the init's namespace");
-}
-
-/// The number of open fds and the RSS (KiB) of a host process.
-fn fds_and_rss(pid: i32) -> (usize, u64) {
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    (fds, rss)
-}
-
 #[test]
 fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
     if !require_root("sigkill_of_dockerd_twenty_times_restarts_it_each_time") {
@@ -547,7 +466,7 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
     let mut first = None;
     for round in 1..=20 {
         let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(host_pid_of(&init, ns_pid)), Signal::SIGKILL).unwrap();
+        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
         v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
@@ -571,39 +490,10 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
         "the init's RSS grew from {rss0} KiB to {rss1} KiB"
     );
     // No zombie in the namespace.
-    let zombies = zombies_under(init_pid);
+    let zombies = zombies_under(init_pid).len();
     assert_eq!(zombies, 0, "{}", init.describe());
     init.signal(Signal::SIGTERM);
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
-}
-
-/// Zombies among the descendants of host process `root`.
-fn zombies_under(root: i32) -> usize {
-    let mut count = 0;
-    let mut todo = vec![root];
-    while let Some(pid) = todo.pop() {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next())
-            == Some("Z")
-        {
-            count += 1;
-        }
-        for task in fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            todo.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    count
 }
 
 #[test]
@@ -711,7 +601,7 @@ fn only_startup_failures_are_diagnosed() {
     .write(&dir);
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
-    let pid = host_pid_of(&init, v["dockerd"]["pid"].as_i64().unwrap() as i32);
+    let pid = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "restarting");
     let reason = v["reason"].as_str().unwrap();

@@ -843,3 +843,127 @@ pub fn busybox_net_rootfs_tar(dir: &TempDir) -> PathBuf {
     assert!(st.success(), "tar of the nested network rootfs failed");
     tar
 }
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the supervision, readiness and real-dockerd tests: the status
+// socket, processes of the init's namespace seen from the host.
+
+/// How long a status request may take before the test fails.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `status` request on the status socket at `socket`: the JSON answer.
+pub fn status_at(socket: &Path) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(STATUS_TIMEOUT)).unwrap();
+    s.write_all(b"status\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad status {line:?}: {e}"))
+}
+
+/// The status of the init whose status socket is `init.sock` in `dir`.
+pub fn status(dir: &TempDir) -> serde_json::Value {
+    status_at(&dir.join("init.sock"))
+}
+
+/// Waits until the status socket at `socket` answers a status satisfying `pred`.
+pub fn wait_status_at(
+    socket: &Path,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(timeout, || {
+        std::os::unix::net::UnixStream::connect(socket).is_ok() && {
+            last = status_at(socket);
+            pred(&last)
+        }
+    });
+    assert!(ok, "status never matched; last: {last}");
+    last
+}
+
+/// [`wait_status_at`] for the init whose status socket is `init.sock` in `dir`.
+pub fn wait_status(
+    dir: &TempDir,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_status_at(&dir.join("init.sock"), timeout, pred)
+}
+
+/// The restart delays the init logged (`restarting in 50ms` ...), in order.
+pub fn restart_delays(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("state=\"restarting\""))
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
+/// Host pids of `root` and all its descendants (through /proc/<pid>/task/*/children).
+fn process_tree(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        out.push(pid);
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let c = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(c.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+impl InitUnderTest {
+    /// The host pid of the process that is `ns_pid` in the init's pid namespace.
+    pub fn host_pid(&self, ns_pid: i32) -> i32 {
+        for pid in process_tree(self.init_pid()) {
+            let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+            if ns.split_whitespace().last() == Some(ns_pid.to_string().as_str()) {
+                return pid;
+            }
+        }
+        panic!("no process {ns_pid} in the init's namespace");
+    }
+}
+
+/// Zombies among `root` and its descendants.
+pub fn zombies_under(root: i32) -> Vec<i32> {
+    process_tree(root)
+        .into_iter()
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                == Some("Z")
+        })
+        .collect()
+}
+
+/// The number of open fds and the RSS (KiB) of a host process.
+pub fn fds_and_rss(pid: i32) -> (usize, u64) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = st
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    (fds, rss)
+}
+
+/// `runsc --network=none --net-raw do <args>`: a program as PID 1 of a gVisor
+/// sandbox on a throwaway overlay of the host's root.
+pub fn runsc_do(runsc: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(runsc);
+    cmd.args(["--network=none", "--net-raw", "do"]).args(args);
+    cmd
+}
