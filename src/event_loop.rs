@@ -740,12 +740,15 @@ impl Init {
             let actions = self.supervisor.handle(event, now);
             self.apply(actions, now);
         } else if outcome == PingOutcome::Ok {
+            let actions = self.supervisor.handle(Event::Ready, now);
+            self.apply(actions, now);
+            // Signal readiness (ready file, waits, sd_notify) before any logging:
+            // in gVisor each log line is a slow write to the host.
+            self.sync_state(now);
             info!(
                 waited_ms = took.as_millis() as u64,
                 "dockerd answered /_ping"
             );
-            let actions = self.supervisor.handle(Event::Ready, now);
-            self.apply(actions, now);
         } else {
             debug!(outcome = ?outcome, "start-up ping failed; retrying");
             self.ping_retry = Some(now + PING_RETRY);
@@ -887,13 +890,6 @@ impl Init {
         }
         let was_ready = self.shown.0 == State::Ready.as_str();
         self.shown = (state.as_str(), reason.clone());
-        match state {
-            State::Failed => error!(state = state.as_str(), reason = ?reason, "dockerd state"),
-            State::Unhealthy | State::Restarting => {
-                warn!(state = state.as_str(), reason = ?reason, "dockerd state")
-            }
-            _ => info!(state = state.as_str(), reason = ?reason, "dockerd state"),
-        }
         if state == State::Ready {
             let json = self.status(false).to_json();
             if let Err(e) = self.ready_file.write(&json) {
@@ -912,6 +908,15 @@ impl Init {
             if state != State::Unhealthy {
                 self.next_health = None;
             }
+        }
+        // Logged after the ready file and the waits: those are what readiness
+        // is measured by.
+        match state {
+            State::Failed => error!(state = state.as_str(), reason = ?reason, "dockerd state"),
+            State::Unhealthy | State::Restarting => {
+                warn!(state = state.as_str(), reason = ?reason, "dockerd state")
+            }
+            _ => info!(state = state.as_str(), reason = ?reason, "dockerd state"),
         }
         let status_line = match &reason {
             Some(r) => format!("STATUS=dockerd {}: {r}", state.as_str()),

@@ -246,10 +246,15 @@ pub fn init(config: &LogConfig) -> Option<String> {
     } else {
         None
     };
+    // One global level filter, not one per layer: tracing then knows which
+    // callsites can never be enabled and skips them at the macro (per-layer
+    // filters make every disabled `debug!` in the reaping and signal paths pay
+    // for a trip through the registry).
     // `try_init` fails only if a subscriber is already set (tests); nothing to do then.
     let _ = tracing_subscriber::registry()
-        .with(stderr_layer.with_filter(level))
-        .with(journald_layer.with_filter(level))
+        .with(level)
+        .with(stderr_layer)
+        .with(journald_layer)
         .try_init();
     warning
 }

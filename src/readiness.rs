@@ -340,18 +340,28 @@ impl ReadyFile {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let result = (|| {
-            match fs::remove_file(&tmp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-            let mut f = fs::OpenOptions::new()
+        // One write of the whole file, and the old temp file removed only when
+        // one is in the way: readiness is signalled by this, and in gVisor every
+        // file system call is a trip to the gofer.
+        let mut body = String::with_capacity(content.len() + 1);
+        body.push_str(content);
+        body.push('\n');
+        let create = || {
+            fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&tmp)?;
-            f.write_all(content.as_bytes())?;
-            f.write_all(b"\n")?;
+                .open(&tmp)
+        };
+        let result = (|| {
+            let mut f = match create() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(&tmp)?;
+                    create()?
+                }
+                other => other?,
+            };
+            f.write_all(body.as_bytes())?;
+            drop(f);
             fs::rename(&tmp, &self.path)
         })();
         if result.is_err() {
