@@ -156,6 +156,7 @@ enum Token {
     Notify,
     Watch,
     Ping,
+    Confirm,
     ControlUnix,
     ControlTcp,
     Conn(u64),
@@ -190,6 +191,8 @@ pub struct Init {
     notify: Option<NotifySocket>,
     watch: Option<SocketWatch>,
     ping: Option<InFlight>,
+    /// A second start-up ping, opened on READY=1 (see `start_confirm_ping`).
+    confirm: Option<Ping>,
     /// When the next start-up ping attempt is due (after a failed one).
     ping_retry: Option<Instant>,
     /// When the next health ping is due.
@@ -269,6 +272,7 @@ impl Init {
             notify,
             watch,
             ping: None,
+            confirm: None,
             ping_retry: None,
             next_health: None,
             control,
@@ -372,6 +376,9 @@ impl Init {
         if let Some(p) = &self.ping {
             add(p.ping.as_fd(), PollFlags::IN, Token::Ping);
         }
+        if let Some(p) = &self.confirm {
+            add(p.as_fd(), PollFlags::IN, Token::Confirm);
+        }
         if let Some(c) = &self.control {
             if c.listening(Instant::now()) {
                 add(c.unix_fd(), PollFlags::IN, Token::ControlUnix);
@@ -414,6 +421,7 @@ impl Init {
                 }
             }
             Token::Ping => self.on_ping(now),
+            Token::Confirm => self.on_confirm(now),
             Token::ControlUnix | Token::ControlTcp => {
                 if let Some(c) = self.control.as_mut() {
                     c.accept(token == Token::ControlTcp, now);
@@ -472,12 +480,10 @@ impl Init {
     }
 
     fn reap(&mut self, now: Instant) {
-        let reaped = reaper::reap_all();
-        self.children_left = reaped.children_left;
         // COMMAND's exit is acted on last: stopping dockerd must not signal a pid
         // whose exit is further down this same batch.
         let mut command_exit = None;
-        for (pid, status) in reaped.exits {
+        self.children_left = reaper::reap_each(|pid, status| {
             if matches!(self.command, Command::Running(c) if c.pid == pid) {
                 command_exit = Some((pid, status));
             } else if self.supervisor.pid() == Some(pid) {
@@ -489,7 +495,7 @@ impl Init {
                     held.pids.retain(|p| *p != pid);
                 }
             }
-        }
+        });
         if self.held_spawn.as_ref().is_some_and(|h| h.pids.is_empty()) {
             debug!("the leftover containerd is gone");
             self.spawn_dockerd(now);
@@ -558,6 +564,7 @@ impl Init {
                     err: LineSplitter::new(MAX_LINE),
                 });
                 self.ping = None;
+                self.confirm = None;
                 self.ping_retry = None;
                 self.supervisor
                     .handle(Event::Spawned { pid: started.pid }, now);
@@ -597,6 +604,7 @@ impl Init {
             error!(status = %status, diagnosis = ?diagnosis, stderr_tail = ?stderr_tail, "dockerd exited");
         }
         self.ping = None;
+        self.confirm = None;
         self.ping_retry = None;
         self.next_health = None;
         let actions = self
@@ -662,7 +670,11 @@ impl Init {
         };
         for msg in n.receive() {
             let from_dockerd = match (msg.pid, self.supervisor.pid()) {
-                (Some(sender), Some(d)) => sender == d,
+                // gVisor passes the sending thread's id, not the process id
+                // (measured): a thread of dockerd counts as dockerd.
+                (Some(sender), Some(d)) => {
+                    sender == d || Path::new(&format!("/proc/{d}/task/{sender}")).exists()
+                }
                 (None, Some(_)) => true, // no credentials: trust the socket's path
                 (_, None) => false,
             };
@@ -678,7 +690,11 @@ impl Init {
             }
             if msg.ready {
                 debug!("dockerd sent READY=1; confirming with /_ping");
-                self.start_startup_ping(now);
+                if self.ping.is_some() {
+                    self.start_confirm_ping(now);
+                } else {
+                    self.start_startup_ping(now);
+                }
             }
         }
     }
@@ -712,6 +728,35 @@ impl Init {
                 debug!(outcome = ?other, "start-up ping failed; retrying");
                 self.ping_retry = Some(now + PING_RETRY);
             }
+        }
+    }
+
+    /// On READY=1 while the start-up ping is still pending: a second, fresh ping.
+    /// dockerd (Go's net/http) serves the connections waiting in its backlog
+    /// newest first, so in gVisor, where each request is slow, the fresh one can
+    /// be answered milliseconds before the old one; the first 200 wins.
+    fn start_confirm_ping(&mut self, now: Instant) {
+        if self.confirm.is_some() || self.supervisor.state() != State::Starting {
+            return;
+        }
+        if let Ok(ping) = Ping::start(&self.settings.launch.socket, now, None) {
+            self.confirm = Some(ping);
+        }
+    }
+
+    fn on_confirm(&mut self, now: Instant) {
+        let Some(ping) = self.confirm.as_mut() else {
+            return;
+        };
+        let Some(outcome) = ping.on_readable() else {
+            return;
+        };
+        let took = now.saturating_duration_since(ping.started);
+        self.confirm = None;
+        if outcome == PingOutcome::Ok && self.supervisor.state() == State::Starting {
+            // The pending start-up ping is moot now.
+            self.ping = None;
+            self.ping_done(outcome, false, took, now);
         }
     }
 
@@ -891,6 +936,7 @@ impl Init {
         let was_ready = self.shown.0 == State::Ready.as_str();
         self.shown = (state.as_str(), reason.clone());
         if state == State::Ready {
+            self.confirm = None;
             let json = self.status(false).to_json();
             if let Err(e) = self.ready_file.write(&json) {
                 error!(path = %self.ready_file.path().display(), error = %e, "could not write the ready file");

@@ -49,18 +49,11 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// The result of one reaping pass.
-#[derive(Debug, Default)]
-pub struct Reaped {
-    /// Every child reaped in this pass, in order.
-    pub exits: Vec<(i32, ExitStatus)>,
-    /// Whether any child (running or stopped) remains.
-    pub children_left: bool,
-}
-
-/// Reaps every child that has exited. Never blocks.
-pub fn reap_all() -> Reaped {
-    let mut reaped = Reaped::default();
+/// Reaps every child that has exited, calling `on_exit` with each pid and status
+/// as it is reaped (no list is built: a backlog of 20,000 orphans costs one
+/// wait4(2) each and no memory). Never blocks. Returns whether any child (running
+/// or stopped) remains.
+pub fn reap_each(mut on_exit: impl FnMut(i32, ExitStatus)) -> bool {
     loop {
         match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
@@ -69,19 +62,15 @@ pub fn reap_all() -> Reaped {
                 } else {
                     ExitStatus::Code(status.exit_status().unwrap_or(0))
                 };
-                reaped.exits.push((pid.as_raw_nonzero().get(), status));
+                on_exit(pid.as_raw_nonzero().get(), status);
             }
             // Children exist, none has exited yet.
-            Ok(None) => {
-                reaped.children_left = true;
-                break;
-            }
+            Ok(None) => return true,
             Err(rustix::io::Errno::INTR) => continue,
             // ECHILD: no children at all.
-            Err(_) => break,
+            Err(_) => return false,
         }
     }
-    reaped
 }
 
 /// Sends `sig` to every remaining descendant of the init. Returns how many were

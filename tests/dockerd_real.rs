@@ -329,7 +329,7 @@ fn gvisor_sigkill_of_dockerd_twenty_times_then_a_clean_stop() {
     // Inside the sandbox the default paths are the sandbox's own.
     let config = dir.config(
         "[dockerd]\nbackoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0\n\
-         [readiness]\ninterval = \"0s\"\n",
+         [readiness]\ninterval = \"0s\"\n[log]\nlevel = \"debug\"\n",
     );
     let script = format!(
         r#"set -u
@@ -403,6 +403,12 @@ sleep 1000 & wait
     assert_eq!(field("zombies"), 0, "{}", ran.describe());
     assert!(
         ran.stderr.contains("environment: gVisor"),
+        "{}",
+        ran.describe()
+    );
+    // gVisor passes the sending thread's id with dockerd's READY=1: still dockerd's.
+    assert!(
+        ran.stderr.contains("dockerd sent READY=1"),
         "{}",
         ran.describe()
     );
