@@ -1,0 +1,1900 @@
+#!/usr/bin/env python3
+"""dind-init benchmarks (issue 7, SPEC §12): dind-init against tini, dumb-init,
+catatonit and the shell approach, side by side in one run. Run through bench/run.sh,
+which installs what is missing and builds the binaries first.
+
+Sections
+  1. As PID 1 of its own pid namespace (unshare --pid --fork --mount --mount-proc):
+     zombie reaping (live and as a backlog), signal forwarding latency, idle wake-ups,
+     peak RSS; and the binaries' sizes.
+  2. Readiness with the real dockerd, on this kernel (private pid, mount, cgroup and
+     network namespaces) and in gVisor (runsc do): the first good /_ping seen by an
+     independent 1 ms poller against the ready file and `probe --wait`; end-to-end
+     time to ready against the shell approach (bench/shell-approach.sh).
+  3. Restart: SIGKILL of dockerd to ready again.
+  4. Shutdown: SIGTERM to exit with a nested container running.
+
+Safety: every init under test is PID 1 of its own pid namespace (or of a gVisor
+sandbox), never bare. Every real dockerd has its own network namespace, data root,
+exec root, pid file and socket under a temp dir, and runs with --iptables=false
+--bridge=none. Processes are stopped by pid, never by name; temp dirs and the
+benchmark's cgroups are removed at the end.
+
+Stdlib only. Every number that the report shows comes from this run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import queue
+import random
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import traceback
+
+from observe import ReadyWatch  # bench/observe.py: inotify on the ready file
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+MUSL = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release")
+INIT = os.path.join(MUSL, "dind-init")
+FAKE = os.path.join(MUSL, "fake-dockerd")
+CHILD = os.path.join(BENCH, "child.py")
+OBSERVE = os.path.join(BENCH, "observe.py")
+SHELL = os.path.join(BENCH, "shell-approach.sh")
+PY = sys.executable
+UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--mount-proc"]
+MIB = 1024 * 1024
+
+PEERS = [
+    ("tini", ["/usr/bin/tini", "--"]),
+    ("dumb-init", ["/usr/bin/dumb-init"]),
+    ("catatonit", ["/usr/bin/catatonit", "--"]),
+]
+
+
+def mono():
+    return time.monotonic_ns()
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def toml_str(s):
+    return json.dumps(str(s))
+
+
+def toml_list(items):
+    return "[" + ", ".join(toml_str(i) for i in items) + "]"
+
+
+# ---------------------------------------------------------------- processes
+
+
+def children_of(pid):
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out.extend(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children_of(p):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError:
+        pass
+    return out
+
+
+def kib(v):
+    """'1234 kB' -> 1234"""
+    return int(v.split()[0]) if v else None
+
+
+def ctxt(pid):
+    st = proc_status(pid)
+    return (int(st.get("voluntary_ctxt_switches", "-1")),
+            int(st.get("nonvoluntary_ctxt_switches", "-1")))
+
+
+def cpu_ns(pid):
+    """Time the process has run on a CPU, in ns (/proc/PID/schedstat, field 1)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class Spawned:
+    """A process tree started by the benchmark: `unshare ...` or `runsc ... do ...`.
+
+    Its stdout is read line by line on a thread, each line stamped with the
+    CLOCK_MONOTONIC time of its arrival; its stderr goes to a log file."""
+
+    def __init__(self, argv, log_path, preexec=None, env=None):
+        self.argv = argv
+        self.log_path = log_path
+        self.lines = queue.Queue()
+        self.t_wall = time.time_ns()
+        self.t_start = mono()
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=open(log_path, "ab"), preexec_fn=preexec,
+                                  start_new_session=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.t_exit = None
+        self.rc = None
+        self.pid1 = None  # host pid of the namespace's PID 1, once looked up
+
+    def _read(self):
+        for raw in self.p.stdout:
+            self.lines.put((mono(), raw.decode(errors="replace").rstrip("\n")))
+        self.lines.put((mono(), None))
+
+    def next_line(self, timeout):
+        """(arrival time, line) or (time, None) at EOF; raises on timeout."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no output within {timeout}s from {self.describe()}") from None
+
+    def next_json(self, timeout):
+        end = time.monotonic() + timeout
+        while True:
+            t, line = self.next_line(max(0.01, end - time.monotonic()))
+            if line is None:
+                raise RuntimeError(f"EOF before a JSON line from {self.describe()}")
+            if line.startswith("{"):
+                return t, json.loads(line)
+
+    def init_pid(self, timeout=10):
+        """Host pid of the forked PID 1 (unshare's only child)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            c = children_of(self.p.pid)
+            if c:
+                self.pid1 = c[0]
+                return c[0]
+            time.sleep(0.001)
+        raise RuntimeError(f"no PID 1 under unshare: {self.describe()}")
+
+    def wait(self, timeout):
+        try:
+            self.rc = self.p.wait(timeout=timeout)
+            self.t_exit = self.t_exit or mono()
+            return self.rc
+        except subprocess.TimeoutExpired:
+            return None
+
+    def wait_exit(self, timeout):
+        """Wait for exit, stamping its moment (a thread blocked in waitpid)."""
+        done = threading.Event()
+
+        def w():
+            self.rc = self.p.wait()
+            self.t_exit = mono()
+            done.set()
+        threading.Thread(target=w, daemon=True).start()
+        done.wait(timeout)
+        return self.rc
+
+    def kill_tree(self, grace=0.0, sig=signal.SIGTERM):
+        """Stop everything this started, by pid: `sig` first when `grace` (to the
+        namespace's PID 1 when known: unshare does not pass signals on; else to the top,
+        e.g. `runsc do`, which passes them to the sandbox's PID 1), then SIGKILL to every
+        descendant and the top."""
+        if self.p.poll() is None and grace > 0:
+            try:
+                os.kill(self.pid1 or self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.wait(grace)
+        if self.p.poll() is None or descendants(self.p.pid):
+            for pid in [*descendants(self.p.pid), self.p.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.wait(30)
+
+    def stderr_tail(self, n=15):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def describe(self):
+        return f"{' '.join(self.argv)} (log {self.log_path}):\n{self.stderr_tail()}"
+
+
+class Fifo:
+    """A FIFO the driver reads lines from (opened before the writer exists)."""
+
+    def __init__(self, path):
+        self.path = path
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.buf = b""
+
+    def line(self, timeout):
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no line on {self.path} within {timeout}s")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                chunk = os.read(self.fd, 4096)
+                if not chunk:  # no writer (yet, or any more)
+                    time.sleep(0.001)
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def close(self):
+        os.close(self.fd)
+
+
+def send_go(path):
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, b"g")
+    os.close(fd)
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = proc_meminfo_total()
+
+    def version(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=20).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not found"
+
+    def dpkg(pkg):
+        return version(["dpkg-query", "-W", "-f=${Version}", pkg])
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "mem_gib": round(mem / MIB / 1024, 1) if mem else None,
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+        "dind_init": version([INIT, "--version"]),
+        "git": version(["git", "-C", ROOT, "describe", "--always", "--dirty"]),
+        "tini": dpkg("tini"), "dumb-init": dpkg("dumb-init"), "catatonit": dpkg("catatonit"),
+        "dockerd": version(["dockerd", "--version"]),
+        "runsc": version(["runsc", "--version"]),
+        "python": platform.python_version(),
+    }
+
+
+def proc_meminfo_total():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+# ---------------------------------------------------------------- section 1
+
+
+def fake_config(d):
+    """dind-init supervising the fake dockerd, ready at once (NOTIFY_SOCKET and /_ping);
+    no periodic health ping; cgroups left alone (not what is measured here)."""
+    path = os.path.join(d, "init.toml")
+    with open(path, "w") as f:
+        f.write(f"""[log]
+journald = "off"
+[cgroup]
+mode = "off"
+[dockerd]
+path = {toml_str(FAKE)}
+socket = {toml_str(d + "/docker.sock")}
+args = {toml_list(["--pidfile=" + d + "/docker.pid", "--exec-root=" + d + "/exec",
+                   "--fake-ready-after-ms=0"])}
+[readiness]
+file = {toml_str(d + "/ready")}
+socket = {toml_str(d + "/init.sock")}
+interval = "0s"
+""")
+    return path
+
+
+ALSO = {}  # label -> another dind-init binary to measure alongside (--also)
+
+
+def init_argv(name, d):
+    if name == "dind-init":
+        return [INIT, "--config", fake_config(d), "--"]
+    if name in ALSO:
+        return [ALSO[name], "--config", fake_config(d), "--"]
+    return dict(PEERS)[name]
+
+
+def reap_once(tmp, name, count, backlog):
+    d = tempfile.mkdtemp(prefix=f"reap-{name}-", dir=tmp)
+    out = Fifo(os.path.join(d, "out"))
+    go = os.path.join(d, "go")
+    os.mkfifo(go)
+    argv = UNSHARE + init_argv(name, d) + [
+        PY, CHILD, "reap", "--fake", FAKE, "--count", str(count), "--out", out.path,
+        "--go", go] + (["--sync"] if backlog else [])
+    sp = Spawned(argv, os.path.join(d, "init.log"))
+    try:
+        before = json.loads(out.line(60))
+        ipid = sp.init_pid()
+        cpu0 = cpu_ns(ipid)
+        if backlog:
+            os.kill(ipid, signal.SIGSTOP)
+            end = time.monotonic() + 5
+            while proc_state(ipid) != "T" and time.monotonic() < end:
+                time.sleep(0.0005)
+        send_go(go)
+        made = json.loads(out.line(180))
+        t_cont = None
+        if backlog:
+            t_cont = mono()
+            os.kill(ipid, signal.SIGCONT)
+            send_go(go)
+        done = json.loads(out.line(180))
+        st = proc_status(ipid)
+        cpu1 = cpu_ns(ipid)
+        send_go(go)
+        rc = sp.wait(30)
+        if made["fake_rc"] != 0 or done["left"] != 0:
+            raise RuntimeError(f"{name}: fake rc {made['fake_rc']}, {done['left']} left")
+        r = {"total_ms": (done["t2"] - made["t0"]) / 1e6,
+             "make_ms": (made["t1"] - made["t0"]) / 1e6,
+             "drain_ms": (done["t2"] - (t_cont or made["t1"])) / 1e6,
+             "hwm_kib": kib(st.get("VmHWM")), "rc": rc, "children_before": before["children"],
+             "cpu_us_per_orphan": (cpu1 - cpu0) / 1e3 / count}
+        r["rate"] = count / (r["drain_ms"] / 1e3 if backlog else r["total_ms"] / 1e3)
+        return r
+    finally:
+        sp.kill_tree()
+        out.close()
+
+
+def bench_reaping(tmp, opts, names):
+    res = {n: {"live": [], "backlog": []} for n in names}
+    for rep in range(opts.reap_reps):
+        order = names[rep % len(names):] + names[:rep % len(names)]
+        for mode in ("live", "backlog"):
+            for n in order:
+                r = reap_once(tmp, n, opts.orphans, mode == "backlog")
+                log(f"reap {mode} {n}: total {r['total_ms']:.0f} ms, drain {r['drain_ms']:.1f} ms"
+                    f", {r['rate']:.0f}/s, init CPU {r['cpu_us_per_orphan']:.2f} us/orphan"
+                    f", VmHWM {r['hwm_kib']} KiB")
+                res[n][mode].append(r)
+    return res
+
+
+class SignalRig:
+    """Each init (and the child alone: `direct`) running `child.py signal`, all at
+    once; signals are sent one at a time, round robin in a shuffled order each round,
+    so that noise hits every one alike."""
+
+    def __init__(self, tmp, names, argv_of=None):
+        self.targets = []
+        argv_of = argv_of or init_argv
+        try:
+            for n in names + ["direct"]:
+                d = tempfile.mkdtemp(prefix="sig-", dir=tmp)
+                out = Fifo(os.path.join(d, "out"))
+                child = [PY, CHILD, "signal", "--out", out.path]
+                argv = child if n == "direct" else UNSHARE + argv_of(n, d) + child
+                sp = Spawned(argv, os.path.join(d, "init.log"))
+                self.targets.append({"name": n, "sp": sp, "out": out, "lat": []})
+            for t in self.targets:
+                t["out"].line(60)  # "ready PID"
+                t["pid"] = t["sp"].p.pid if t["name"] == "direct" else t["sp"].init_pid()
+            time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
+
+    def by_name(self, n):
+        return next(t for t in self.targets if t["name"] == n)
+
+    def send(self, t):
+        t_send = mono()
+        os.kill(t["pid"], signal.SIGUSR1)
+        t_recv = int(t["out"].line(10))
+        time.sleep(0.001)
+        return (t_recv - t_send) / 1e3
+
+    def rounds(self, n, record, seed=7):
+        rnd = random.Random(seed)
+        order = list(self.targets)
+        for _ in range(n):
+            rnd.shuffle(order)
+            for t in order:
+                lat = self.send(t)
+                if record:
+                    t["lat"].append(lat)
+
+    def stop(self):
+        for t in self.targets:
+            t["sp"].kill_tree(grace=10)
+            t["out"].close()
+
+
+def parse_strace_c(text):
+    calls = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[0][0].isdigit() and f[-1] not in ("total",) and f[3].isdigit():
+            calls[f[-1]] = int(f[3])
+    return calls
+
+
+def syscalls_per_signal(rig, n, k=100):
+    """strace -c on the init alone while it forwards k signals."""
+    t = rig.by_name(n)
+    out = os.path.join(os.path.dirname(t["out"].path), "strace.txt")
+    st = subprocess.Popen(["strace", "-c", "-o", out, "-p", str(t["pid"])],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached
+    for _ in range(k):
+        rig.send(t)
+    st.send_signal(signal.SIGINT)
+    st.wait(10)
+    try:
+        calls = parse_strace_c(open(out).read())
+    except OSError:
+        return None
+    return {sc: round(c / k, 2) for sc, c in sorted(calls.items(), key=lambda kv: -kv[1])}
+
+
+def bench_signals(tmp, opts, names):
+    rig = SignalRig(tmp, names)
+    try:
+        for t in rig.targets:
+            t["cpu0"] = cpu_ns(t["pid"])
+        rig.rounds(opts.warmup, record=False)
+        rig.rounds(opts.signals, record=True)
+        total = opts.warmup + opts.signals
+        res = {t["name"]: {"median_us": median(t["lat"]), "n": len(t["lat"]),
+                           "p10_us": pct(t["lat"], 10), "p90_us": pct(t["lat"], 90),
+                           "cpu_us_per_signal": (cpu_ns(t["pid"]) - t["cpu0"]) / 1e3 / total}
+               for t in rig.targets}
+        base = res["direct"]["median_us"]
+        for n in names:
+            res[n]["added_us"] = res[n]["median_us"] - base
+        for n, r in res.items():
+            log(f"signal {n}: median {r['median_us']:.1f} us, added {r.get('added_us', 0):.1f} us,"
+                f" CPU {r['cpu_us_per_signal']:.1f} us/signal")
+        if shutil.which("strace"):
+            for n in names:
+                res[n]["syscalls"] = syscalls_per_signal(rig, n)
+                log(f"signal {n}: syscalls per signal {res[n]['syscalls']}")
+        return res
+    finally:
+        rig.stop()
+
+
+def profile_signals(tmp, opts, names, sym_binary, k=1500):
+    """perf record of a non-stripped dind-init (same code) forwarding k signals in the
+    same round robin as the measurement: where its CPU time goes."""
+    if not shutil.which("perf"):
+        return {"error": "perf not installed"}
+
+    def argv_of(n, d):
+        if n == "dind-init":
+            return [sym_binary, "--config", fake_config(d), "--"]
+        return init_argv(n, d)
+    rig = SignalRig(tmp, names, argv_of)
+    data = os.path.join(tmp, "perf-signals.data")
+    try:
+        t = rig.by_name("dind-init")
+        pf = subprocess.Popen(["perf", "record", "-F", "20000", "-o", data, "-p", str(t["pid"])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        rig.rounds(k // 10, record=False)
+        order = [x for x in rig.targets]
+        for _ in range(k):
+            for x in order:
+                rig.send(x)
+        pf.send_signal(signal.SIGINT)
+        pf.wait(30)
+    finally:
+        rig.stop()
+
+    def report(sort):
+        p = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", sort,
+                            "--stdio", "-g", "none"], capture_output=True, text=True)
+        rows = []
+        for line in p.stdout.splitlines():
+            m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+            if m:
+                rows.append((float(m.group(1)), m.group(2).strip()))
+        return rows
+    dso = report("dso")
+    sym = report("sym")
+    alloc_re = re.compile(r"malloc|free|alloc_slot|realloc|finish_grow|grow_one|"
+                          r"default_malloc|get_meta|enframe|nontrivial_free|RawVec|sccp")
+    poll_re = re.compile(r"\[k\] .*(poll|fdget|fput|pollwait)")
+    return {"samples_dso": dso[:4],
+            "top": [(p, n) for p, n in sym[:14]],
+            "allocator_pct": round(sum(p for p, n in sym if n.startswith("[.]")
+                                       and alloc_re.search(n)), 1),
+            "poll_set_kernel_pct": round(sum(p for p, n in sym if poll_re.search(n)), 1),
+            "user_pct": round(sum(p for p, n in dso if "kernel" not in n
+                                  and "vdso" not in n), 1)}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))] if xs else None
+
+
+def bench_idle(tmp, opts, names):
+    """All inits at once, each with `sleep` as its child (dind-init: the fake dockerd,
+    ready at once, and `sleep` as COMMAND; interval = "0s"): context switches of the
+    init over the idle window."""
+    res = {n: [] for n in names}
+    for rep in range(opts.idle_reps):
+        running = []
+        try:
+            for n in names:
+                d = tempfile.mkdtemp(prefix=f"idle-{n}-", dir=tmp)
+                sp = Spawned(UNSHARE + init_argv(n, d) + ["/bin/sleep", "100000"],
+                             os.path.join(d, "init.log"))
+                running.append((n, sp))
+            pids = {}
+            for n, sp in running:
+                ipid = sp.init_pid()
+                end = time.monotonic() + 30
+                while time.monotonic() < end and not any(
+                        comm(c) == "sleep" for c in children_of(ipid)):
+                    time.sleep(0.01)
+                pids[n] = ipid
+            time.sleep(1.0)  # settle
+            before = {n: ctxt(p) for n, p in pids.items()}
+            time.sleep(opts.idle_secs)
+            for n, p in pids.items():
+                v, nv = ctxt(p)
+                st = proc_status(p)
+                r = {"voluntary": v - before[n][0], "nonvoluntary": nv - before[n][1],
+                     "hwm_kib": kib(st.get("VmHWM")), "rss_kib": kib(st.get("VmRSS"))}
+                r["wakeups"] = r["voluntary"] + r["nonvoluntary"]
+                res[n].append(r)
+                log(f"idle {n}: {r['wakeups']} wake-ups in {opts.idle_secs:g} s "
+                    f"({r['voluntary']} vol + {r['nonvoluntary']} nonvol), VmHWM {r['hwm_kib']} KiB")
+        finally:
+            for _, sp in running:
+                sp.kill_tree(grace=10)
+    return res
+
+
+def file_info(path):
+    real = os.path.realpath(path)
+    try:
+        desc = subprocess.run(["file", "-b", real], capture_output=True, text=True).stdout
+    except OSError:
+        desc = ""
+    link = ("static" if ("statically linked" in desc or "static-pie" in desc)
+            else "dynamic" if "dynamically linked" in desc else "?")
+    stripped = "not stripped" not in desc and "stripped" in desc
+    return {"path": path, "bytes": os.path.getsize(real), "link": link, "stripped": stripped}
+
+
+def bench_sizes(tmp):
+    res = {}
+    info = file_info(INIT)
+    if not info["stripped"]:
+        s = os.path.join(tmp, "dind-init.stripped")
+        subprocess.run(["strip", "-o", s, INIT], check=True)
+        info = dict(file_info(s), path=INIT + " (stripped copy)")
+    res["dind-init"] = info
+    for n, path in [("tini", "/usr/bin/tini"), ("tini-static", "/usr/bin/tini-static"),
+                    ("dumb-init", "/usr/bin/dumb-init"), ("catatonit", "/usr/bin/catatonit")]:
+        if os.path.exists(path):
+            res[n] = file_info(path)
+    return res
+
+
+# ---------------------------------------------------------------- sections 2-4
+
+
+class BenchCgroups:
+    """A leaf cgroup per hierarchy for the real-dockerd runs on this kernel, joined by
+    `unshare` before it makes a cgroup namespace, so that nested containers' cgroups
+    live under it; removed at the end."""
+
+    def __init__(self):
+        leaf = f"dind-init-bench-{os.getpid()}"
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+        self.dirs = []
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            hid, ctrls, path = line.split(":", 2)
+            wanted = [c for c in ctrls.split(",") if c]
+            point = None
+            for m in mounts:
+                dash = m.index("-")
+                fstype, opts = m[dash + 1], m[dash + 3].split(",")
+                if (hid == "0" and fstype == "cgroup2") or (
+                        hid != "0" and fstype == "cgroup" and all(w in opts for w in wanted)):
+                    root, point = m[3], m[4]
+                    break
+            if point is None:
+                continue
+            rel = path[len(root):] if path.startswith(root) else path
+            d = os.path.join(point, rel.lstrip("/"), leaf)
+            os.makedirs(d, exist_ok=True)
+            if "cpuset" in wanted:
+                for fn in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(os.path.dirname(d), fn)) as src:
+                        v = src.read().strip()
+                    with open(os.path.join(d, fn), "w") as dst:
+                        dst.write(v)
+            self.dirs.append(d)
+
+    def join(self):
+        for d in self.dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+    def remove(self):
+        def rm(d):
+            for e in os.scandir(d):
+                if e.is_dir(follow_symlinks=False):
+                    rm(e.path)
+            os.rmdir(d)
+        for d in self.dirs:
+            end = time.monotonic() + 10
+            while os.path.exists(d):
+                try:
+                    rm(d)
+                except OSError:
+                    if time.monotonic() > end:
+                        log(f"warning: could not remove cgroup {d}")
+                        break
+                    time.sleep(0.1)
+
+
+def real_config(d, wait_for_ready, interval):
+    path = os.path.join(d, "init.toml")
+    with open(path, "w") as f:
+        f.write(f"""[log]
+journald = "off"
+[dockerd]
+path = {toml_str(shutil.which("dockerd"))}
+socket = {toml_str(d + "/docker.sock")}
+args = {toml_list(["--data-root=" + d + "/data", "--exec-root=" + d + "/exec",
+                   "--pidfile=" + d + "/docker.pid", "--iptables=false", "--bridge=none"])}
+[readiness]
+file = {toml_str(d + "/ready")}
+socket = {toml_str(d + "/init.sock")}
+{"" if interval is None else "interval = " + toml_str(interval)}
+[command]
+wait_for_ready = {"true" if wait_for_ready else "false"}
+""")
+    return path
+
+
+def wrap(env, argv, d):
+    """The argv that runs `argv` as PID 1: of private namespaces on this kernel (lo up),
+    or of a gVisor sandbox."""
+    if env == "gvisor":
+        return ["runsc", "--network=none", "--net-raw", "do", *argv]
+    return UNSHARE + ["--cgroup", "--net", "/bin/sh", "-c", 'ip link set lo up && exec "$@"',
+                      "sh", *argv]
+
+
+def busybox_tar(tmp):
+    path = os.path.join(tmp, "busybox-rootfs.tar")
+    bb = shutil.which("busybox") or "/bin/busybox"
+    with tarfile.open(path, "w") as t:
+        for dname in ("bin", "tmp"):
+            ti = tarfile.TarInfo(dname)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(ti)
+        t.add(bb, arcname="bin/busybox")
+        for name in ("sh", "sleep"):
+            ti = tarfile.TarInfo(f"bin/{name}")
+            ti.type, ti.linkname = tarfile.SYMTYPE, "busybox"
+            t.addfile(ti)
+    return path
+
+
+def session(tmp, env, cg, opts, image_tar, hold, variant):
+    """One init start with the observer as COMMAND: readiness, (hold), restart,
+    nested container, SIGTERM to exit."""
+    d = tempfile.mkdtemp(prefix=f"obs-{env}-", dir=tmp)
+    cfg = real_config(d, wait_for_ready=False, interval="0s")
+    phases = "ready,restart,container,term"
+    argv = wrap(env, [INIT, "--config", cfg, "--", PY, OBSERVE, "--dir", d, "--init", INIT,
+                      "--phases", phases, "--hold", str(hold), "--image-tar", image_tar,
+                      "--container", variant], d)
+    sp = Spawned(argv, os.path.join(d, "init.log"),
+                 preexec=cg.join if (env == "host" and cg) else None)
+    out = {"env": env, "variant": variant}
+    try:
+        ipid = sp.init_pid() if env == "host" else None
+        while True:
+            t, ev = sp.next_json(180)
+            kind = ev.get("event")
+            out[kind] = ev
+            if "error" in ev:
+                raise RuntimeError(f"observer {kind}: {ev['error']}\n{sp.describe()}")
+            if kind == "ready" and not (ev.get("t_file") and ev.get("t_ping")
+                                        and ev.get("probe_rc") == 0):
+                raise RuntimeError(f"not ready: {ev}\n{sp.describe()}")
+            if kind == "ready" and ipid:
+                out["ready_host"] = {"hwm_kib": kib(proc_status(ipid).get("VmHWM"))}
+            if kind == "hold" and ipid:
+                time.sleep(0.5)
+                c0 = ctxt(ipid)
+                time.sleep(hold - 1.0)
+                c1 = ctxt(ipid)
+                st = proc_status(ipid)
+                out["idle_host"] = {"secs": hold - 1.0, "voluntary": c1[0] - c0[0],
+                                    "nonvoluntary": c1[1] - c0[1],
+                                    "hwm_kib": kib(st.get("VmHWM")),
+                                    "rss_kib": kib(st.get("VmRSS"))}
+            if kind == "term":
+                if ipid:
+                    st = proc_status(ipid)
+                    out["term_host"] = {"hwm_kib": kib(st.get("VmHWM")),
+                                        "rss_kib": kib(st.get("VmRSS")),
+                                        "smaps": smaps_rollup(ipid)}
+                t_term = mono()
+                os.kill(ipid if ipid else sp.p.pid, signal.SIGTERM)
+                sp.wait_exit(60)
+                if sp.t_exit is None:
+                    raise RuntimeError(f"no exit within 60 s of SIGTERM\n{sp.describe()}")
+                out["shutdown"] = {"ms": (sp.t_exit - t_term) / 1e6, "rc": sp.rc}
+                break
+        ev = parse_log(sp.log_path)
+        out["restart_reasons"] = [reason_of(t) for _, tgt, t in ev
+                                  if tgt.startswith("dind_init") and 'state="restarting"' in t]
+        out["log"] = log_timeline(ev)
+        # The ready file against dockerd's own `API listen on`, both on CLOCK_REALTIME
+        # of the machine or sandbox: in gVisor the file's mtime (gVisor keeps file
+        # times in ns); here the moment inotify saw the rename (this kernel's file
+        # times are tick-coarse).
+        listen = out["log"]["listen"]
+        for kind, i in (("ready", 0), ("restart", 1)):
+            r = out.get(kind, {})
+            w = r.get("file_mtime_ns") if env == "gvisor" else r.get("t_file_wall")
+            if w and len(listen) > i:
+                r["file_after_listen_ms"] = (w - listen[i]) / 1e6
+        return out
+    finally:
+        sp.kill_tree(grace=15)
+
+
+def rfc3339_ns(ts):
+    """'2026-12-02T07:02:39.982846997Z' -> ns since the epoch (UTC)."""
+    base, _, frac = ts.rstrip("Z").partition(".")
+    dt = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=datetime.timezone.utc)
+    return int(dt.timestamp()) * 10**9 + int((frac + "000000000")[:9])
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+([A-Z]+)\s+([\w:]+): (.*)$")
+
+
+def parse_log(path):
+    """dind-init's text log: (time of the line in ns, target, message). For dockerd's
+    relayed lines the time is dockerd's own `time="..."` when it has one."""
+    out = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = LOG_LINE.match(line.rstrip("\n"))
+                if not m:
+                    continue
+                t, level, target, text = (rfc3339_ns(m.group(1)), m.group(2), m.group(3),
+                                          m.group(4))
+                if level == "WARN" and target.startswith("dind_init"):
+                    target += "#warn"
+                if target == "dockerd":
+                    own = re.match(r'time="([\dT:.\-]+Z)"', text)
+                    if own:
+                        t = rfc3339_ns(own.group(1))
+                out.append((t, target, text))
+    except OSError:
+        pass
+    return out
+
+
+def start_phases(ev, t0_wall, t_ready_wall, t_file_wall):
+    """Milliseconds from starting the container to each step of dind-init's start, on
+    CLOCK_REALTIME (the log's clock; gVisor's follows the host's)."""
+    def at(target, needle):
+        t = next((t for t, tgt, text in ev if tgt.startswith(target) and needle in text), None)
+        return None if t is None else (t - t0_wall) / 1e6
+
+    def last(target):
+        ts = [t for t, tgt, _ in ev if tgt.startswith(target)]
+        return (ts[-1] - t0_wall) / 1e6 if ts else None
+    return {"init_first_line": at("dind_init", "dind-init starting"),
+            "cgroups_done": last("dind_init::cgroup"),
+            "network_done": last("dind_init::network"),
+            "dockerd_spawned": at("dind_init", "started dockerd"),
+            "dockerd_starting_up": at("dockerd", 'msg="Starting up"'),
+            "api_listen": at("dockerd", 'msg="API listen on'),
+            "ready_file": None if t_file_wall is None else (t_file_wall - t0_wall) / 1e6,
+            "command_started": at("dind_init", "started COMMAND"),
+            "ready_line": (t_ready_wall - t0_wall) / 1e6}
+
+
+def reason_of(text):
+    m = re.search(r'reason=Some\("(.*)"\)', text)
+    return m.group(1) if m else None
+
+
+def log_timeline(ev):
+    """Moments of interest from the log, all on the clock of the machine or sandbox
+    (dind-init's line times; dockerd's own times for its lines)."""
+    def all_of(target, needle):
+        return [t for t, tgt, text in ev if tgt.startswith(target) and needle in text]
+
+    def first_after(target, needle, after):
+        return next((t for t in all_of(target, needle) if t >= after), None)
+
+    listen = all_of("dockerd", 'msg="API listen on')
+    tl = {"listen": listen}
+    req = next(iter(all_of("dind_init", "shutdown requested")), None)
+    if req:
+        def ms(t):
+            return None if t is None else (t - req) / 1e6
+        tl["stop"] = {
+            "daemon_shutdown_complete_ms": ms(first_after("dockerd", "Daemon shutdown complete", req)),
+            "dockerd_exited_ms": ms(first_after("dind_init", "dockerd exited", req)),
+            "init_exiting_ms": ms(first_after("dind_init", "exiting code=", req)),
+            "warnings": [text.split(" timeout=")[0][:160] for t, tgt, text in ev
+                         if t >= req and tgt.endswith("#warn") and "SIGKILL" in text],
+        }
+    return tl
+
+
+def smaps_rollup(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if v.strip().endswith("kB"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def e2e_once(tmp, env, cg, who):
+    """Start to READY, as a user's job sees it: dind-init starts COMMAND
+    (`echo READY`) once ready; the shell approach prints READY once `docker info`
+    succeeded. Then the time until the whole thing has exited."""
+    d = tempfile.mkdtemp(prefix=f"e2e-{who}-{env}-", dir=tmp)
+    if who == "dind-init":
+        cfg = real_config(d, wait_for_ready=True, interval=None)
+        inner = [INIT, "--config", cfg, "--", "/bin/sh", "-c",
+                 f"stat -c %.9Y {d}/ready; echo READY"]
+    else:
+        inner = ["/bin/sh", SHELL, d, env]
+    # On this kernel the ready file is on the machine's file system: inotify here
+    # sees it renamed into place. In gVisor it is in the sandbox: COMMAND prints its
+    # mtime (ns in gVisor) instead.
+    watch = ReadyWatch(d, "ready") if who == "dind-init" and env == "host" else None
+    sp = Spawned(wrap(env, inner, d), os.path.join(d, "init.log"),
+                 preexec=cg.join if (env == "host" and cg) else None)
+    try:
+        prev = None
+        while True:
+            t, line = sp.next_line(120)
+            if line is None:
+                raise RuntimeError(f"{who} ended before READY\n{sp.describe()}")
+            if line.strip() == "READY":
+                break
+            prev = line.strip()
+        sp.wait_exit(60)
+        r = {"ready_ms": (t - sp.t_start) / 1e6,
+             "exit_after_ready_ms": (sp.t_exit - t) / 1e6 if sp.t_exit else None,
+             "rc": sp.rc}
+        if who == "dind-init":
+            ev = parse_log(sp.log_path)
+            r["log"] = log_timeline(ev)
+            w = None
+            if watch:
+                tf = watch.wait_for("appear", 0, 1.0)
+                w = watch.wall.get(tf)
+            elif prev and re.fullmatch(r"\d+\.\d+", prev):
+                sec, frac = prev.split(".")
+                w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
+            if w and r["log"]["listen"]:
+                r["file_after_listen_ms"] = (w - r["log"]["listen"][0]) / 1e6
+            r["phases"] = start_phases(ev, sp.t_wall, sp.t_wall + (t - sp.t_start), w)
+        return r
+    finally:
+        sp.kill_tree(grace=15)
+
+
+def bench_real(tmp, opts, envs):
+    res = {}
+    image_tar = busybox_tar(tmp)
+    cg = BenchCgroups() if "host" in envs else None
+    try:
+        for env in envs:
+            sessions, e2e = [], {"dind-init": [], "shell": []}
+            for rep in range(opts.reps):
+                hold = opts.idle_secs + 1.0 if (rep == 0 and env == "host") else 0
+                variant = "ignores-term" if rep % 2 == 0 else "traps-term"
+                s = session(tmp, env, cg, opts, image_tar, hold, variant)
+                sessions.append(s)
+                r, rs = s["ready"], s["restart"]
+                log(f"{env} session {rep + 1}: ping {r['ping_ms']:.0f} ms after start; file "
+                    f"{r['file_minus_ping_us']:+.0f} us, probe {r['probe_minus_ping_us']:+.0f} us "
+                    f"from it (late-early poller {r['late_minus_early_us']:+.0f} us); restart {rs['file_ms']:.0f} ms; "
+                    f"shutdown ({variant}) {s['shutdown']['ms']:.0f} ms")
+                pair = ["dind-init", "shell"] if rep % 2 == 0 else ["shell", "dind-init"]
+                for who in pair:
+                    e = e2e_once(tmp, env, cg, who)
+                    e2e[who].append(e)
+                    log(f"{env} e2e {who}: ready {e['ready_ms']:.0f} ms")
+            res[env] = {"sessions": sessions, "e2e": e2e}
+    finally:
+        if cg:
+            cg.remove()
+    return res
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def cargo_build(tdir, extra_config):
+    cmd = ["cargo", "build", "--release", "--target", "x86_64-unknown-linux-musl",
+           "--bin", "dind-init"]
+    for c in extra_config:
+        cmd += ["--config", c]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, CARGO_TARGET_DIR=tdir))
+    binp = os.path.join(tdir, "x86_64-unknown-linux-musl", "release", "dind-init")
+    if p.returncode != 0 or not os.path.exists(binp):
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-2000:]}")
+    return binp
+
+
+def symbol_build():
+    """The same code and release profile, not stripped (for nm and perf)."""
+    return cargo_build(os.path.join(ROOT, "target", "bench-symbols"),
+                       ["profile.release.strip=false"])
+
+
+# What a symbol belongs to, by feature, first match wins (demangled names).
+SIZE_BUCKETS = [
+    ("panic backtraces (std backtrace_rs, gimli, addr2line, rustc_demangle, libunwind)",
+     r"backtrace|gimli|addr2line|rustc_demangle|libunwind|_Unwind_|unwind|miniz_oxide|"
+     r"object::|__register_frame|dl_iterate_phdr"),
+    ("config parsing (toml, toml_parser, serde, derived Deserialize)",
+     r"toml|serde_core::de|serde::de|Deserialize|Deserializer|de::Visitor|MapAccess|SeqAccess"),
+    ("JSON (serde_json, Serialize, tracing json)", r"serde_json|Serialize|Serializer|tracing_serde"),
+    ("logging (tracing, tracing_subscriber, tracing_journald)", r"tracing"),
+    ("formatting and float parsing (core::fmt, dec2flt, flt2dec)",
+     r"core::fmt|dec2flt|flt2dec|core::num::fmt|Display|Debug>::fmt"),
+    ("dind-init's own code", r"dind_init"),
+    ("musl libc", r"^(__|_)?[a-z0-9_]+$"),
+]
+
+
+def size_analysis():
+    """Where the bytes go (non-stripped build, same profile), and the size of one
+    candidate fix that needs no code change (opt-level "z")."""
+    out = {}
+    binp = symbol_build()
+    out["unstripped_bytes"] = os.path.getsize(binp)
+    sections = {}
+    for line in subprocess.run(["size", "-A", binp], capture_output=True,
+                               text=True).stdout.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0].startswith(".") and f[1].isdigit() and not f[0].startswith(".debug"):
+            sections[f[0]] = int(f[1])
+    out["sections"] = dict(sorted(sections.items(), key=lambda kv: -kv[1])[:8])
+    nm = subprocess.run(["nm", "--size-sort", "-S", "-C", "--radix=d", binp],
+                        capture_output=True, text=True).stdout
+    crates, buckets, syms = {}, {b: 0 for b, _ in SIZE_BUCKETS}, []
+    buckets["other (core, alloc, std)"] = 0
+    for line in nm.splitlines():
+        f = line.split(None, 3)
+        if len(f) < 4 or f[2] not in "tTrRdDwW":
+            continue
+        size, name = int(f[1]), f[3]
+        c = symbol_crate(name)
+        crates[c] = crates.get(c, 0) + size
+        for b, rx in SIZE_BUCKETS:
+            if re.search(rx, name):
+                buckets[b] += size
+                break
+        else:
+            buckets["other (core, alloc, std)"] += size
+        syms.append((size, name[:100]))
+    out["crates"] = sorted(crates.items(), key=lambda kv: -kv[1])[:12]
+    out["buckets"] = sorted(buckets.items(), key=lambda kv: -kv[1])
+    out["named_total"] = sum(crates.values())
+    syms.sort(reverse=True)
+    out["symbols"] = syms[:10]
+    try:
+        z = cargo_build(os.path.join(ROOT, "target", "bench-size-z"),
+                        ['profile.release.opt-level="z"'])
+        out["opt_z_bytes"] = os.path.getsize(z)
+    except RuntimeError as e:
+        out["opt_z_error"] = str(e)[:300]
+    return out, binp
+
+
+def symbol_crate(name):
+    n = name.lstrip("<&*( ")
+    for pre in ("impl ", "dyn "):
+        if n.startswith(pre):
+            n = n[len(pre):]
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)::", n)
+    return m.group(1) if m else "(no crate: musl, compiler)"
+
+
+def gvisor_credentials():
+    """What SCM_CREDENTIALS says about a datagram sent from a second thread, on this
+    kernel and in gVisor."""
+    out = {}
+    for env in ("host", "gvisor"):
+        argv = [PY, CHILD, "cred"]
+        if env == "gvisor":
+            argv = ["runsc", "--network=none", "--net-raw", "do", *argv]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            out[env] = json.loads(p.stdout.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+            out[env] = {"error": str(e)[:200]}
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def calls(sc):
+    return ", ".join(f"{k} x{v:g}" for k, v in sc.items()) if sc else "n/a"
+
+
+def first(xs, i):
+    return xs[i] if xs and len(xs) > i else None
+
+
+def fmt(v, nd=1):
+    return "n/a" if v is None else f"{v:.{nd}f}"
+
+
+def rng(xs, nd=1):
+    xs = [x for x in xs if x is not None]
+    return f"{min(xs):.{nd}f} .. {max(xs):.{nd}f}" if xs else "n/a"
+
+
+class Report:
+    def __init__(self, R, opts):
+        self.R, self.opts = R, opts
+        self.L = []
+        self.targets = []  # (key, text, met, detail)
+        self.names = R["names"]
+        self.peers = [n for n in self.names if n in dict(PEERS)]
+
+    def p(self, *lines):
+        self.L.extend(lines)
+
+    def target(self, key, text, met, detail):
+        self.targets.append((key, text, met, detail))
+
+    def met(self, key):
+        return next((t[2] for t in self.targets if t[0] == key), None)
+
+    # ---- section 1
+    def reaping(self, reap):
+        o, names, peers = self.opts, self.names, self.peers
+        self.p(f"### Zombie reaping ({o.orphans} orphans)\n",
+               "The child (`bench/child.py reap`) runs `fake-dockerd --fake-orphans=N`, which "
+               "makes N zombies re-parented to PID 1 (clone with CLONE_VM, batches of 10), "
+               "then watches `/proc/1/task/*/children` (zombies stay listed until reaped) every "
+               "0.2 ms until all are gone (for a backlog, it first watches the machine's task "
+               "count in /proc/loadavg, which is lock-free, because reading the children list "
+               "takes the lock reaping needs). *Live*: the init runs while the orphans are made; "
+               "time from start to all reaped (the factory, not the init, sets the pace). "
+               "*Backlog*: the init is held with SIGSTOP while all N are made, then SIGCONT; "
+               "the time to reap the whole backlog is the init's own reaping rate. Init CPU "
+               "from /proc/PID/schedstat over the run.\n",
+               "| init | live: start to all reaped (ms) | backlog: drain (ms), median | "
+               "backlog drain, min .. max (ms) | backlog rate (/s) | vs fastest peer | "
+               "init CPU per orphan, backlog (us) | VmHWM after (KiB) |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|")
+        med = {}
+        for n in names:
+            lv, bl = reap[n]["live"], reap[n]["backlog"]
+            med[n] = {"live_ms": median([r["total_ms"] for r in lv]),
+                      "drain_ms": median([r["drain_ms"] for r in bl]),
+                      "drain_all": [r["drain_ms"] for r in bl],
+                      "cpu": median([r["cpu_us_per_orphan"] for r in bl]),
+                      "hwm": max([r["hwm_kib"] or 0 for r in lv + bl])}
+            med[n]["rate"] = o.orphans / (med[n]["drain_ms"] / 1e3)
+        best = max(peers, key=lambda n: med[n]["rate"])
+        for n in names:
+            m = med[n]
+            self.p(f"| {n} | {fmt(m['live_ms'], 0)} | {fmt(m['drain_ms'], 1)} | "
+                   f"{rng(m['drain_all'])} | {m['rate']:.0f} | "
+                   f"{m['rate'] / med[best]['rate']:.2f}x | {fmt(m['cpu'], 2)} | {m['hwm']} |")
+        d = med["dind-init"]
+        self.p("")
+        self.target("reap", "Zombie reaping throughput at least the fastest peer's",
+                    d["rate"] >= med[best]["rate"],
+                    f"backlog of {o.orphans}: {d['rate']:.0f}/s vs {best} {med[best]['rate']:.0f}/s "
+                    f"({d['rate'] / med[best]['rate']:.2f}x)")
+        self.reap_med, self.reap_best = med, best
+
+    def signals(self, sig):
+        names, peers = self.names, self.peers
+        self.p(f"### Signal forwarding latency (median of {sig['direct']['n']} signals each)\n",
+               "The child (`bench/child.py signal`) blocks SIGUSR1 and waits for it with "
+               "sigwaitinfo(2), then writes its CLOCK_MONOTONIC time to a FIFO; the driver takes "
+               "CLOCK_MONOTONIC just before kill(2) of the init's host pid. *direct* is the same "
+               "child signalled itself, with no init in between; *added* = the init's median "
+               "minus direct's. All run at the same time, one signal at a time, in a shuffled "
+               "order each round (so caches are as cold for each as in real life). CPU per "
+               "signal from /proc/PID/schedstat; system calls per signal from `strace -c` on "
+               f"the init alone, over 100 more signals.\n",
+               "| init | median (us) | p10 (us) | p90 (us) | added by the init (us) | "
+               "vs fastest peer | init CPU per signal (us) | system calls per signal |",
+               "|---|---:|---:|---:|---:|---:|---:|---|")
+        best = min(peers, key=lambda n: sig[n]["added_us"])
+        for n in names + ["direct"]:
+            r = sig[n]
+            ratio = (f"{r['added_us'] / sig[best]['added_us']:.2f}x"
+                     if n != "direct" and sig[best]["added_us"] > 0 else "")
+            sc = r.get("syscalls")
+            sct = calls(sc) if sc else ""
+            self.p(f"| {n} | {fmt(r['median_us'])} | {fmt(r['p10_us'])} | {fmt(r['p90_us'])} "
+                   f"| {fmt(r.get('added_us')) if n != 'direct' else '-'} | {ratio} | "
+                   f"{fmt(r['cpu_us_per_signal'])} | {sct} |")
+        self.p("")
+        d = sig["dind-init"]
+        self.target("signal", "Added cost of forwarding a signal at most the fastest peer's",
+                    d["added_us"] <= sig[best]["added_us"],
+                    f"{fmt(d['added_us'])} us vs {best} {fmt(sig[best]['added_us'])} us")
+        self.sig_best = best
+
+    def idle(self, idle):
+        o, names = self.opts, self.names
+        self.p(f"### Idle wake-ups ({o.idle_secs:g} s) and memory\n",
+               "All inits at once, each with `sleep` as its child, counted from 1 s after "
+               "start; wake-ups = voluntary + nonvoluntary context switches of the init "
+               "(/proc/PID/status) over the window; dind-init with periodic pings off "
+               f"(`interval = \"0s\"`). Median and max over {o.idle_reps} window(s). VmHWM = "
+               "the init's peak RSS.\n",
+               "| init | wake-ups (median) | wake-ups (max) | VmHWM idle (KiB) | VmRSS idle (KiB) | "
+               "VmHWM after 20,000 orphans (KiB) |",
+               "|---|---:|---:|---:|---:|---:|")
+        med = getattr(self, "reap_med", {})
+        for n in names:
+            w = [r["wakeups"] for r in idle[n]]
+            self.p(f"| {n} | {fmt(median(w), 0)} | {max(w)} | "
+                   f"{median([r['hwm_kib'] for r in idle[n]]):.0f} | "
+                   f"{median([r['rss_kib'] for r in idle[n]]):.0f} | "
+                   f"{med.get(n, {}).get('hwm', 'n/a')} |")
+        self.p("")
+        dw = [r["wakeups"] for r in idle["dind-init"]]
+        self.target("idle", f"Zero idle wake-ups ({o.idle_secs:g} s, periodic pings off)",
+                    max(dw) == 0, f"max {max(dw)} over {len(dw)} window(s) of {o.idle_secs:g} s")
+
+    def sizes(self, sizes):
+        self.p("### Binary size\n",
+               "| binary | bytes | MiB | linking | stripped |",
+               "|---|---:|---:|---|---|")
+        for n, r in sizes.items():
+            self.p(f"| {n} (`{r['path']}`) | {r['bytes']} | {r['bytes'] / MIB:.2f} | "
+                   f"{r['link']} | {'yes' if r['stripped'] else 'no'} |")
+        self.p("")
+        di = sizes["dind-init"]
+        self.target("size", "Static binary at most 1 MiB",
+                    di["bytes"] <= MIB and di["link"] == "static",
+                    f"{di['bytes']} bytes = {di['bytes'] / MIB:.3f} MiB, {di['link']}")
+
+    # ---- sections 2-4
+    def real(self, real):
+        self.p("## 2. Readiness with the real dockerd\n",
+               "dind-init is PID 1 supervising the real dockerd, every path in a temp dir: "
+               "`--data-root`, `--exec-root`, `--pidfile`, `--host` (from `dockerd.socket`), "
+               "`--iptables=false --bridge=none`. *host*: this kernel, `unshare --pid --fork "
+               "--mount --mount-proc --cgroup --net` (lo up; a leaf cgroup of the benchmark's "
+               "own joined first). *gvisor*: `runsc --network=none --net-raw do dind-init ...` "
+               "(dind-init prepares the cgroups itself). The observer (`bench/observe.py`) is "
+               "dind-init's COMMAND with `wait_for_ready = false`, so it starts with dockerd, "
+               "in the same namespaces or sandbox. Two independent pollers (the second started "
+               "20 ms after the first) connect to dockerd's socket and send `GET /_ping` every "
+               "1 ms; a connection made before dockerd serves stays pending and is answered "
+               "when it serves. *First good ping* = the earlier of their first 200s. inotify "
+               "sees the ready file renamed into place; `dind-init probe --wait 60s` runs from "
+               "the start. Negative: dind-init knew first.\n",
+               "| environment | runs | first good ping, after observer start (ms) | ready file - first ping (ms), median | min .. max | "
+               "probe --wait returns - first ping (ms) | late poller - early poller (ms) |",
+               "|---|---:|---:|---:|---:|---:|---:|")
+        meds = {}
+        for env, rr in real.items():
+            rs = [s["ready"] for s in rr["sessions"]]
+            fd = [r["file_minus_ping_us"] / 1e3 for r in rs]
+            pd = [r["probe_minus_ping_us"] / 1e3 for r in rs]
+            le = [r["late_minus_early_us"] / 1e3 for r in rs if r.get("late_minus_early_us") is not None]
+            meds[env] = {"file": median(fd), "probe": median(pd), "le": median(le),
+                         "le_all": le, "fd_all": fd,
+                         "attempts": [r.get("ping_attempts") for r in rs]}
+            self.p(f"| {env} | {len(rs)} | {fmt(median([r['ping_ms'] for r in rs]), 0)} | "
+                   f"{fmt(median(fd), 2)} | {rng(fd, 2)} | {fmt(median(pd), 2)} | "
+                   f"{fmt(median(le), 2)} |")
+        self.p("", "Against dockerd's own clock: dockerd logs `API listen on` (with its own "
+               "timestamp) right before it serves. The ready file written, on the same clock "
+               "(CLOCK_REALTIME of the machine or sandbox): in gVisor the file's mtime (gVisor "
+               "keeps file times in ns), on this kernel the moment inotify saw it renamed into "
+               "place (this kernel's file times are tick-coarse). In the observer runs two "
+               "pollers are pending too; in the end-to-end runs (below) nothing else talks to "
+               "dockerd.\n",
+               "| environment | ready file - dockerd's `API listen on` (ms), observer runs | "
+               "same, end-to-end runs, no other client (ms) | same, after the restart (ms) |",
+               "|---|---:|---:|---:|")
+        for env, rr in real.items():
+            a = [s["ready"].get("file_after_listen_ms") for s in rr["sessions"]]
+            b = [e.get("file_after_listen_ms") for e in rr["e2e"]["dind-init"]]
+            c = [s["restart"].get("file_after_listen_ms") for s in rr["sessions"]]
+            meds[env].update(listen_obs=median(a), listen_obs_all=a, listen_e2e=median(b),
+                             listen_e2e_all=b)
+            self.p(f"| {env} | {fmt(median(a), 2)} ({rng(a, 2)}) | {fmt(median(b), 2)} ({rng(b, 2)}) | "
+                   f"{fmt(median(c), 2)} ({rng(c, 2)}) |")
+        self.p("")
+        self.ready_meds = meds
+        for env in real:
+            self.target(f"ready-{env}", f"Readiness signalled within 2 ms of the first good "
+                        f"ping (median), {env}", meds[env]["file"] <= 2.0,
+                        f"ready file {fmt(meds[env]['file'], 2)} ms after the first good ping; "
+                        f"probe --wait {fmt(meds[env]['probe'], 2)} ms")
+
+        self.p("### End-to-end time to ready against the shell approach\n",
+               "From starting the container (the `unshare` or `runsc do` command) to a line "
+               "`READY` on its stdout: printed by dind-init's COMMAND (`sh -c 'echo READY'`, "
+               "started once ready; default config otherwise), or by "
+               "`bench/shell-approach.sh` (starts dockerd with the same arguments, `sleep 3`, "
+               "then `docker info` every 500 ms; in gVisor it first mounts every cgroup "
+               "controller itself). The two alternate.\n",
+               "| environment | runs | dind-init (ms) | shell approach (ms) | shell / dind-init | "
+               "dind-init: READY to exit, no container (ms) |",
+               "|---|---:|---:|---:|---:|---:|")
+        for env, rr in real.items():
+            di = median([e["ready_ms"] for e in rr["e2e"]["dind-init"]])
+            sh = median([e["ready_ms"] for e in rr["e2e"]["shell"]])
+            ex = median([e["exit_after_ready_ms"] for e in rr["e2e"]["dind-init"]])
+            self.p(f"| {env} | {len(rr['e2e']['dind-init'])} | {fmt(di, 0)} | {fmt(sh, 0)} | "
+                   f"{sh / di:.2f}x | {fmt(ex, 0)} |")
+            rr["_e2e"] = (di, sh)
+        self.p("", "Where dind-init's time to READY goes (medians, ms from starting the "
+               "container, on CLOCK_REALTIME: the log's times against the host's clock when it "
+               "started the container and when READY arrived):\n",
+               "| environment | init's first log line | last cgroup line | last nested-networking line | "
+               "dockerd started | dockerd's `Starting up` | dockerd's `API listen on` | "
+               "ready file written | COMMAND started | READY on stdout |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for env, rr in real.items():
+            ph = [e.get("phases", {}) for e in rr["e2e"]["dind-init"]]
+            cols = ["init_first_line", "cgroups_done", "network_done", "dockerd_spawned",
+                    "dockerd_starting_up", "api_listen", "ready_file", "command_started",
+                    "ready_line"]
+            self.p(f"| {env} | " + " | ".join(fmt(median([p.get(c) for p in ph]), 0) for c in cols) + " |")
+        self.p("")
+        if "gvisor" in real:
+            di, sh = real["gvisor"]["_e2e"]
+            self.target("e2e", "End-to-end time to ready in gVisor at least 3 times shorter "
+                        "than the shell approach", sh / di >= 3.0,
+                        f"{fmt(di, 0)} ms vs {fmt(sh, 0)} ms = {sh / di:.2f}x")
+        else:
+            self.target("e2e", "End-to-end time to ready in gVisor at least 3 times shorter "
+                        "than the shell approach", None, "gVisor not measured in this run")
+
+        self.p("### Memory and wake-ups while supervising the real dockerd\n")
+        host = real.get("host")
+        if host:
+            ss = host["sessions"]
+            hr = [s.get("ready_host", {}).get("hwm_kib") for s in ss]
+            ht = [s.get("term_host", {}).get("hwm_kib") for s in ss]
+            self.p("dind-init's VmHWM (host pid) when ready, and after the restart and the nested "
+                   "container (just before SIGTERM):\n",
+                   "| measure (host) | median | max |", "|---|---:|---:|",
+                   f"| VmHWM when ready (KiB) | {fmt(median(hr), 0)} | {max(x or 0 for x in hr)} |",
+                   f"| VmHWM before SIGTERM (KiB) | {fmt(median(ht), 0)} | {max(x or 0 for x in ht)} |")
+            ih = ss[0].get("idle_host")
+            if ih:
+                self.p(f"| wake-ups in {ih['secs']:g} s idle, ready, `interval = \"0s\"` | "
+                       f"{ih['voluntary'] + ih['nonvoluntary']} | |")
+            sm = ss[0].get("term_host", {}).get("smaps", {})
+            if sm:
+                self.p("", f"`/proc/PID/smaps_rollup` before SIGTERM (first run): Rss "
+                       f"{sm.get('Rss')} KiB = anonymous {sm.get('Anonymous')} KiB + file-backed "
+                       f"{sm.get('Rss', 0) - sm.get('Anonymous', 0)} KiB (the binary's pages); "
+                       f"Pss {sm.get('Pss')} KiB.")
+            peak = max(x or 0 for x in hr + ht)
+            self.target("rss", "Peak RSS at most 2 MiB in steady state while supervising dockerd",
+                        peak <= 2048, f"VmHWM {peak} KiB (max over runs, real dockerd, host)")
+        if "gvisor" in real:
+            g = [s["ready"].get("init_proc", {}).get("VmRSS") for s in real["gvisor"]["sessions"]]
+            self.p("", f"In gVisor the sandbox's /proc/1/status has no VmHWM; its VmRSS for "
+                   f"dind-init when ready: {', '.join(str(x) for x in g)} (gVisor's own accounting).")
+        self.p("")
+
+        self.p("## 3. Restart: SIGKILL of dockerd to ready again\n",
+               "The observer SIGKILLs dockerd (its pid from the ready file); times from the kill. "
+               "dind-init's default `backoff_initial = \"100ms\"` applies, and a containerd left "
+               "running by the killed dockerd is stopped first.\n",
+               "| environment | runs | ready file gone (ms) | first good ping (ms) | ready file back (ms) | "
+               "probe --wait returns (ms) | ready file - first ping (ms) | reason dind-init logged for the restart |",
+               "|---|---:|---:|---:|---:|---:|---:|---|")
+        for env, rr in real.items():
+            rs = [s["restart"] for s in rr["sessions"]]
+            reasons = sorted({str(r) for s in rr["sessions"] for r in s.get("restart_reasons", [])})
+            self.p(f"| {env} | {len(rs)} | {fmt(median([r['gone_ms'] for r in rs]), 1)} | "
+                   f"{fmt(median([r['ping_ms'] for r in rs]), 0)} | "
+                   f"{fmt(median([r['file_ms'] for r in rs]), 0)} | "
+                   f"{fmt(median([r['probe_ms'] for r in rs]), 0)} | "
+                   f"{fmt(median([r['file_minus_ping_us'] / 1e3 for r in rs]), 2)} | "
+                   f"{'; '.join(reasons)[:300] or '-'} |")
+        self.p("")
+        self.p("## 4. Shutdown: SIGTERM to exit with a nested container\n",
+               "After the restart the observer `docker import`s a busybox-static image and runs "
+               "`docker run -d --network=none IMG ...`; then the driver sends SIGTERM to the init "
+               "(host) or to `runsc do` (which passes it to the sandbox's PID 1) and times until "
+               "that process has exited. Two containers, alternating between runs: "
+               "*ignores-term*: `/bin/sleep 1000` as the container's PID 1, which on Linux "
+               "ignores SIGTERM (PID 1 of a pid namespace, no handler), so dockerd waits the "
+               "container's stop timeout (Docker's default: 10 s); *traps-term*: a shell that "
+               "exits on SIGTERM. *None*: the end-to-end runs, from COMMAND's end to the "
+               "init's exit. ",
+               "The last three columns come from dind-init's log, from its `shutdown requested`: "
+               "dockerd's own `Daemon shutdown complete`, dind-init's `dockerd exited`, and its "
+               "`exiting` line.\n",
+               "| environment | container | runs | SIGTERM to exit (ms) | exit codes | "
+               "to `Daemon shutdown complete` (ms) | to `dockerd exited` (ms) | to init `exiting` (ms) | "
+               "dind-init's SIGKILL warnings |",
+               "|---|---|---:|---:|---|---:|---:|---:|---|")
+        for env, rr in real.items():
+            for variant in ("ignores-term", "traps-term"):
+                ss = [s for s in rr["sessions"] if s["variant"] == variant]
+                if not ss:
+                    continue
+                st = [s.get("log", {}).get("stop", {}) for s in ss]
+                warns = sorted({w for x in st for w in x.get("warnings", [])})
+                self.p(f"| {env} | {variant} | {len(ss)} | "
+                       f"{fmt(median([s['shutdown']['ms'] for s in ss]), 0)} | "
+                       f"{','.join(sorted({str(s['shutdown']['rc']) for s in ss}))} | "
+                       f"{fmt(median([x.get('daemon_shutdown_complete_ms') for x in st]), 0)} | "
+                       f"{fmt(median([x.get('dockerd_exited_ms') for x in st]), 0)} | "
+                       f"{fmt(median([x.get('init_exiting_ms') for x in st]), 0)} | "
+                       f"{'; '.join(w.replace('|', '/') for w in warns) or '-'} |")
+            self.p(f"| {env} | none (end-to-end runs: from COMMAND's end) | {len(rr['e2e']['dind-init'])} | "
+                   f"{fmt(median([e['exit_after_ready_ms'] for e in rr['e2e']['dind-init']]), 0)} | "
+                   f"{','.join(sorted({str(e['rc']) for e in rr['e2e']['dind-init']}))} | | | | |")
+        self.p("")
+
+    # ---- why, for the missed ones
+    def analysis(self):
+        R, A = self.R, []
+        if self.met("size") is False and "size_analysis" in R:
+            sa = R["size_analysis"]
+            size = R["pid1"]["sizes"]["dind-init"]["bytes"]
+            A.append("### Static binary at most 1 MiB\n")
+            A.append(f"The stripped binary is {size} bytes, {size - MIB} bytes over 1 MiB "
+                     f"({(size - MIB) / size * 100:.1f}% to cut). A non-stripped build with the same "
+                     f"profile (`bench/bench.py` builds it in target/bench-symbols) shows where the "
+                     f"bytes are. Loadable sections (`size -A`, bytes):\n")
+            A.append("| section | bytes |")
+            A.append("|---|---:|")
+            for k, v in sa["sections"].items():
+                A.append(f"| {k} | {v} |")
+            A.append(f"\nNamed symbols by what they are for (`nm --size-sort -S -C`, "
+                     f"{sa['named_total']} bytes in all; first matching rule wins):\n")
+            A.append("| part | bytes |")
+            A.append("|---|---:|")
+            for b, v in sa["buckets"]:
+                A.append(f"| {b} | {v} |")
+            A.append("\nBy crate:\n")
+            A.append("| crate | bytes |")
+            A.append("|---|---:|")
+            for c, v in sa["crates"]:
+                A.append(f"| {c} | {v} |")
+            A.append("\nLargest symbols:\n")
+            A.append("| bytes | symbol |")
+            A.append("|---:|---|")
+            for sz, name in sa["symbols"]:
+                A.append(f"| {sz} | `{name.replace('|', '/')}` |")
+            bk = {b.split(" (")[0]: v for b, v in sa["buckets"]}
+            z = sa.get("opt_z_bytes")
+            A.append("")
+            A.append("What would fix it:\n")
+            if z:
+                A.append(f"- **`opt-level = \"z\"`** instead of `\"s\"` in `[profile.release]`: "
+                         f"built in this run, {z} bytes ({size - z} fewer), "
+                         + ("which meets the target with no code change." if z <= MIB else
+                            f"not enough alone ({z - MIB} bytes over)."))
+            A.append(f"- The panic-backtrace machinery ({bk.get('panic backtraces', 0)} bytes: "
+                     f"std's symbolizer, gimli, addr2line, rustc_demangle, miniz_oxide, "
+                     f"libunwind) stays even with `panic = \"abort\"`, because std's default "
+                     f"panic hook can print a backtrace. Only a nightly build of std removes "
+                     f"it (`-Zbuild-std=std,panic_abort -Zbuild-std-features=panic_immediate_abort`; "
+                     f"not tried: this machine's nightly has neither rust-src nor the musl target).")
+            A.append(f"- Config parsing ({bk.get('config parsing', 0)} bytes: derived "
+                     f"`Deserialize` impls and their visitors) and JSON ({bk.get('JSON', 0)} bytes: "
+                     f"serde_json for the status and tracing-subscriber's `json` feature): "
+                     f"hand-written code for these small fixed formats would be a fraction of that.")
+            A.append("")
+        if self.met("signal") is False:
+            sig = R["pid1"]["signals"]
+            b = self.sig_best
+            d = sig["dind-init"]
+            extra_read = (d.get("syscalls") or {}).get("read", 0) > 1.5
+            A.append("### Added cost of forwarding a signal\n")
+            A.append(f"dind-init adds {fmt(d['added_us'])} us against {b}'s {fmt(sig[b]['added_us'])} us "
+                     f"and spends {fmt(d['cpu_us_per_signal'])} us of CPU per forwarded signal "
+                     f"against {b}'s {fmt(sig[b]['cpu_us_per_signal'])} us. Per signal, dind-init "
+                     f"makes the system calls {calls(d.get('syscalls'))}; {b} "
+                     f"{calls(sig[b].get('syscalls'))}: "
+                     f"dind-init wakes from ppoll(2) over its whole fd set (signalfd, dockerd's two "
+                     f"pipes, the notify socket, the inotify watch, the status listener)"
+                     + (", reads the signalfd until EAGAIN (a second read per signal)"
+                        if extra_read else ", reads the signalfd once")
+                     + ", then kill(2)s; the peers block in one call on their signals alone.")
+            prof = R.get("signal_profile")
+            if prof and "error" not in prof:
+                A.append(f"\n`perf record` of a non-stripped build of the same code forwarding "
+                         f"signals in the same round robin: {prof['user_pct']}% of its samples in "
+                         f"user space; the allocator (musl's malloc, free, realloc and Vec growth) "
+                         f"{prof['allocator_pct']}%; the kernel's per-fd poll work (do_sys_poll, "
+                         f"the fds' poll methods, fdget/fput, __pollwait) {prof['poll_set_kernel_pct']}%. "
+                         f"Top symbols:\n")
+                A.append("| % of samples | symbol |")
+                A.append("|---:|---|")
+                for pc, name in prof["top"]:
+                    A.append(f"| {pc} | `{name.replace('|', '/')}` |")
+            A.append("\nWhy it is not met, and what would close the gap: dind-init is one "
+                     "loop that serves dockerd's pipes, the notify socket, the socket watch, "
+                     "pings and the status socket besides signals, so a signal wakes a poll(2) "
+                     "over that whole set and is then read from the signalfd: two system calls "
+                     "where the single-purpose peers block in one call on their signals alone. "
+                     "Closing it without giving up the one-loop design: (1) no allocation per "
+                     "turn (`Init::poll` builds a new `Vec<PollFd>` and token `Vec` and returns a "
+                     "new `Vec` of ready fds, `signals::drain` a new `Vec` of signals, and musl's "
+                     "allocator is slow: the allocator share above); keep buffers owned by the "
+                     "loop and reused. (2) Register the fds once with epoll(7) "
+                     "(`rustix::event::epoll`; add and remove the ping and connection fds as they "
+                     "come and go) so that a signal wakes one `epoll_wait` that reports the "
+                     "signalfd alone, instead of ppoll(2) walking every fd's poll method twice a "
+                     "turn (the poll-set share above)."
+                     + (" (3) Smaller: read the signalfd once into an array of "
+                        "`signalfd_siginfo` (a short read means the queue is empty), which drops "
+                        "the EAGAIN read." if extra_read else "")
+                     + " Compare a candidate build side by side with "
+                     "`bash bench/run.sh --only signals --also fix=PATH`.\n")
+        for env in ("gvisor", "host"):
+            if self.met(f"ready-{env}") is False:
+                m = self.ready_meds[env]
+                le = m["le_all"]
+                later_first = sum(1 for x in le if x < 0)
+                A.append(f"### Readiness within 2 ms of the first good ping ({env})\n")
+                A.append(f"Median {fmt(m['file'], 2)} ms from the first good ping to the ready "
+                         f"file (runs: {', '.join(fmt(x, 2) for x in m['fd_all'])}). In "
+                         f"{later_first} of {len(le)} runs the poller that connected 20 ms "
+                         f"*later* got its 200 first (late minus early, ms: "
+                         f"{', '.join(fmt(x, 2) for x in le)}). dockerd (Go's net/http) accepts "
+                         f"the connections waiting in its backlog in a burst and starts one "
+                         f"goroutine per connection; Go runs the goroutine started last first "
+                         f"(`runnext`), so the newest pending request is answered first, and "
+                         f"where serving one request is slow (in gVisor every system call is), "
+                         f"the others wait milliseconds. "
+                         f"dind-init connects its one pending ping the moment the socket appears "
+                         f"(inotify); the early poller's first attempt already found the socket "
+                         f"in {m['attempts'].count(1)} of {len(m['attempts'])} runs (attempts: "
+                         f"{', '.join(str(x) for x in m['attempts'])}), so there dind-init's "
+                         f"request was queued before both pollers' and answered after them: the "
+                         f"gap measures dockerd's order of service as much as the init. On "
+                         f"dockerd's own clock, the ready file was written "
+                         f"{fmt(m.get('listen_obs'), 2)} ms after dockerd logged `API listen "
+                         f"on` with the pollers pending (runs: "
+                         f"{', '.join(fmt(x, 2) for x in m.get('listen_obs_all', []))}), and "
+                         f"{fmt(m.get('listen_e2e'), 2)} ms after it in the end-to-end runs, "
+                         f"where no other client competes (runs: "
+                         f"{', '.join(fmt(x, 2) for x in m.get('listen_e2e_all', []))}).\n")
+                A.append("Why: nothing in the init waits on a timer; what costs is the queue "
+                         "position of its ping in dockerd's backlog, and gVisor's slow system "
+                         "calls in dockerd and in the init. dind-init already accepts dockerd's "
+                         "`READY=1` from any of dockerd's threads (gVisor reports the sending "
+                         "thread's id) and on it races a second, fresh ping against the pending "
+                         "one, the newest in dockerd's queue; what remains is dockerd's order of "
+                         "service and the sandbox's file system calls for the ready file.\n")
+        if self.met("reap") is False:
+            med, best = self.reap_med, self.reap_best
+            d = med["dind-init"]
+            A.append("### Zombie reaping throughput\n")
+            idle_hwm = median([r["hwm_kib"] for r in R["pid1"].get("idle", {}).get("dind-init", [])])
+            A.append(f"Backlog drain: dind-init median {fmt(d['drain_ms'], 1)} ms (runs "
+                     f"{rng(d['drain_all'])}), {best} {fmt(med[best]['drain_ms'], 1)} ms (runs "
+                     f"{rng(med[best]['drain_all'])}); init CPU per orphan {fmt(d['cpu'], 2)} us "
+                     f"against {fmt(med[best]['cpu'], 2)} us. Every init reaps with one wait4(2) "
+                     f"per orphan; where the two ranges of runs overlap, the difference between "
+                     f"the medians is within this shared machine's noise. dind-init acts on each "
+                     f"exit as wait4 returns it (`reaper::reap_each`, no list; VmHWM after the "
+                     f"backlog {d['hwm']} KiB, against {fmt(idle_hwm, 0)} KiB idle) and matches "
+                     f"each pid against COMMAND and dockerd: one system call per orphan, like "
+                     f"the peers.\n")
+        if self.met("rss") is False:
+            A.append("### Peak RSS\n")
+            A.append("See the smaps_rollup split above: file-backed pages are the binary's own "
+                     "code (smaller binary, see size); anonymous pages are the heap: the log "
+                     "tail (`dockerd.log_tail` lines kept) and buffers.\n")
+        if self.met("idle") is False:
+            A.append("### Idle wake-ups\n")
+            A.append("The init woke with nothing due: run `strace -f -tt -p PID` on the idle "
+                     "init to see which fd or timeout wakes it.\n")
+        if self.met("e2e") is False:
+            A.append("### End-to-end time in gVisor\n")
+            A.append("dockerd's own start-up dominates; see the observer table for the split.\n")
+        return A
+
+    def findings(self):
+        R, F = self.R, []
+        cred = R.get("credentials")
+        if cred and "error" not in cred.get("gvisor", {}) and "error" not in cred.get("host", {}):
+            h, g = cred["host"], cred["gvisor"]
+            F.append(f"- **sd_notify credentials in gVisor.** A datagram sent from a second "
+                     f"thread (tid {h['tid']} of process {h['pid']} on this kernel; tid {g['tid']} "
+                     f"of process {g['pid']} in gVisor) carries SCM_CREDENTIALS pid "
+                     f"{h['cred_pid']} on this kernel and {g['cred_pid']} in gVisor: gVisor "
+                     f"reports the {'thread' if g['cred_pid'] == g['tid'] and g['tid'] != g['pid'] else 'process'} id. "
+                     f"dockerd sends `READY=1` from one of its threads, so dind-init "
+                     f"(`event_loop::on_notify`) accepts a sender that is dockerd or one of its "
+                     f"threads (`/proc/<dockerd>/task/<sender>` exists); "
+                     f"tests/dockerd_real.rs checks that dockerd's READY=1 is taken in gVisor.")
+        real = R.get("real", {})
+        for env, rr in real.items():
+            reasons = [r for s in rr["sessions"] for r in s.get("restart_reasons", []) if r]
+            wrong = [r for r in reasons if "signal" not in r.lower()]
+            if wrong:
+                F.append(f"- **Restart reason after a SIGKILL ({env}).** After the benchmark "
+                         f"SIGKILLed a dockerd that had been ready, dind-init logged the state "
+                         f"`restarting` with the reason \"{wrong[0][:160]}\" ({len(wrong)} of "
+                         f"{len(rr['sessions'])} runs). dockerd died of the signal, not of that: "
+                         f"the known-failure match (`diagnose.rs`) ran over start-up lines still "
+                         f"in the tail. Fix: diagnose only an exit before dockerd was ever ready "
+                         f"(or only lines logged after the last ready), and name the signal.")
+            ig = [s for s in rr["sessions"] if s["variant"] == "ignores-term"]
+            stops = [s.get("log", {}).get("stop", {}) for s in ig]
+            warns = [w for x in stops for w in x.get("warnings", [])]
+            if ig and warns:
+                F.append(f"- **Stop with a container that ignores SIGTERM ({env}).** dockerd "
+                         f"20.10 gives each container its own stop timeout (10 s by default) "
+                         f"whatever `--shutdown-timeout` says, so dind-init's `stop_timeout` "
+                         f"(8 s by default) ran out first and it sent SIGKILL (\"{warns[0]}\"); "
+                         f"what the killed dockerd left (the container's processes) then got "
+                         f"stage 2's SIGTERM and SIGKILL. The stop still fits in `docker stop`'s "
+                         f"10 s. For dockerd to stop such containers itself, run them with "
+                         f"`--stop-timeout` below `stop_timeout - 2s`, or raise `stop_timeout`.")
+            elif ig:
+                F.append(f"- **Stop with `/bin/sleep` as a nested container's PID 1 ({env}).** "
+                         f"Here the stop needed no SIGKILL: median "
+                         f"{fmt(median([s['shutdown']['ms'] for s in ig]), 0)} ms from SIGTERM to "
+                         f"exit, dockerd's `Daemon shutdown complete` after "
+                         f"{fmt(median([x.get('daemon_shutdown_complete_ms') for x in stops]), 0)} ms. "
+                         f"The container's `sleep` ended on dockerd's SIGTERM although, as PID 1 of "
+                         f"its pid namespace with no handler, Linux would have it ignore that "
+                         f"signal: the sandbox's kernel apparently does not apply that rule.")
+            gaps = [x["dockerd_exited_ms"] - x["daemon_shutdown_complete_ms"]
+                    for s in rr["sessions"] for x in [s.get("log", {}).get("stop", {})]
+                    if x.get("dockerd_exited_ms") is not None
+                    and x.get("daemon_shutdown_complete_ms") is not None]
+            if gaps:
+                F.append(f"- **dockerd's own exit ({env}).** After it logs `Daemon shutdown "
+                         f"complete`, dockerd takes a median {fmt(median(gaps), 0)} ms more to "
+                         f"exit (runs {rng(gaps, 0)}; its last line, a second later, is its "
+                         f"containerd client failing to reconnect). That time is dockerd's, not "
+                         f"the init's, and it is most of a stop without containers.")
+            ph = [e.get("phases", {}) for e in rr["e2e"]["dind-init"]]
+
+            def span(a, b):
+                return median([p[b] - p[a] for p in ph if p.get(a) is not None
+                               and p.get(b) is not None])
+            boot, net = span("init_first_line", "dockerd_spawned"), span("cgroups_done", "network_done")
+            cmd = span("ready_file", "command_started")
+            if boot is not None:
+                F.append(f"- **The init's own share of the time to ready ({env}).** From its first "
+                         f"log line to dockerd started: median {fmt(boot, 0)} ms"
+                         + (f", of which {fmt(net, 0)} ms between the last cgroup line and the last "
+                            f"nested-networking line (dind-init runs iptables-legacy to add its "
+                            f"rules there)" if net is not None else "")
+                         + f"; from the ready file written to COMMAND started: {fmt(cmd, 0)} ms. "
+                         f"The rest of the time to ready is the container's start and dockerd's "
+                         f"own."
+                         + (" std's `Command` spawns with fork+exec instead of posix_spawn "
+                            "whenever a `pre_exec` closure is set, as `spawn.rs` does; where fork "
+                            "is costly (gVisor) a spawn without it is the first thing to try for "
+                            "the COMMAND step." if cmd is not None and cmd > 5 else ""))
+            pr = [s["ready"]["probe_minus_ping_us"] / 1e3 - s["ready"]["file_minus_ping_us"] / 1e3
+                  for s in rr["sessions"]]
+            F.append(f"- **probe --wait after the ready file ({env}):** median "
+                     f"{fmt(median(pr), 2)} ms (runs {rng(pr, 2)}): the init answers the `wait` "
+                     f"right after it renames the ready file; the rest is the probe process "
+                     f"reading, exiting, and its parent seeing it exit.")
+        return F
+
+    def build(self):
+        R, o, m = self.R, self.opts, self.R["machine"]
+        head = ["# Benchmarks\n",
+                "dind-init against tini, dumb-init and catatonit (Debian packages) as PID 1, and "
+                "against the shell approach (`sleep 3`, then `docker info` every 500 ms) with the "
+                "real dockerd, on this kernel and in gVisor (SPEC §12, issue 7). Written by "
+                "`bench/bench.py` from one run: every figure below comes from that run.\n",
+                "## Machine and run\n",
+                f"- Date: {m['date']}; dind-init `{m['dind_init']}` at `{m['git']}`",
+                f"- CPU: {m['cpu']}, {m['nproc']} cores (`nproc`), {m['mem_gib']} GiB; kernel "
+                f"{m['kernel']}; load average at start {' '.join(m['loadavg'])}",
+                f"- Peers: tini {m['tini']}, dumb-init {m['dumb-init']}, catatonit {m['catatonit']}; "
+                f"{m['dockerd']}; {m['runsc']}; Python {m['python']} (harness)",
+                f"- Settings: {o.reps} runs per measure (medians; {o.reap_reps} for reaping), {o.orphans} orphans, "
+                f"{o.signals} signals per init (+{o.warmup} warm-up rounds), idle window "
+                f"{o.idle_secs:g} s x {o.idle_reps}{'; --quick' if o.quick else ''}; run took "
+                f"{R['elapsed_s']} s",
+                "- Reproduce (as root): `bash bench/run.sh`. It installs what is missing "
+                "(scripts/install-deps.sh, then tini, dumb-init, catatonit), builds the static "
+                "binary and the fake dockerd, runs everything and rewrites this file; "
+                "`bash bench/run.sh --quick` for a short check, `python3 bench/bench.py --help` "
+                "for the knobs (`--only`, `--reps`, `--also LABEL=PATH` to measure a candidate "
+                "build side by side).",
+                "- The machine is shared while it runs (2 cores, other builds and tests): hence "
+                "medians, alternating runs, and all inits at once, round robin, in the signal "
+                "test.\n"]
+        s1 = R.get("pid1", {})
+        body = []
+        if s1:
+            self.p("## 1. As PID 1: dind-init against tini, dumb-init and catatonit\n",
+                   "Each init runs as PID 1 of `unshare --pid --fork --mount --mount-proc`. "
+                   "dind-init supervises `fake-dockerd` (`dockerd.path` points at it), ready at "
+                   "once (`--fake-ready-after-ms=0`: READY=1 on NOTIFY_SOCKET and /_ping), with "
+                   "`[readiness] interval = \"0s\"` and `[cgroup] mode = \"off\"`; the workload "
+                   "is its COMMAND, started once the fake is ready. The peers run the same "
+                   "workload as their child.\n")
+            if "reap" in s1:
+                self.reaping(s1["reap"])
+            if "signals" in s1:
+                self.signals(s1["signals"])
+            if "idle" in s1:
+                self.idle(s1["idle"])
+            if "sizes" in s1:
+                self.sizes(s1["sizes"])
+        if R.get("real"):
+            self.real(R["real"])
+        for env, err in R.get("errors", {}).items():
+            self.p(f"**{env} could not be measured:** `{err}`\n")
+        body = self.L
+        T = ["## Targets\n", "| target | result | measured |", "|---|---|---|"]
+        for _, text, met, detail in self.targets:
+            verdict = "met" if met else ("not measured" if met is None else "**not met**")
+            T.append(f"| {text} | {verdict} | {detail} |")
+        T.append("")
+        A = self.analysis()
+        if A:
+            A = ["## Missed targets: why, and what would fix them\n"] + A
+        F = self.findings()
+        if F:
+            F = ["## Other findings of this run\n"] + F + [""]
+        return "\n".join(head + T + body + A + F) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="few iterations, to check the script (numbers are rough)")
+    ap.add_argument("--reps", type=int, help="runs per measure (default 5, quick 1)")
+    ap.add_argument("--orphans", type=int, default=20000)
+    ap.add_argument("--reap-reps", type=int, help="runs of each reaping measure "
+                    "(default 9, quick 1)")
+    ap.add_argument("--signals", type=int, help="signals per init (default 200, quick 40)")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--idle-secs", type=float, help="idle window (default 10, quick 3)")
+    ap.add_argument("--idle-reps", type=int, help="idle windows (default 3, quick 1)")
+    ap.add_argument("--only", default="sizes,reap,signals,idle,real",
+                    help="what to measure: sizes, reap, signals, idle (section 1), real "
+                    "(the real dockerd: sections 2-4)")
+    ap.add_argument("--envs", default="host,gvisor", help="for `real`: host,gvisor")
+    ap.add_argument("--no-analysis", action="store_true",
+                    help="skip the profiles of missed targets (they build the binary twice more)")
+    ap.add_argument("--markdown", help="write the report here (e.g. BENCHMARKS.md)")
+    ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) for debugging")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
+                    help="also measure this dind-init binary in section 1 (e.g. a build "
+                    "with a candidate fix), under LABEL")
+    ap.add_argument("--init", help="benchmark this dind-init binary instead of the musl "
+                    "release build")
+    ap.add_argument("--report-from", metavar="RESULTS_JSON",
+                    help="measure nothing: write the report (--markdown) again from the raw "
+                    "results of an earlier run (--json)")
+    opts = ap.parse_args()
+    if opts.report_from:
+        with open(opts.report_from) as f:
+            R = json.load(f)
+        for k, v in R["opts"].items():
+            setattr(opts, k, v)
+        ALSO.update({n: "" for n in R["names"] if n != "dind-init" and n not in dict(PEERS)})
+        text = Report(R, opts).build()
+        if opts.markdown:
+            with open(opts.markdown, "w") as f:
+                f.write(text)
+            log(f"wrote {opts.markdown} from {opts.report_from}")
+        else:
+            print(text)
+        return 0
+    global INIT
+    if opts.init:
+        INIT = os.path.abspath(opts.init)
+    q = opts.quick
+    opts.reps = opts.reps or (1 if q else 5)
+    opts.reap_reps = opts.reap_reps or (1 if q else 9)
+    opts.signals = opts.signals or (40 if q else 200)
+    opts.idle_secs = opts.idle_secs or (3.0 if q else 10.0)
+    opts.idle_reps = opts.idle_reps or (1 if q else 3)
+    only = opts.only.split(",")
+    envs = [e for e in opts.envs.split(",") if e]
+
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (namespaces, runsc, dockerd)")
+    for p in (INIT, FAKE):
+        if not os.access(p, os.X_OK):
+            sys.exit(f"bench: {p} missing: cargo build --release --target x86_64-unknown-linux-musl")
+    for spec in opts.also:
+        label, _, path = spec.partition("=")
+        ALSO[label] = os.path.abspath(path)
+    names = (["dind-init"] + list(ALSO)
+             + [n for n, argv in PEERS if os.access(argv[0], os.X_OK)])
+    if len(names) - len(ALSO) < 4:
+        log(f"warning: only {names} found: apt-get install -y tini dumb-init catatonit")
+
+    R = {"machine": machine(), "names": names, "errors": {},
+         "opts": {k: getattr(opts, k) for k in ("quick", "reps", "reap_reps", "orphans",
+                                                 "signals", "warmup", "idle_secs", "idle_reps")}}
+    log(f"machine: {R['machine']}")
+    tmp = tempfile.mkdtemp(prefix="dind-init-bench-")
+    t_begin = time.monotonic()
+    try:
+        s1 = R["pid1"] = {}
+        if "sizes" in only:
+            s1["sizes"] = bench_sizes(tmp)
+        if "reap" in only:
+            log("section 1: reaping")
+            s1["reap"] = bench_reaping(tmp, opts, names)
+        if "signals" in only:
+            log("section 1: signals")
+            s1["signals"] = bench_signals(tmp, opts, names)
+        if "idle" in only:
+            log("section 1: idle")
+            s1["idle"] = bench_idle(tmp, opts, names)
+        if "real" in only:
+            real = R["real"] = {}
+            for env in envs:
+                log(f"sections 2-4: {env}")
+                try:
+                    real.update(bench_real(tmp, opts, [env]))
+                except Exception as e:  # report it, and measure the rest
+                    traceback.print_exc()
+                    R["errors"][env] = str(e).splitlines()[0][:300]
+            if "gvisor" in envs:
+                R["credentials"] = gvisor_credentials()
+        R["elapsed_s"] = round(time.monotonic() - t_begin)
+        rep = Report(R, opts)
+        rep.build()  # verdicts first, to know what to profile
+        missed = {t[0] for t in rep.targets if t[2] is False}
+        if not opts.no_analysis and missed & {"size", "signal"}:
+            log("analysis: non-stripped build (and an opt-level z build) for the profiles")
+            try:
+                R["size_analysis"], sym = size_analysis()
+                if "signal" in missed:
+                    log("analysis: perf profile of the signal path")
+                    R["signal_profile"] = profile_signals(tmp, opts, [n for n in names
+                                                                       if n not in ALSO], sym)
+            except Exception as e:
+                traceback.print_exc()
+                R["errors"]["analysis"] = str(e).splitlines()[0][:300]
+    finally:
+        if opts.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    R["elapsed_s"] = round(time.monotonic() - t_begin)
+    rep = Report(R, opts)
+    text = rep.build()
+    print()
+    for _, t, met, detail in rep.targets:
+        print(f"TARGET {'MET    ' if met else ('SKIPPED' if met is None else 'MISSED ')} {t}: {detail}")
+    if opts.json:
+        os.makedirs(os.path.dirname(os.path.abspath(opts.json)), exist_ok=True)
+        with open(opts.json, "w") as f:
+            json.dump(R, f, indent=1, default=str)
+        log(f"wrote {opts.json}")
+    if opts.markdown:
+        with open(opts.markdown, "w") as f:
+            f.write(text)
+        log(f"wrote {opts.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
