@@ -423,13 +423,40 @@ def reap_once(tmp, name, count, backlog):
         out.close()
 
 
+def pids_free():
+    """Pids left on the machine: pid_max minus the tasks that exist (zombies count)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    with open("/proc/loadavg") as f:
+        tasks = int(f.read().split()[3].split("/")[1])
+    return pid_max - tasks
+
+
+def reap_with_retries(tmp, name, count, backlog, attempts=3):
+    """One reaping run; the machine is shared, so wait for enough free pids first
+    and retry a run whose orphan factory ran out of them (others' tests fork too)."""
+    for attempt in range(1, attempts + 1):
+        end = time.monotonic() + 60
+        while pids_free() < count + 2000 and time.monotonic() < end:
+            time.sleep(0.5)
+        try:
+            return reap_once(tmp, name, count, backlog)
+        except (RuntimeError, TimeoutError) as e:
+            log(f"reap {name} ({'backlog' if backlog else 'live'}), attempt {attempt}: {e}")
+            time.sleep(2)
+    log(f"reap {name}: giving up on this run")
+    return None
+
+
 def bench_reaping(tmp, opts, names):
     res = {n: {"live": [], "backlog": []} for n in names}
     for rep in range(opts.reap_reps):
         order = names[rep % len(names):] + names[:rep % len(names)]
         for mode in ("live", "backlog"):
             for n in order:
-                r = reap_once(tmp, n, opts.orphans, mode == "backlog")
+                r = reap_with_retries(tmp, n, opts.orphans, mode == "backlog")
+                if r is None:
+                    continue
                 log(f"reap {mode} {n}: total {r['total_ms']:.0f} ms, drain {r['drain_ms']:.1f} ms"
                     f", {r['rate']:.0f}/s, init CPU {r['cpu_us_per_orphan']:.2f} us/orphan"
                     f", VmHWM {r['hwm_kib']} KiB")
