@@ -837,6 +837,24 @@ fn base(visible: &[Mount]) -> Base<'_> {
     }
 }
 
+/// Plans the base at /sys/fs/cgroup (see [`Base`]); true when it is a fresh tmpfs,
+/// which hides whatever was mounted below it.
+fn plan_base(visible: &[Mount], root: &Path, plan: &mut Plan) -> bool {
+    match base(visible) {
+        Base::Reuse => false,
+        Base::Remount(m) => {
+            plan.actions.push(remount_action(m));
+            false
+        }
+        Base::Fresh => {
+            plan.actions.push(Action::MountTmpfs {
+                target: root.to_path_buf(),
+            });
+            true
+        }
+    }
+}
+
 fn plan_v1(snap: &Snapshot, visible: &[Mount], cfg: &CgroupConfig, plan: &mut Plan) {
     let root = PathBuf::from(CGROUP_ROOT);
     let lines = parse_proc_self_cgroup(&snap.proc_self_cgroup);
@@ -869,19 +887,7 @@ fn plan_v1(snap: &Snapshot, visible: &[Mount], cfg: &CgroupConfig, plan: &mut Pl
             }
         }
     } else {
-        let fresh = match base(visible) {
-            Base::Reuse => false,
-            Base::Remount(m) => {
-                plan.actions.push(remount_action(m));
-                false
-            }
-            Base::Fresh => {
-                plan.actions.push(Action::MountTmpfs {
-                    target: root.clone(),
-                });
-                true
-            }
-        };
+        let fresh = plan_base(visible, &root, plan);
         for (h, m) in &found {
             match m {
                 // Kept unless a fresh tmpfs hides it.
@@ -981,19 +987,7 @@ fn plan_v1_gvisor(snap: &Snapshot, visible: &[Mount], cfg: &CgroupConfig, plan: 
         }
         return;
     }
-    let fresh = match base(visible) {
-        Base::Reuse => false,
-        Base::Remount(m) => {
-            plan.actions.push(remount_action(m));
-            false
-        }
-        Base::Fresh => {
-            plan.actions.push(Action::MountTmpfs {
-                target: root.clone(),
-            });
-            true
-        }
-    };
+    let fresh = plan_base(visible, &root, plan);
     // The fixed list, then whatever else /proc/self/cgroup names (a newer runsc), each alone:
     // gVisor lets a controller join only a hierarchy of exactly the same set.
     let mut wanted: Vec<Hierarchy> = GVISOR_CONTROLLERS

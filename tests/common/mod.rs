@@ -201,7 +201,17 @@ impl<'a> Launch<'a> {
     }
 
     /// Starts the init; without `--config` in the arguments, with [`base_config`].
-    pub fn start(mut self) -> InitUnderTest {
+    pub fn start(self) -> InitUnderTest {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
+            .args(&self.unshare)
+            .arg(INIT);
+        self.spawn(cmd)
+    }
+
+    /// Adds the init's arguments (with `--config` of [`base_config`] unless given),
+    /// the environment and stdio files to `cmd`, and starts it.
+    fn spawn(mut self, mut cmd: Command) -> InitUnderTest {
         if self.default_config && !self.args.iter().any(|a| a == "--config") {
             let config = base_config(self.dir);
             self.args
@@ -209,11 +219,7 @@ impl<'a> Launch<'a> {
         }
         let stdout_path = self.dir.join("init.stdout");
         let stderr_path = self.dir.join("init.stderr");
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
-            .args(&self.unshare)
-            .arg(INIT)
-            .args(&self.args)
+        cmd.args(&self.args)
             .env_remove("NOTIFY_SOCKET")
             .env_remove("DIND_INIT_CONFIG")
             .stdin(Stdio::null())
@@ -581,16 +587,9 @@ impl<'a> Launch<'a> {
     /// runs inside the new namespaces, as their PID 1, just before it execs the init
     /// (e.g. to unmount /sys/fs/cgroup or mount a cgroup2 there). Both stop at the first
     /// failing command.
-    pub fn start_wrapped(mut self, outer: &str, inner: &str) -> InitUnderTest {
-        if self.default_config && !self.args.iter().any(|a| a == "--config") {
-            let config = base_config(self.dir);
-            self.args
-                .splice(0..0, ["--config".to_owned(), s(&config).to_owned()]);
-        }
+    pub fn start_wrapped(self, outer: &str, inner: &str) -> InitUnderTest {
         let inner_path = self.dir.join("inner.sh");
         fs::write(&inner_path, format!("set -e\n{inner}\nexec \"$@\"\n")).unwrap();
-        let stdout_path = self.dir.join("init.stdout");
-        let stderr_path = self.dir.join("init.stderr");
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(format!("set -e\n{outer}\nexec unshare \"$@\""))
@@ -599,27 +598,8 @@ impl<'a> Launch<'a> {
             .args(&self.unshare)
             .arg("/bin/sh")
             .arg(&inner_path)
-            .arg(INIT)
-            .args(&self.args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("DIND_INIT_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).unwrap())
-            .stderr(fs::File::create(&stderr_path).unwrap());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let cmdline = format!("{cmd:?}");
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
-        InitUnderTest {
-            child,
-            cmdline,
-            stdout_path,
-            stderr_path,
-            status: None,
-        }
+            .arg(INIT);
+        self.spawn(cmd)
     }
 }
 
