@@ -275,15 +275,25 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     let dir = TempDir::new("maxconn");
     let init = start(&dir, None, TestConfig::default());
     let sock = dir.join("init.sock");
-    // 64 pending waits fill the table.
-    let mut waits: Vec<UnixStream> = (0..64)
+    // MAX_WAITS (56) parked waits. The init reads requests in connection
+    // order, so each of these is parked before the next request is read.
+    let mut waits: Vec<UnixStream> = (0..56)
         .map(|_| {
             let mut s = UnixStream::connect(&sock).unwrap();
             s.write_all(b"wait 30s\n").unwrap();
             s
         })
         .collect();
-    // Let the init accept and park them all: a status request is served after them.
+    // A 57th wait is refused with an error line: room is kept for status.
+    let refused = exchange(&sock, b"wait 30s\n");
+    assert!(
+        refused.starts_with("error: too many pending waits"),
+        "{refused}"
+    );
+    // 8 silent clients (held for their 1 s deadline) fill the 64 slots.
+    let _silent: Vec<UnixStream> = (0..8)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
     let v = status_after_limit(&sock);
     assert!(v.is_none(), "a 65th connection is closed without an answer");
     // One wait ends: room again.
