@@ -25,7 +25,7 @@ pub enum Error {
     Subreaper(io::Error),
     /// COMMAND could not be started.
     SpawnCommand { program: String, source: io::Error },
-    /// poll(2) on the event loop's fds failed with something other than EINTR.
+    /// Creating the event loop's epoll instance failed (boot only).
     Poll(io::Error),
     /// mount(2) of a file system failed (cgroup preparation, securityfs).
     Mount {
@@ -69,7 +69,7 @@ impl fmt::Display for Error {
             Error::SpawnCommand { program, source } => {
                 write!(f, "failed to start COMMAND `{program}`: {source}")
             }
-            Error::Poll(e) => write!(f, "failed to poll the event loop's fds: {e}"),
+            Error::Poll(e) => write!(f, "failed to create the event loop's epoll instance: {e}"),
             Error::Mount {
                 what,
                 target,

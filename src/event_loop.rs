@@ -23,14 +23,15 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::event::epoll::EventFlags;
+use rustix::event::Timespec;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{format_duration, Config};
@@ -39,6 +40,7 @@ use crate::diagnose;
 use crate::dockerd::{self, Launch};
 use crate::network;
 use crate::output::{LineSplitter, Stream, Tail, MAX_LINE};
+use crate::poller::{self, Poller};
 use crate::readiness::{self, NotifySocket, Ping, PingOutcome, ReadyFile, SocketWatch};
 use crate::reaper::{self, ExitStatus};
 use crate::signals::{self, Disposition};
@@ -125,6 +127,8 @@ struct Shutdown {
 /// dockerd's output pipes.
 #[derive(Debug)]
 struct Pipes {
+    /// Makes the pipes' poller keys unique to this dockerd.
+    serial: u64,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     out: LineSplitter,
@@ -148,7 +152,7 @@ struct HeldSpawn {
     killed: bool,
 }
 
-/// What the poll set's entries are.
+/// What an fd watched by the loop is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
     Signals,
@@ -162,17 +166,50 @@ enum Token {
     Conn(u64),
 }
 
-/// The fds of one poll(2) call and what each one is.
-#[derive(Default)]
-struct PollSet<'a> {
-    fds: Vec<PollFd<'a>>,
-    tokens: Vec<Token>,
-}
+/// Bits of a poller key that say which [`Token`]; the rest is a serial that
+/// makes the key unique to one open file (see `poller.rs`).
+const TOKEN_BITS: u32 = 4;
 
-impl<'a> PollSet<'a> {
-    fn add(&mut self, fd: BorrowedFd<'a>, flags: PollFlags, token: Token) {
-        self.fds.push(PollFd::from_borrowed_fd(fd, flags));
-        self.tokens.push(token);
+impl Token {
+    fn kind(self) -> u64 {
+        match self {
+            Token::Signals => 0,
+            Token::Output(Stream::Stdout) => 1,
+            Token::Output(Stream::Stderr) => 2,
+            Token::Notify => 3,
+            Token::Watch => 4,
+            Token::Ping => 5,
+            Token::Confirm => 6,
+            Token::ControlUnix => 7,
+            Token::ControlTcp => 8,
+            Token::Conn(_) => 9,
+        }
+    }
+
+    /// The poller key of this token's fd; `serial` tells one open file from the
+    /// next (a connection's id is its serial).
+    fn key(self, serial: u64) -> u64 {
+        let serial = match self {
+            Token::Conn(id) => id,
+            _ => serial,
+        };
+        (serial << TOKEN_BITS) | self.kind()
+    }
+
+    fn from_key(key: u64) -> Option<Token> {
+        Some(match key & ((1 << TOKEN_BITS) - 1) {
+            0 => Token::Signals,
+            1 => Token::Output(Stream::Stdout),
+            2 => Token::Output(Stream::Stderr),
+            3 => Token::Notify,
+            4 => Token::Watch,
+            5 => Token::Ping,
+            6 => Token::Confirm,
+            7 => Token::ControlUnix,
+            8 => Token::ControlTcp,
+            9 => Token::Conn(key >> TOKEN_BITS),
+            _ => return None,
+        })
     }
 }
 
@@ -181,6 +218,8 @@ impl<'a> PollSet<'a> {
 pub struct Init {
     settings: Settings,
     signals: SignalFd,
+    /// What the loop waits on (epoll), kept in step each turn.
+    poller: Poller,
     my_pid: i32,
     command: Command,
     /// When COMMAND starts anyway if dockerd is not ready (`ready_timeout`).
@@ -217,7 +256,7 @@ pub struct Init {
 impl Init {
     /// Sets up the loop: binds the notify socket, the socket watch, the status
     /// socket. A failure of any of these is logged and the init runs without it.
-    pub fn new(settings: Settings, signals: SignalFd) -> Self {
+    pub fn new(settings: Settings, signals: SignalFd, poller: Poller) -> Self {
         let now = Instant::now();
         let cfg = &settings.config;
         for dir in [
@@ -286,6 +325,7 @@ impl Init {
             truncated_lines: 0,
             network: network::Setup::new(settings.network.clone()),
             signals,
+            poller,
             settings,
         }
     }
@@ -317,17 +357,24 @@ impl Init {
                     tv_nsec: i64::from(left.subsec_nanos()),
                 }
             });
-            let ready = match self.poll(timeout.as_ref()) {
-                Ok(ready) => ready,
+            self.watch_fds(now);
+            let ready = match self.poller.wait(timeout.as_ref()) {
+                Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     // EINVAL/ENOMEM cannot be fixed here; the deadlines still apply.
-                    error!(error = %e, "poll failed");
+                    error!(error = %e, "epoll_wait failed");
                     continue;
                 }
             };
             let now = Instant::now();
-            for (token, flags) in ready {
+            for i in 0..ready {
+                let Some((key, flags)) = self.poller.event(i) else {
+                    break;
+                };
+                let Some(token) = Token::from_key(key) else {
+                    continue;
+                };
                 self.dispatch(token, flags, now);
                 // Before the next fd: a client must never see a state that the
                 // ready file, the waits and sd_notify do not show yet.
@@ -354,62 +401,63 @@ impl Init {
         }
     }
 
-    /// Builds the poll set, polls, and returns what is ready.
-    fn poll(&self, timeout: Option<&Timespec>) -> rustix::io::Result<Vec<(Token, PollFlags)>> {
-        let mut set = PollSet::default();
-        let mut add = |fd, flags, token| set.add(fd, flags, token);
-        add(self.signals.as_fd(), PollFlags::IN, Token::Signals);
-        if let Some(p) = &self.pipes {
-            if let Some(fd) = &p.stdout {
-                add(fd.as_fd(), PollFlags::IN, Token::Output(Stream::Stdout));
+    /// Tells the poller what to watch this turn: the signalfd, dockerd's output
+    /// pipes, the notify socket, the socket watch, pings in flight, the status
+    /// listeners (quiet while accepting rests) and their connections.
+    fn watch_fds(&mut self, now: Instant) {
+        let p = &mut self.poller;
+        let read = EventFlags::IN;
+        p.want(Token::Signals.key(0), self.signals.as_fd(), read);
+        if let Some(pipes) = &self.pipes {
+            if let Some(fd) = &pipes.stdout {
+                let key = Token::Output(Stream::Stdout).key(pipes.serial);
+                p.want(key, fd.as_fd(), read);
             }
-            if let Some(fd) = &p.stderr {
-                add(fd.as_fd(), PollFlags::IN, Token::Output(Stream::Stderr));
+            if let Some(fd) = &pipes.stderr {
+                let key = Token::Output(Stream::Stderr).key(pipes.serial);
+                p.want(key, fd.as_fd(), read);
             }
         }
         if let Some(n) = &self.notify {
-            add(n.as_fd(), PollFlags::IN, Token::Notify);
+            p.want(Token::Notify.key(0), n.as_fd(), read);
         }
         if let Some(w) = &self.watch {
-            add(w.as_fd(), PollFlags::IN, Token::Watch);
+            p.want(Token::Watch.key(0), w.as_fd(), read);
         }
-        if let Some(p) = &self.ping {
-            add(p.ping.as_fd(), PollFlags::IN, Token::Ping);
+        if let Some(f) = &self.ping {
+            p.want(Token::Ping.key(f.ping.serial), f.ping.as_fd(), read);
         }
-        if let Some(p) = &self.confirm {
-            add(p.as_fd(), PollFlags::IN, Token::Confirm);
+        if let Some(c) = &self.confirm {
+            p.want(Token::Confirm.key(c.serial), c.as_fd(), read);
         }
         if let Some(c) = &self.control {
-            if c.listening(Instant::now()) {
-                add(c.unix_fd(), PollFlags::IN, Token::ControlUnix);
-                if let Some(fd) = c.tcp_fd() {
-                    add(fd, PollFlags::IN, Token::ControlTcp);
-                }
+            let listen = if c.listening(now) {
+                read
+            } else {
+                EventFlags::empty()
+            };
+            p.want(Token::ControlUnix.key(0), c.unix_fd(), listen);
+            if let Some(fd) = c.tcp_fd() {
+                p.want(Token::ControlTcp.key(0), fd, listen);
             }
             for (id, fd, interest) in c.connections() {
                 let flags = match interest {
-                    Interest::Read => PollFlags::IN,
-                    Interest::Write => PollFlags::OUT,
-                    Interest::Hangup => PollFlags::IN,
+                    Interest::Read | Interest::Hangup => EventFlags::IN,
+                    Interest::Write => EventFlags::OUT,
                 };
-                add(fd, flags, Token::Conn(id));
+                p.want(Token::Conn(id).key(0), fd, flags);
             }
         }
-        let PollSet { mut fds, tokens } = set;
-        poll(&mut fds, timeout)?;
-        Ok(fds
-            .iter()
-            .zip(tokens)
-            .filter(|(fd, _)| !fd.revents().is_empty())
-            .map(|(fd, token)| (token, fd.revents()))
-            .collect())
     }
 
-    fn dispatch(&mut self, token: Token, flags: PollFlags, now: Instant) {
+    fn dispatch(&mut self, token: Token, flags: EventFlags, now: Instant) {
         match token {
             Token::Signals => {
-                for signo in signals::drain(&self.signals) {
-                    self.on_signal(signo, now);
+                let mut batch = signals::Batch::default();
+                while signals::read_batch(&self.signals, &mut batch) {
+                    for &signo in batch.signals() {
+                        self.on_signal(signo, now);
+                    }
                 }
             }
             Token::Output(stream) => self.read_output(stream),
@@ -428,7 +476,7 @@ impl Init {
                 }
             }
             Token::Conn(id) => {
-                let hangup = flags.intersects(PollFlags::HUP | PollFlags::ERR);
+                let hangup = flags.intersects(EventFlags::HUP | EventFlags::ERR);
                 let mut control = self.control.take();
                 if let Some(c) = control.as_mut() {
                     c.on_event(id, hangup, &*self, now);
@@ -558,6 +606,7 @@ impl Init {
                 info!(pid = started.pid, program = %self.settings.launch.program,
                     args = ?self.settings.launch.args, "started dockerd");
                 self.pipes = Some(Pipes {
+                    serial: poller::next_serial(),
                     stdout: Some(started.stdout),
                     stderr: Some(started.stderr),
                     out: LineSplitter::new(MAX_LINE),
@@ -929,10 +978,10 @@ impl Init {
     /// `wait`s, sd_notify upward, COMMAND's gate, giving up without COMMAND.
     fn sync_state(&mut self, now: Instant) {
         let state = self.supervisor.state();
-        let reason = self.supervisor.reason().map(str::to_owned);
-        if (state.as_str(), reason.as_deref()) == (self.shown.0, self.shown.1.as_deref()) {
-            return;
+        if state.as_str() == self.shown.0 && self.supervisor.reason() == self.shown.1.as_deref() {
+            return; // the common case, without allocating
         }
+        let reason = self.supervisor.reason().map(str::to_owned);
         let was_ready = self.shown.0 == State::Ready.as_str();
         self.shown = (state.as_str(), reason.clone());
         if state == State::Ready {

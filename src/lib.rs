@@ -13,6 +13,7 @@ pub mod log;
 pub mod netlink;
 pub mod network;
 pub mod output;
+pub mod poller;
 pub mod preflight;
 pub mod probe;
 pub mod readiness;

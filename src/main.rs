@@ -14,6 +14,7 @@ use dind_init::cli::{self, Invocation, RunArgs};
 use dind_init::config::{self, Config};
 use dind_init::error::Error;
 use dind_init::event_loop::{self, Init, Settings};
+use dind_init::poller::Poller;
 use dind_init::status::{CgroupStatus, EnvironmentStatus};
 use dind_init::{cgroup, dockerd, environment, log, network, preflight, probe, signals};
 use tracing::{info, warn};
@@ -152,6 +153,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
             .map_err(|e| Error::Subreaper(e.into()))?;
     }
     let signals = signals::open()?;
+    let poller = Poller::new().map_err(Error::Poll)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid1,
@@ -207,5 +209,6 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
             network,
         },
         signals,
+        poller,
     ))
 }

@@ -205,6 +205,8 @@ pub enum PingOutcome {
 /// One `GET /_ping` in flight, never blocking.
 #[derive(Debug)]
 pub struct Ping {
+    /// Unique to this ping (its poller key, see `poller.rs`).
+    pub serial: u64,
     stream: UnixStream,
     response: Vec<u8>,
     /// When it gives up (health pings); `None` waits as long as dockerd takes.
@@ -268,6 +270,7 @@ impl Ping {
             Err(e) => return Err(PingOutcome::Failed(format!("write: {e}"))),
         }
         Ok(Ping {
+            serial: crate::poller::next_serial(),
             stream,
             response: Vec::new(),
             deadline: timeout.map(|t| now + t),

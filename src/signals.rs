@@ -99,32 +99,57 @@ pub fn open() -> Result<SignalFd, Error> {
     })
 }
 
-/// Reads every pending signal from the signalfd, in arrival order.
+/// Signal numbers read from the signalfd by one read(2), in arrival order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    numbers: [i32; BATCH],
+    len: usize,
+    /// The queue was found empty: nothing more to read.
+    done: bool,
+}
+
+impl Batch {
+    pub fn signals(&self) -> &[i32] {
+        self.numbers.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Reads the next batch of pending signals into `batch`; false once the queue is
+/// empty. Loop on it to drain the signalfd without allocating:
+/// `while read_batch(fd, &mut b) { for s in b.signals() { ... } }`.
 ///
 /// One read(2) takes up to [`BATCH`] records; a read that returns fewer than a
 /// full buffer has emptied the queue, so the common case (one signal) costs one
 /// system call, not a second one that only says EAGAIN.
-pub fn drain(fd: &SignalFd) -> Vec<i32> {
-    let mut out = Vec::new();
+pub fn read_batch(fd: &SignalFd, batch: &mut Batch) -> bool {
+    batch.len = 0;
+    if batch.done {
+        return false;
+    }
     let mut buf = [0u8; SIGINFO_SIZE * BATCH];
-    loop {
-        let n = match rustix::io::read(fd, &mut buf) {
-            Ok(n) => n,
+    let n = loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(n) => break n,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break, // EAGAIN: the queue is empty
-        };
-        // Each record is a `struct signalfd_siginfo`; its first field is the
-        // signal number (u32, native endian).
-        for record in buf.get(..n).unwrap_or(&[]).chunks_exact(SIGINFO_SIZE) {
-            if let Some(&[a, b, c, d]) = record.get(..4) {
-                out.push(u32::from_ne_bytes([a, b, c, d]) as i32);
+            Err(_) => {
+                // EAGAIN: the queue is empty
+                batch.done = true;
+                return false;
             }
         }
-        if n < buf.len() {
-            break;
+    };
+    // Each record is a `struct signalfd_siginfo`; its first field is the
+    // signal number (u32, native endian).
+    for record in buf.get(..n).unwrap_or(&[]).chunks_exact(SIGINFO_SIZE) {
+        if let (Some(&[a, b, c, d]), Some(slot)) =
+            (record.get(..4), batch.numbers.get_mut(batch.len))
+        {
+            *slot = u32::from_ne_bytes([a, b, c, d]) as i32;
+            batch.len += 1;
         }
     }
-    out
+    batch.done = n < buf.len();
+    batch.len > 0
 }
 
 /// The size of `struct signalfd_siginfo` (signalfd(2)).

@@ -1,0 +1,249 @@
+//! The event loop's one blocking call: epoll(7), kept in step with what the loop
+//! wants watched, without a system call for what did not change.
+//!
+//! Each turn the loop lists what it wants watched ([`Poller::want`]: a key, an fd,
+//! the events); [`Poller::wait`] compares that list with the registrations the
+//! kernel holds, issues `epoll_ctl` only for the differences, then waits. On a turn
+//! where only a signal came, nothing changed: the turn costs one `epoll_wait`,
+//! which reports the ready fds alone (poll(2) walked every fd's poll method twice
+//! a turn). Registrations are level-triggered, so the loop sees what poll(2)
+//! showed it: an fd stays ready until drained.
+//!
+//! Keys must be unique for the lifetime of an open file: an fd that is closed and
+//! replaced (a new ping, dockerd's new pipes, a new client) comes back under a new
+//! key (see [`next_serial`]), so that a key that stays means the same file. A
+//! closed fd leaves the epoll set by itself (every fd of the init is close-on-exec
+//! and never duplicated, so closing it drops the last reference); the stale
+//! registration is still deleted by number, before any new one is added, so that
+//! nothing else can hold that number yet.
+//!
+//! Nothing here allocates after the first turns: the lists are reused.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::Timespec;
+use tracing::warn;
+
+/// Events reported by one `epoll_wait` at most; more stay ready for the next.
+const MAX_EVENTS: usize = 128;
+
+/// A number never returned before, to make keys unique per open file.
+pub fn next_serial() -> u64 {
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: u64,
+    fd: RawFd,
+    flags: EventFlags,
+}
+
+/// An epoll instance and the registrations it holds.
+pub struct Poller {
+    epoll: OwnedFd,
+    /// What the kernel holds, sorted by key.
+    registered: Vec<Entry>,
+    /// What the loop wants this turn.
+    wanted: Vec<Entry>,
+    events: Vec<Event>,
+    /// An `epoll_ctl` failed on the last sync (logged once per episode).
+    ctl_failing: bool,
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Self> {
+        Ok(Poller {
+            epoll: epoll::create(CreateFlags::CLOEXEC)?,
+            registered: Vec::with_capacity(MAX_EVENTS),
+            wanted: Vec::with_capacity(MAX_EVENTS),
+            events: Vec::with_capacity(MAX_EVENTS),
+            ctl_failing: false,
+        })
+    }
+
+    /// Asks for `fd` to be watched for `flags` (IN, OUT; HUP and ERR are always
+    /// reported) under `key` in the next [`Poller::wait`]. Empty `flags` keep
+    /// the fd registered but quiet (a listener at rest).
+    pub fn want(&mut self, key: u64, fd: BorrowedFd<'_>, flags: EventFlags) {
+        self.wanted.push(Entry {
+            key,
+            fd: fd.as_raw_fd(),
+            flags,
+        });
+    }
+
+    /// Brings the registrations in line with this turn's wants, then waits up to
+    /// `timeout` (forever when `None`). Returns how many events arrived; read
+    /// them with [`Poller::event`].
+    pub fn wait(&mut self, timeout: Option<&Timespec>) -> rustix::io::Result<usize> {
+        self.sync();
+        self.events.clear();
+        epoll::wait(&self.epoll, spare_capacity(&mut self.events), timeout)?;
+        Ok(self.events.len())
+    }
+
+    /// The key and the events of the `i`th event of the last wait.
+    pub fn event(&self, i: usize) -> Option<(u64, EventFlags)> {
+        self.events.get(i).map(|e| {
+            // Copied out: the struct is packed on x86_64.
+            let (flags, data) = (e.flags, e.data);
+            (data.u64(), flags)
+        })
+    }
+
+    fn sync(&mut self) {
+        self.wanted.sort_unstable_by_key(|e| e.key);
+        let mut failed: Option<io::Error> = None;
+        // Deletions first: a number freed by a closed fd may have been taken by
+        // a new one that is added below.
+        for old in &self.registered {
+            if self
+                .wanted
+                .binary_search_by_key(&old.key, |e| e.key)
+                .is_err()
+            {
+                // SAFETY: epoll_ctl(2) only looks the number up. Either it is the
+                // same open file (a listener, still ours) or the file was closed;
+                // then the number is free or held by a file of this turn's wants
+                // that is not registered yet (deletions come first), and the
+                // call fails with EBADF or ENOENT, ignored.
+                let fd = unsafe { BorrowedFd::borrow_raw(old.fd) };
+                let _ = epoll::delete(&self.epoll, fd);
+            }
+        }
+        for new in &self.wanted {
+            // SAFETY: the fd was borrowed by `want` this turn and its owner has
+            // not been touched since (the loop calls want, then wait).
+            let fd = unsafe { BorrowedFd::borrow_raw(new.fd) };
+            let data = EventData::new_u64(new.key);
+            let result = match self
+                .registered
+                .binary_search_by_key(&new.key, |e| e.key)
+                .ok()
+                .and_then(|k| self.registered.get(k))
+            {
+                Some(old) if old.flags == new.flags && old.fd == new.fd => Ok(()),
+                Some(_) => epoll::modify(&self.epoll, fd, data, new.flags),
+                None => match epoll::add(&self.epoll, fd, data, new.flags) {
+                    // Registered under another key that is still wanted (two
+                    // keys for one fd): the newest wins.
+                    Err(rustix::io::Errno::EXIST) => {
+                        epoll::modify(&self.epoll, fd, data, new.flags)
+                    }
+                    other => other,
+                },
+            };
+            if let Err(e) = result {
+                failed.get_or_insert(e.into());
+            }
+        }
+        match failed {
+            Some(e) if !self.ctl_failing => {
+                warn!(error = %e, "epoll_ctl failed; an fd may go unwatched until it changes");
+                self.ctl_failing = true;
+            }
+            Some(_) => {}
+            None => self.ctl_failing = false,
+        }
+        std::mem::swap(&mut self.registered, &mut self.wanted);
+        self.wanted.clear();
+    }
+}
+
+impl std::fmt::Debug for Poller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller")
+            .field("epoll", &self.epoll)
+            .field("registered", &self.registered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    fn ready(p: &mut Poller, ms: i64) -> Vec<(u64, EventFlags)> {
+        let t = Timespec {
+            tv_sec: 0,
+            tv_nsec: ms * 1_000_000,
+        };
+        let n = p.wait(Some(&t)).unwrap();
+        (0..n).filter_map(|i| p.event(i)).collect()
+    }
+
+    #[test]
+    fn reports_ready_fds_under_their_keys_level_triggered() {
+        let mut p = Poller::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let (_c, d) = UnixStream::pair().unwrap();
+        p.want(1, b.as_fd(), EventFlags::IN);
+        p.want(2, d.as_fd(), EventFlags::IN);
+        assert!(ready(&mut p, 0).is_empty());
+        a.write_all(b"x").unwrap();
+        for _ in 0..2 {
+            // Not drained: reported again, like poll(2).
+            p.want(1, b.as_fd(), EventFlags::IN);
+            p.want(2, d.as_fd(), EventFlags::IN);
+            let r = ready(&mut p, 100);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].0, 1);
+            assert!(r[0].1.contains(EventFlags::IN));
+        }
+    }
+
+    #[test]
+    fn unwanted_fds_are_removed_and_flags_changes_applied() {
+        let mut p = Poller::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"x").unwrap();
+        p.want(7, b.as_fd(), EventFlags::IN);
+        assert_eq!(ready(&mut p, 100).len(), 1);
+        // Not wanted this turn: deleted, so no event.
+        assert!(ready(&mut p, 0).is_empty());
+        // Wanted for output only (writable at once), then quiet.
+        p.want(7, b.as_fd(), EventFlags::OUT);
+        let r = ready(&mut p, 100);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].1.contains(EventFlags::OUT) && !r[0].1.contains(EventFlags::IN));
+        p.want(7, b.as_fd(), EventFlags::empty());
+        assert!(ready(&mut p, 0).is_empty());
+    }
+
+    #[test]
+    fn a_replaced_fd_with_the_same_number_is_watched_under_its_new_key() {
+        let mut p = Poller::new().unwrap();
+        let (_a, b) = UnixStream::pair().unwrap();
+        p.want(1, b.as_fd(), EventFlags::IN);
+        assert!(ready(&mut p, 0).is_empty());
+        // Closed: the kernel hands out the lowest free number, so the new
+        // pair most likely reuses it.
+        drop(b);
+        let (mut c, d) = UnixStream::pair().unwrap();
+        c.write_all(b"y").unwrap();
+        p.want(2, d.as_fd(), EventFlags::IN);
+        let r = ready(&mut p, 100);
+        assert_eq!(r.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn serials_are_unique() {
+        let a = next_serial();
+        let b = next_serial();
+        assert_ne!(a, b);
+    }
+}
