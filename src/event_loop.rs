@@ -243,6 +243,8 @@ pub struct Init {
     /// The state last acted on (logs, ready file, waits, sd_notify), by the
     /// name status shows.
     shown: (&'static str, Option<String>),
+    /// `Supervisor::changes` when `shown` was last compared.
+    shown_changes: u64,
     /// dockerd gave up and there is no COMMAND: exit 1.
     gave_up: bool,
     children_left: bool,
@@ -319,6 +321,7 @@ impl Init {
             held_spawn: None,
             shutdown: None,
             shown: (State::Starting.as_str(), None),
+            shown_changes: 0,
             gave_up: false,
             children_left: false,
             orphans_reaped: 0,
@@ -334,30 +337,40 @@ impl Init {
     pub fn run(mut self) -> i32 {
         let now = Instant::now();
         self.boot(now);
+        // After a turn that only forwarded signals nothing changed: the deadlines
+        // and the watched fds are the same, so the next wait skips straight to
+        // epoll_wait (the hot path of a busy COMMAND's signals).
+        let mut quiet = false;
+        let mut next_deadline = None;
         loop {
             let now = Instant::now();
-            self.on_time(now);
-            self.sync_state(now);
-            // After sync_state: a `wait` that ends now answers the current state.
-            self.control_deadlines(now);
-            self.advance_shutdown(now);
-            if matches!(
-                self.shutdown,
-                Some(Shutdown {
-                    stage: Stage::Done,
-                    ..
-                })
-            ) {
-                return self.finish();
+            if !quiet {
+                self.on_time(now);
+                self.sync_state(now);
+                // After sync_state: a `wait` that ends now answers the current state.
+                self.control_deadlines(now);
+                self.advance_shutdown(now);
+                if matches!(
+                    self.shutdown,
+                    Some(Shutdown {
+                        stage: Stage::Done,
+                        ..
+                    })
+                ) {
+                    return self.finish();
+                }
+                next_deadline = self.next_deadline();
+                self.watch_fds(now);
+                self.poller.sync();
             }
-            let timeout = self.next_deadline().map(|d| {
+            let timeout = next_deadline.map(|d: Instant| {
                 let left = d.saturating_duration_since(now);
                 Timespec {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: i64::from(left.subsec_nanos()),
                 }
             });
-            self.watch_fds(now);
+            quiet = false;
             let ready = match self.poller.wait(timeout.as_ref()) {
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
@@ -368,6 +381,7 @@ impl Init {
                 }
             };
             let now = Instant::now();
+            quiet = ready > 0;
             for i in 0..ready {
                 let Some((key, flags)) = self.poller.event(i) else {
                     break;
@@ -375,7 +389,7 @@ impl Init {
                 let Some(token) = Token::from_key(key) else {
                     continue;
                 };
-                self.dispatch(token, flags, now);
+                quiet &= self.dispatch(token, flags, now);
                 // Before the next fd: a client must never see a state that the
                 // ready file, the waits and sd_notify do not show yet.
                 self.sync_state(now);
@@ -450,15 +464,19 @@ impl Init {
         }
     }
 
-    fn dispatch(&mut self, token: Token, flags: EventFlags, now: Instant) {
+    /// Handles one ready fd. Returns whether that was all quiet: signals that
+    /// were only passed on, which change no state and no deadline.
+    fn dispatch(&mut self, token: Token, flags: EventFlags, now: Instant) -> bool {
         match token {
             Token::Signals => {
                 let mut batch = signals::Batch::default();
+                let mut quiet = true;
                 while signals::read_batch(&self.signals, &mut batch) {
                     for &signo in batch.signals() {
-                        self.on_signal(signo, now);
+                        quiet &= self.on_signal(signo, now);
                     }
                 }
+                return quiet;
             }
             Token::Output(stream) => self.read_output(stream),
             Token::Notify => self.on_notify(now),
@@ -484,35 +502,46 @@ impl Init {
                 self.control = control;
             }
         }
+        false
     }
 
     // ----- signals and reaping -----
 
-    fn on_signal(&mut self, signo: i32, now: Instant) {
+    /// Acts on one signal. Returns true when it was only passed on (no state,
+    /// no deadline changed).
+    fn on_signal(&mut self, signo: i32, now: Instant) -> bool {
         let Some((sig, disposition)) = signals::disposition(signo) else {
             debug!(signal = %signals::name(signo), "ignoring unexpected signal");
-            return;
+            return true;
         };
         match disposition {
-            Disposition::Reap => self.reap(now),
+            Disposition::Reap => {
+                self.reap(now);
+                false
+            }
             Disposition::Shutdown => {
                 info!(signal = sig.as_str(), "shutdown requested");
                 self.signal_command(sig);
                 self.begin_shutdown(now, Some(sig));
+                false
             }
-            Disposition::Reload => match self.supervisor.pid() {
-                Some(pid) => {
-                    info!(
-                        pid,
-                        "passing SIGHUP to dockerd (it reloads its configuration)"
-                    );
-                    signal_pid(pid, Signal::SIGHUP);
+            Disposition::Reload => {
+                match self.supervisor.pid() {
+                    Some(pid) => {
+                        info!(
+                            pid,
+                            "passing SIGHUP to dockerd (it reloads its configuration)"
+                        );
+                        signal_pid(pid, Signal::SIGHUP);
+                    }
+                    None => self.signal_command(sig),
                 }
-                None => self.signal_command(sig),
-            },
+                true
+            }
             Disposition::Forward => {
                 debug!(signal = sig.as_str(), "forwarding signal to COMMAND");
                 self.signal_command(sig);
+                true
             }
         }
     }
@@ -977,9 +1006,13 @@ impl Init {
     /// Acts on a change of dockerd's state: log it, the ready file, parked
     /// `wait`s, sd_notify upward, COMMAND's gate, giving up without COMMAND.
     fn sync_state(&mut self, now: Instant) {
+        if self.supervisor.changes() == self.shown_changes {
+            return; // the common case: nothing was set since the last look
+        }
+        self.shown_changes = self.supervisor.changes();
         let state = self.supervisor.state();
         if state.as_str() == self.shown.0 && self.supervisor.reason() == self.shown.1.as_deref() {
-            return; // the common case, without allocating
+            return;
         }
         let reason = self.supervisor.reason().map(str::to_owned);
         let was_ready = self.shown.0 == State::Ready.as_str();

@@ -2,9 +2,10 @@
 //! wants watched, without a system call for what did not change.
 //!
 //! Each turn the loop lists what it wants watched ([`Poller::want`]: a key, an fd,
-//! the events); [`Poller::wait`] compares that list with the registrations the
-//! kernel holds, issues `epoll_ctl` only for the differences, then waits. On a turn
-//! where only a signal came, nothing changed: the turn costs one `epoll_wait`,
+//! the events); [`Poller::sync`] compares that list with the registrations the
+//! kernel holds and issues `epoll_ctl` only for the differences; [`Poller::wait`]
+//! waits. On a turn where only a signal came, nothing changed: the turn costs one
+//! `epoll_wait`,
 //! which reports the ready fds alone (poll(2) walked every fd's poll method twice
 //! a turn). Registrations are level-triggered, so the loop sees what poll(2)
 //! showed it: an fd stays ready until drained.
@@ -78,11 +79,10 @@ impl Poller {
         });
     }
 
-    /// Brings the registrations in line with this turn's wants, then waits up to
-    /// `timeout` (forever when `None`). Returns how many events arrived; read
-    /// them with [`Poller::event`].
+    /// Waits up to `timeout` (forever when `None`) on the registrations of the
+    /// last [`Poller::sync`]. Returns how many events arrived; read them with
+    /// [`Poller::event`].
     pub fn wait(&mut self, timeout: Option<&Timespec>) -> rustix::io::Result<usize> {
-        self.sync();
         self.events.clear();
         epoll::wait(&self.epoll, spare_capacity(&mut self.events), timeout)?;
         Ok(self.events.len())
@@ -97,7 +97,9 @@ impl Poller {
         })
     }
 
-    fn sync(&mut self) {
+    /// Brings the registrations in line with the wants given since the last
+    /// sync, and forgets those wants. A sync with no wants unregisters all.
+    pub fn sync(&mut self) {
         self.wanted.sort_unstable_by_key(|e| e.key);
         let mut failed: Option<io::Error> = None;
         // Deletions first: a number freed by a closed fd may have been taken by
@@ -182,6 +184,7 @@ mod tests {
             tv_sec: 0,
             tv_nsec: ms * 1_000_000,
         };
+        p.sync();
         let n = p.wait(Some(&t)).unwrap();
         (0..n).filter_map(|i| p.event(i)).collect()
     }

@@ -126,10 +126,12 @@ pub fn read_batch(fd: &SignalFd, batch: &mut Batch) -> bool {
     if batch.done {
         return false;
     }
-    let mut buf = [0u8; SIGINFO_SIZE * BATCH];
-    let n = loop {
+    // Not zeroed: the kernel writes what is read, and only that is looked at.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); SIGINFO_SIZE * BATCH];
+    let capacity = buf.len();
+    let read = loop {
         match rustix::io::read(fd, &mut buf) {
-            Ok(n) => break n,
+            Ok((read, _)) => break read,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => {
                 // EAGAIN: the queue is empty
@@ -138,9 +140,10 @@ pub fn read_batch(fd: &SignalFd, batch: &mut Batch) -> bool {
             }
         }
     };
+    let n = read.len();
     // Each record is a `struct signalfd_siginfo`; its first field is the
     // signal number (u32, native endian).
-    for record in buf.get(..n).unwrap_or(&[]).chunks_exact(SIGINFO_SIZE) {
+    for record in read.chunks_exact(SIGINFO_SIZE) {
         if let (Some(&[a, b, c, d]), Some(slot)) =
             (record.get(..4), batch.numbers.get_mut(batch.len))
         {
@@ -148,7 +151,7 @@ pub fn read_batch(fd: &SignalFd, batch: &mut Batch) -> bool {
             batch.len += 1;
         }
     }
-    batch.done = n < buf.len();
+    batch.done = n < capacity;
     batch.len > 0
 }
 

@@ -128,6 +128,9 @@ pub struct Supervisor {
     /// When `state` began.
     since: Instant,
     reason: Option<String>,
+    /// Bumped whenever `state` or `reason` is set, so that the event loop can
+    /// tell "nothing changed" without comparing strings each turn.
+    changes: u64,
     pid: Option<i32>,
     /// Restarts since boot (the first start is not one).
     restarts: u32,
@@ -153,6 +156,7 @@ impl Supervisor {
             state: State::Starting,
             since: now,
             reason: None,
+            changes: 0,
             pid: None,
             restarts: 0,
             recent: VecDeque::new(),
@@ -172,6 +176,10 @@ impl Supervisor {
     }
     pub fn reason(&self) -> Option<&str> {
         self.reason.as_deref()
+    }
+    /// A counter bumped each time the state or the reason is set.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
     pub fn pid(&self) -> Option<i32> {
         self.pid
@@ -193,6 +201,7 @@ impl Supervisor {
         }
         self.state = state;
         self.reason = reason;
+        self.changes += 1;
     }
 
     /// Feeds one event; returns what to do.
