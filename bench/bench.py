@@ -608,7 +608,7 @@ def profile_signals(tmp, opts, names, sym_binary, k=1500):
     sym = report("sym")
     alloc_re = re.compile(r"malloc|free|alloc_slot|realloc|finish_grow|grow_one|"
                           r"default_malloc|get_meta|enframe|nontrivial_free|RawVec|sccp")
-    poll_re = re.compile(r"\[k\] .*(poll|fdget|fput|pollwait)")
+    poll_re = re.compile(r"\[k\] .*(poll|fdget|fput|pollwait|ep_|epoll)")
     return {"samples_dso": dso[:4],
             "top": [(p, n) for p, n in sym[:14]],
             "allocator_pct": round(sum(p for p, n in sym if n.startswith("[.]")
@@ -1534,8 +1534,9 @@ class Report:
                      f"against {b}'s {fmt(sig[b]['cpu_us_per_signal'])} us. Per signal, dind-init "
                      f"makes the system calls {calls(d.get('syscalls'))}; {b} "
                      f"{calls(sig[b].get('syscalls'))}: "
-                     f"dind-init wakes from ppoll(2) over its whole fd set (signalfd, dockerd's two "
-                     f"pipes, the notify socket, the inotify watch, the status listener)"
+                     f"dind-init wakes from epoll_wait(2), where the signalfd is registered "
+                     f"with its other fds (dockerd's two pipes, the notify socket, the inotify "
+                     f"watch, the status listener)"
                      + (", reads the signalfd until EAGAIN (a second read per signal)"
                         if extra_read else ", reads the signalfd once")
                      + ", then kill(2)s; the peers block in one call on their signals alone.")
@@ -1544,31 +1545,27 @@ class Report:
                 A.append(f"\n`perf record` of a non-stripped build of the same code forwarding "
                          f"signals in the same round robin: {prof['user_pct']}% of its samples in "
                          f"user space; the allocator (musl's malloc, free, realloc and Vec growth) "
-                         f"{prof['allocator_pct']}%; the kernel's per-fd poll work (do_sys_poll, "
-                         f"the fds' poll methods, fdget/fput, __pollwait) {prof['poll_set_kernel_pct']}%. "
+                         f"{prof['allocator_pct']}%; the kernel's epoll and poll work (epoll_wait, "
+                         f"the fds' poll methods, fdget/fput) {prof['poll_set_kernel_pct']}%. "
                          f"Top symbols:\n")
                 A.append("| % of samples | symbol |")
                 A.append("|---:|---|")
                 for pc, name in prof["top"]:
                     A.append(f"| {pc} | `{name.replace('|', '/')}` |")
-            A.append("\nWhy it is not met, and what would close the gap: dind-init is one "
-                     "loop that serves dockerd's pipes, the notify socket, the socket watch, "
-                     "pings and the status socket besides signals, so a signal wakes a poll(2) "
-                     "over that whole set and is then read from the signalfd: two system calls "
-                     "where the single-purpose peers block in one call on their signals alone. "
-                     "Closing it without giving up the one-loop design: (1) no allocation per "
-                     "turn (`Init::poll` builds a new `Vec<PollFd>` and token `Vec` and returns a "
-                     "new `Vec` of ready fds, `signals::drain` a new `Vec` of signals, and musl's "
-                     "allocator is slow: the allocator share above); keep buffers owned by the "
-                     "loop and reused. (2) Register the fds once with epoll(7) "
-                     "(`rustix::event::epoll`; add and remove the ping and connection fds as they "
-                     "come and go) so that a signal wakes one `epoll_wait` that reports the "
-                     "signalfd alone, instead of ppoll(2) walking every fd's poll method twice a "
-                     "turn (the poll-set share above)."
-                     + (" (3) Smaller: read the signalfd once into an array of "
-                        "`signalfd_siginfo` (a short read means the queue is empty), which drops "
-                        "the EAGAIN read." if extra_read else "")
-                     + " Compare a candidate build side by side with "
+            A.append("\nWhy it is not met: dind-init is one event loop that serves dockerd's "
+                     "pipes, the notify socket, the socket watch, pings and the status socket "
+                     "besides signals, so it blocks in epoll_wait(2) and then reads the signalfd: "
+                     "one system call more per signal than a peer that blocks on its signals "
+                     "alone, and a longer wake-up chain (the signal wakes the signalfd's wait "
+                     "queue, whose epoll callback wakes the loop). The loop itself is already "
+                     "lean: fds are registered with epoll(7) once and changed only when the set "
+                     "changes (`src/poller.rs`), a turn allocates nothing, and a turn that only "
+                     "forwarded signals goes straight back to epoll_wait without its bookkeeping "
+                     "(the allocator share above). Blocking in one read(2) of the signalfd would "
+                     "need every other fd's readiness delivered as a signal too (O_ASYNC with "
+                     "F_SETSIG): edge-triggered and coalescing, only partly implemented by gVisor, "
+                     "and a timer signal for the deadlines; not worth its risk for the "
+                     "difference above. Compare a candidate build side by side with "
                      "`bash bench/run.sh --only signals --also fix=PATH`.\n")
         for env in ("gvisor", "host"):
             if self.met(f"ready-{env}") is False:

@@ -1,11 +1,13 @@
 //! The one event loop of the run mode: dockerd's supervision, readiness, the
 //! status socket, COMMAND, reaping, signals, and the shutdown of SPEC §9.
 //!
-//! Each turn handles what is due, builds the poll set (the signalfd, dockerd's
-//! output pipes, the notify socket, the socket watch, a ping in flight, the status
-//! listeners and their connections), polls with the timeout set to the nearest
-//! deadline (none when idle: an idle init never wakes), and dispatches what
-//! arrived. There are no sleeps and no timer threads. The supervisor
+//! Each turn handles what is due, tells the poller (epoll, `poller.rs`) what to
+//! watch (the signalfd, dockerd's output pipes, the notify socket, the socket
+//! watch, a ping in flight, the status listeners and their connections), waits
+//! with the timeout set to the nearest deadline (none when idle: an idle init
+//! never wakes), and dispatches what arrived. A turn that only forwarded signals
+//! changed nothing and goes straight back to the wait, without allocating.
+//! There are no sleeps and no timer threads. The supervisor
 //! (`supervisor.rs`) decides; this module carries out its actions and feeds it
 //! events.
 //!
