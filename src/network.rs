@@ -719,10 +719,13 @@ pub fn inspect(plan: &Plan) -> Report {
 /// No `pre_exec` here, unlike dockerd and COMMAND: without one, std starts the child with
 /// posix_spawn(3) (a vfork-style clone) instead of fork, which in gVisor saves about 15 ms
 /// per command (measured in runsc 0.0~20240729: about 21 ms against 35 ms for one
-/// `iptables-legacy -C`). std's posix_spawn sets an empty signal mask and the default
-/// SIGPIPE disposition (`POSIX_SPAWN_SETSIGMASK`, `POSIX_SPAWN_SETSIGDEF`), and SIGPIPE is
-/// the only signal the init ignores (`signals.rs`), so the child still starts with clean
-/// signals; iptables needs none anyway, and the timeout kills with SIGKILL.
+/// `iptables-legacy -C`). std's posix_spawn resets SIGPIPE, the only signal the init
+/// ignores (`signals.rs`), to its default (`POSIX_SPAWN_SETSIGDEF`), but it leaves the
+/// signal mask as the init's: the child starts with the init's handled signals blocked
+/// (checked: /proc/PID/status `SigBlk`). iptables neither waits for nor handles
+/// signals, so that costs nothing here, and the timeout kills with SIGKILL, which no
+/// mask holds back. (COMMAND and dockerd, which must get every signal, are spawned
+/// with a reset in `pre_exec`.)
 pub fn run_bounded(program: &Path, args: &[String], timeout: Duration) -> Ran {
     let mut cmd = Command::new(program);
     cmd.args(args)
