@@ -213,7 +213,7 @@ pub struct ControlServer {
     next_id: u64,
     /// Whether the last accept(2) failed (EMFILE...), to log an episode once.
     accept_failing: bool,
-    /// After a failed accept(2), the listeners are not polled until then.
+    /// After a failed accept(2), the listeners are not watched until then.
     paused_until: Option<Instant>,
 }
 
@@ -294,7 +294,7 @@ impl ControlServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued and the
-                    // listener readable. Stop polling the listeners for a moment
+                    // listener readable. Stop watching the listeners for a moment
                     // (else the loop spins), and say so once per episode.
                     if !self.accept_failing {
                         warn!(error = %e, "status socket: accept failed; pausing new connections");
@@ -361,7 +361,7 @@ impl ControlServer {
             .count()
     }
 
-    /// Whether the listeners should be polled now (not after a failed accept).
+    /// Whether the listeners should be watched now (not after a failed accept).
     pub fn listening(&self, now: Instant) -> bool {
         self.paused_until.is_none_or(|t| now >= t)
     }

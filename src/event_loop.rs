@@ -33,7 +33,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use rustix::event::epoll::EventFlags;
-use rustix::event::Timespec;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{format_duration, Config};
@@ -69,6 +69,15 @@ pub const LISTEN_RETRY: Duration = Duration::from_millis(10);
 /// dockerd output read from one pipe per loop turn at most, so that a chatty
 /// dockerd never holds up signals, reaping or clients.
 pub const MAX_READ_PER_TURN: usize = 64 * 1024;
+
+/// The longest single wait (see `Init::run`).
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// After epoll_wait failed, the loop rests on the signalfd alone this long.
+const WAIT_FAILED_REST: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 100_000_000,
+};
 
 /// How long a containerd left behind by a killed dockerd gets after SIGTERM.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
@@ -343,10 +352,12 @@ impl Init {
         // and the watched fds are the same, so the next wait skips straight to
         // epoll_wait (the hot path of a busy COMMAND's signals).
         let mut quiet = false;
-        let mut next_deadline = None;
+        let mut next_deadline: Option<Instant> = None;
+        let mut wait_failing = false;
         loop {
             let now = Instant::now();
-            if !quiet {
+            // A deadline that has come runs its turn even amid a stream of signals.
+            if !quiet || next_deadline.is_some_and(|d| d <= now) {
                 self.on_time(now);
                 self.sync_state(now);
                 // After sync_state: a `wait` that ends now answers the current state.
@@ -366,7 +377,10 @@ impl Init {
                 self.poller.sync();
             }
             let timeout = next_deadline.map(|d: Instant| {
-                let left = d.saturating_duration_since(now);
+                // Capped so that the milliseconds fit epoll_wait's int (a longer
+                // timeout would need epoll_pwait2, Linux 5.11): waking early is
+                // harmless, the next turn computes the rest.
+                let left = d.saturating_duration_since(now).min(MAX_WAIT);
                 Timespec {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: i64::from(left.subsec_nanos()),
@@ -374,11 +388,20 @@ impl Init {
             });
             quiet = false;
             let ready = match self.poller.wait(timeout.as_ref()) {
-                Ok(n) => n,
+                Ok(n) => {
+                    wait_failing = false;
+                    n
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
-                    // EINVAL/ENOMEM cannot be fixed here; the deadlines still apply.
-                    error!(error = %e, "epoll_wait failed");
+                    // Nothing here can fix it; the deadlines still apply. Rest
+                    // on the signalfd for a moment rather than spin.
+                    if !wait_failing {
+                        error!(error = %e, "epoll_wait failed; waiting on signals alone for now");
+                        wait_failing = true;
+                    }
+                    let mut fds = [PollFd::new(&self.signals, PollFlags::IN)];
+                    let _ = poll(&mut fds, Some(&WAIT_FAILED_REST));
                     continue;
                 }
             };
@@ -388,7 +411,9 @@ impl Init {
                 let Some((key, flags)) = self.poller.event(i) else {
                     break;
                 };
-                let Some(token) = Token::from_key(key) else {
+                // An fd replaced earlier in this batch (dockerd's pipes after a
+                // restart, a new ping): its event is stale.
+                let Some(token) = Token::from_key(key).filter(|t| self.key_of(*t) == key) else {
                     continue;
                 };
                 quiet &= self.dispatch(token, flags, now);
@@ -415,6 +440,17 @@ impl Init {
                 self.start_command(now);
             }
         }
+    }
+
+    /// The poller key of `token`'s current fd (with its serial).
+    fn key_of(&self, token: Token) -> u64 {
+        let serial = match token {
+            Token::Output(_) => self.pipes.as_ref().map_or(0, |p| p.serial),
+            Token::Ping => self.ping.as_ref().map_or(0, |f| f.ping.serial),
+            Token::Confirm => self.confirm.as_ref().map_or(0, |p| p.serial),
+            _ => 0,
+        };
+        token.key(serial)
     }
 
     /// Tells the poller what to watch this turn: the signalfd, dockerd's output

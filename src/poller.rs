@@ -13,19 +13,27 @@
 //! Keys must be unique for the lifetime of an open file: an fd that is closed and
 //! replaced (a new ping, dockerd's new pipes, a new client) comes back under a new
 //! key (see [`next_serial`]), so that a key that stays means the same file. A
-//! closed fd leaves the epoll set by itself (every fd of the init is close-on-exec
-//! and never duplicated, so closing it drops the last reference); the stale
-//! registration is still deleted by number, before any new one is added, so that
-//! nothing else can hold that number yet.
+//! closed fd leaves the epoll set by itself once its file has no other reference
+//! (every fd of the init is close-on-exec and never duplicated; a child holds
+//! copies only between fork and exec, and std's spawn returns after the exec).
+//! The stale registration is still deleted by number, before anything is added:
+//! then the number is either free or held by a file this turn wants that is not
+//! registered yet, and the deletion fails harmlessly.
+//!
+//! The `epoll_ctl` calls take raw fd numbers (through libc), so what the loop
+//! promises is only this: a wanted fd stays open until [`Poller::sync`] returns.
+//! A failed call is logged once per episode and retried at the next sync.
 //!
 //! Nothing here allocates after the first turns: the lists are reused.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::libc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::buffer::spare_capacity;
-use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::epoll::{self, CreateFlags, Event, EventFlags};
 use rustix::event::Timespec;
 use tracing::warn;
 
@@ -99,8 +107,10 @@ impl Poller {
 
     /// Brings the registrations in line with the wants given since the last
     /// sync, and forgets those wants. A sync with no wants unregisters all.
+    /// Every wanted fd must still be open (the loop calls `want`, then `sync`).
     pub fn sync(&mut self) {
         self.wanted.sort_unstable_by_key(|e| e.key);
+        let epoll = self.epoll.as_raw_fd();
         let mut failed: Option<io::Error> = None;
         // Deletions first: a number freed by a closed fd may have been taken by
         // a new one that is added below.
@@ -110,44 +120,42 @@ impl Poller {
                 .binary_search_by_key(&old.key, |e| e.key)
                 .is_err()
             {
-                // SAFETY: epoll_ctl(2) only looks the number up. Either it is the
-                // same open file (a listener, still ours) or the file was closed;
-                // then the number is free or held by a file of this turn's wants
-                // that is not registered yet (deletions come first), and the
-                // call fails with EBADF or ENOENT, ignored.
-                let fd = unsafe { BorrowedFd::borrow_raw(old.fd) };
-                let _ = epoll::delete(&self.epoll, fd);
+                // EBADF or ENOENT when the file was closed (it left by itself).
+                let _ = ctl(epoll, libc::EPOLL_CTL_DEL, old.fd, 0, EventFlags::empty());
             }
         }
-        for new in &self.wanted {
-            // SAFETY: the fd was borrowed by `want` this turn and its owner has
-            // not been touched since (the loop calls want, then wait).
-            let fd = unsafe { BorrowedFd::borrow_raw(new.fd) };
-            let data = EventData::new_u64(new.key);
-            let result = match self
+        for new in self.wanted.iter_mut() {
+            let old = self
                 .registered
                 .binary_search_by_key(&new.key, |e| e.key)
                 .ok()
-                .and_then(|k| self.registered.get(k))
-            {
+                .and_then(|k| self.registered.get(k));
+            let result = match old {
                 Some(old) if old.flags == new.flags && old.fd == new.fd => Ok(()),
-                Some(_) => epoll::modify(&self.epoll, fd, data, new.flags),
-                None => match epoll::add(&self.epoll, fd, data, new.flags) {
+                Some(_) => ctl(epoll, libc::EPOLL_CTL_MOD, new.fd, new.key, new.flags),
+                None => match ctl(epoll, libc::EPOLL_CTL_ADD, new.fd, new.key, new.flags) {
                     // Registered under another key that is still wanted (two
                     // keys for one fd): the newest wins.
-                    Err(rustix::io::Errno::EXIST) => {
-                        epoll::modify(&self.epoll, fd, data, new.flags)
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        ctl(epoll, libc::EPOLL_CTL_MOD, new.fd, new.key, new.flags)
                     }
                     other => other,
                 },
             };
             if let Err(e) = result {
-                failed.get_or_insert(e.into());
+                failed.get_or_insert(e);
+                // Remember what the kernel really holds, so that the next sync
+                // tries again: the old registration, or none.
+                match old {
+                    Some(old) => *new = *old,
+                    None => new.key = UNREGISTERED,
+                }
             }
         }
+        self.wanted.retain(|e| e.key != UNREGISTERED);
         match failed {
             Some(e) if !self.ctl_failing => {
-                warn!(error = %e, "epoll_ctl failed; an fd may go unwatched until it changes");
+                warn!(error = %e, "epoll_ctl failed; will retry at every turn");
                 self.ctl_failing = true;
             }
             Some(_) => {}
@@ -155,6 +163,28 @@ impl Poller {
         }
         std::mem::swap(&mut self.registered, &mut self.wanted);
         self.wanted.clear();
+    }
+}
+
+/// Marks a want whose registration failed (no key is all ones: see
+/// `event_loop.rs`, whose keys are a small kind and a serial).
+const UNREGISTERED: u64 = u64::MAX;
+
+/// epoll_ctl(2) on raw numbers.
+fn ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, key: u64, flags: EventFlags) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: flags.bits(),
+        u64: key,
+    };
+    // SAFETY: `event` is a valid epoll_event on the stack, read by the kernel
+    // during the call only (and ignored for EPOLL_CTL_DEL). The fds are plain
+    // numbers the kernel looks up and checks; a wrong one is an error, not
+    // memory unsafety.
+    let rc = unsafe { libc::epoll_ctl(epoll, op, fd, &mut event) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -241,6 +271,27 @@ mod tests {
         p.want(2, d.as_fd(), EventFlags::IN);
         let r = ready(&mut p, 100);
         assert_eq!(r.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_failed_registration_is_not_taken_as_done_and_spoils_nothing_else() {
+        let mut p = Poller::new().unwrap();
+        // epoll refuses regular files (EPERM).
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"x").unwrap();
+        p.want(1, file.as_fd(), EventFlags::IN);
+        p.want(2, b.as_fd(), EventFlags::IN);
+        let r = ready(&mut p, 100);
+        assert_eq!(r.iter().map(|e| e.0).collect::<Vec<_>>(), vec![2]);
+        assert!(p.ctl_failing);
+        // Not recorded as registered: the next sync tries again.
+        assert!(p.registered.iter().all(|e| e.key != 1));
+        assert!(p.registered.iter().any(|e| e.key == 2));
+        // Once it is no longer wanted, the episode ends.
+        p.want(2, b.as_fd(), EventFlags::IN);
+        assert_eq!(ready(&mut p, 100).len(), 1);
+        assert!(!p.ctl_failing);
     }
 
     #[test]

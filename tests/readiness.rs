@@ -596,3 +596,45 @@ fn tcp_listener_serves_http() {
     assert!(get("/readyz").starts_with("HTTP/1.1 200 "));
     stop(init);
 }
+
+#[test]
+fn deadlines_run_amid_a_stream_of_forwarded_signals() {
+    if !require_root("deadlines_run_amid_a_stream_of_forwarded_signals") {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // dockerd never turns ready; no COMMAND, so SIGWINCH is only passed on
+    // (to nobody): each of those turns is a quiet one for the loop.
+    let dir = TempDir::new("sigstream");
+    let init = start(&dir, None, TestConfig::default());
+    let pid = Pid::from_raw(init.init_pid());
+    let done = Arc::new(AtomicBool::new(false));
+    // Three senders, three signals (each is queued once at most), so that
+    // most turns of the loop are quiet ones.
+    let spammers: Vec<_> = [Signal::SIGWINCH, Signal::SIGUSR1, Signal::SIGUSR2]
+        .into_iter()
+        .map(|sig| {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    if kill(pid, sig).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    // The wait's deadline must still come, signals or not: a quiet turn skips
+    // the deadline bookkeeping, so it must never skip a deadline that came
+    // (else the read below times out and the test fails).
+    let answer = exchange(&dir.join("init.sock"), b"wait 1s\n");
+    done.store(true, Ordering::Relaxed);
+    let sent: u64 = spammers.into_iter().map(|t| t.join().unwrap()).sum();
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v["state"], "starting", "{v}\n{}", init.describe());
+    assert!(sent > 100, "the signal stream was real: {sent} sent");
+    stop(init);
+}
