@@ -27,6 +27,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use tracing::{debug, warn};
 
 use crate::config::parse_duration;
@@ -43,6 +44,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const MAX_WAITS: usize = 56;
 /// After accept(2) fails (EMFILE...), the listeners rest this long.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// The unix listener's backlog (the kernel caps it at its somaxconn): a burst
+/// of probes waits there while the loop accepts.
+const LISTEN_BACKLOG: i32 = 4096;
 /// `wait` without a duration waits this long.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
@@ -218,17 +222,11 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds the unix socket (replacing a stale one) with `mode`, and the TCP
-    /// listener if `tcp` is set.
+    /// Binds the TCP listener if `tcp` is set, then the unix socket (replacing a
+    /// stale one) with `mode`. The unix socket listens only once its mode is
+    /// set, and after the TCP listener: a client that reaches the unix socket
+    /// never sees the wrong mode or a TCP port not open yet.
     pub fn bind(path: &Path, mode: u32, tcp: Option<SocketAddr>) -> io::Result<Self> {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let unix = UnixListener::bind(path)?;
-        unix.set_nonblocking(true)?;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         let tcp = match tcp {
             Some(addr) => {
                 let l = TcpListener::bind(addr)?;
@@ -237,6 +235,21 @@ impl ControlServer {
             }
             None => None,
         };
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )?;
+        rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        rustix::net::listen(&fd, LISTEN_BACKLOG)?;
+        let unix = UnixListener::from(fd);
         Ok(ControlServer {
             unix,
             unix_path: path.to_owned(),

@@ -165,13 +165,28 @@ fn long_lines_and_silent_clients() {
         answer.starts_with("error: request longer than 1024 bytes"),
         "{answer:?}"
     );
-    // A silent client does not delay another client's answer...
-    let mut silent = UnixStream::connect(&sock).unwrap();
-    let v = status_at(&sock);
-    assert_eq!(v["state"], "ready");
-    silent.set_nonblocking(true).unwrap();
+    // A silent client does not delay another client's answer: the other one
+    // is answered while the silent one is still open. The server drops a
+    // silent client 1 s after accepting it, so only a round that took less
+    // than half of that is judged (a stalled machine just tries again; a
+    // server that waited for the silent client never finishes one in time).
     let mut buf = [0u8; 16];
-    let still_open = matches!(silent.read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    let mut judged = None;
+    for _ in 0..10 {
+        let began = Instant::now();
+        let silent = UnixStream::connect(&sock).unwrap();
+        let v = status_at(&sock);
+        assert_eq!(v["state"], "ready");
+        silent.set_nonblocking(true).unwrap();
+        let open = matches!((&silent).read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock);
+        if began.elapsed() < Duration::from_millis(500) {
+            judged = Some((open, silent));
+            break;
+        }
+    }
+    let Some((still_open, mut silent)) = judged else {
+        panic!("no round of connect + status within 500 ms in 10 tries");
+    };
     assert!(
         still_open,
         "the other client was answered while the silent one was still open"
@@ -290,12 +305,23 @@ fn connections_beyond_the_limit_are_closed_at_once() {
         refused.starts_with("error: too many pending waits"),
         "{refused}"
     );
-    // 8 silent clients (held for their 1 s deadline) fill the 64 slots.
-    let _silent: Vec<UnixStream> = (0..8)
-        .map(|_| UnixStream::connect(&sock).unwrap())
-        .collect();
-    let v = status_after_limit(&sock);
-    assert!(v.is_none(), "a 65th connection is closed without an answer");
+    // 8 silent clients (held for their 1 s deadline) fill the 64 slots. Only a
+    // round done well within that deadline is judged.
+    let refused = (0..5).find_map(|_| {
+        let began = Instant::now();
+        let silent: Vec<UnixStream> = (0..8)
+            .map(|_| UnixStream::connect(&sock).unwrap())
+            .collect();
+        let v = status_after_limit(&sock);
+        let judged = began.elapsed() < Duration::from_millis(500);
+        drop(silent);
+        judged.then_some(v.is_none())
+    });
+    assert_eq!(
+        refused,
+        Some(true),
+        "a 65th connection is closed without an answer"
+    );
     // One wait ends: room again.
     drop(waits.pop());
     assert!(
@@ -404,12 +430,16 @@ fn probe_and_status_commands() {
     let (code, err) = probe(&[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
-    let init = start(&dir, Some(800), TestConfig::default());
+    // A dockerd that never turns ready: not ready, and a short wait runs out.
+    let never = start(&dir, None, TestConfig::default());
     let (code, err) = probe(&[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not ready: dockerd is starting"), "{err}");
     let (code, err) = probe(&["--wait", "100ms"]);
     assert_eq!(code, Some(1), "{err}");
+    stop(never);
+    // One that turns ready while the probe waits.
+    let init = start(&dir, Some(800), TestConfig::default());
     let (code, err) = probe(&["--wait", "30s"]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _) = probe(&[]);
@@ -445,7 +475,9 @@ fn health_pings_make_it_unhealthy_and_ready_again() {
         &dir,
         Some(0),
         TestConfig {
-            readiness: "interval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 2".into(),
+            // A frozen dockerd misses two 1 s pings; a busy machine's slow
+            // answers do not (a 100 ms timeout could flip it on its own).
+            readiness: "interval = \"100ms\"\ntimeout = \"1s\"\nfailure_threshold = 2".into(),
             ..Default::default()
         },
     );
@@ -478,7 +510,7 @@ fn unhealthy_dockerd_is_restarted_when_configured() {
         &dir,
         Some(0),
         TestConfig {
-            readiness: "interval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 2\nrestart_on_unhealthy = true"
+            readiness: "interval = \"100ms\"\ntimeout = \"1s\"\nfailure_threshold = 2\nrestart_on_unhealthy = true"
                 .into(),
             dockerd: "stop_timeout = \"1s\"\nbackoff_initial = \"10ms\"".into(),
             ..Default::default()
@@ -491,7 +523,7 @@ fn unhealthy_dockerd_is_restarted_when_configured() {
     assert!(
         wait_until(SHORT, || {
             let v = status_at(&sock);
-            v["state"] == "ready" && v["dockerd"]["restarts"] == 1
+            v["state"] == "ready" && v["dockerd"]["restarts"].as_u64() >= Some(1)
         }),
         "{}",
         init.describe()
@@ -522,8 +554,14 @@ fn no_wakeups_when_idle_with_pings_off() {
             .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
             .sum::<u64>()
     };
-    // Let the start settle (a connection's deadline may still be pending).
-    std::thread::sleep(Duration::from_millis(1500));
+    // Let the start settle (a connection's deadline may still be pending):
+    // until the count stays put for 1.2 s, longer than any client deadline.
+    let settled = (0..20).any(|_| {
+        let a = switches();
+        std::thread::sleep(Duration::from_millis(1200));
+        switches() == a
+    });
+    assert!(settled, "the init never went quiet\n{}", init.describe());
     let before = switches();
     std::thread::sleep(Duration::from_secs(2));
     let after = switches();

@@ -595,7 +595,8 @@ fn only_startup_failures_are_diagnosed() {
             format!("--fake-print-unterminated={line}"),
             "--fake-ready-after-ms=0".into(),
         ],
-        dockerd: "backoff_initial = \"5s\"".into(),
+        // Long enough that the test always sees `restarting`; SIGTERM ends it.
+        dockerd: "backoff_initial = \"60s\"\nbackoff_max = \"60s\"".into(),
         ..Default::default()
     }
     .write(&dir);
