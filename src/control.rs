@@ -27,10 +27,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::SocketType;
 use tracing::{debug, warn};
 
 use crate::config::parse_duration;
+use crate::readiness::bind_unix_socket;
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_LINE: usize = 1024;
@@ -235,18 +236,7 @@ impl ControlServer {
             }
             None => None,
         };
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let fd = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )?;
-        rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
+        let fd = bind_unix_socket(path, SocketType::STREAM)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         rustix::net::listen(&fd, LISTEN_BACKLOG)?;
         let unix = UnixListener::from(fd);
