@@ -89,25 +89,6 @@ fn docker(dir: &TempDir, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Milliseconds between the first log lines containing `from` and `to` (RFC 3339
-/// timestamps at the start of text log lines).
-fn log_gap_ms(log: &str, from: &str, to: &str) -> i64 {
-    let at = |needle: &str| -> i64 {
-        let line = log
-            .lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"));
-        let ts = line.split_whitespace().next().unwrap(); // 2026-12-02T06:25:26.364265Z
-        let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
-        let mut parts = time.split(':');
-        let h: f64 = parts.next().unwrap().parse().unwrap();
-        let m: f64 = parts.next().unwrap().parse().unwrap();
-        let sec: f64 = parts.next().unwrap().parse().unwrap();
-        ((h * 3600.0 + m * 60.0 + sec) * 1000.0) as i64
-    };
-    at(to) - at(from)
-}
-
 #[test]
 fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     if !require(
@@ -167,7 +148,8 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
         rss1 <= rss0 + 1024,
         "the init's RSS grew from {rss0} KiB to {rss1} KiB"
     );
-    let zombies = zombies_under(init_pid);
+    // A containerd-shim of the last `docker run --rm` may still be exiting.
+    let zombies = zombies_under_settled(init_pid);
     assert!(
         zombies.is_empty(),
         "zombies {zombies:?}\n{}",
@@ -207,17 +189,14 @@ fn host_stop_with_a_nested_container_running() {
     assert!(ok, "{out}");
     let (_, ps) = docker(&dir, &["ps", "-q"]);
     assert_eq!(ps.lines().count(), 1, "one nested container running: {ps}");
-    // What `docker stop` does to the container of this init: SIGTERM, 10 s budget.
+    // What `docker stop` does to the container of this init: SIGTERM. SHORT is only a
+    // hang guard; whether the stop kept to its budget is read from the init's own log.
     init.signal(Signal::SIGTERM);
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
     let log = init.stderr();
-    let took = log_gap_ms(&log, "shutdown requested", "exiting");
-    assert!(took < 10_000, "the stop took {took} ms\n{log}");
-    assert!(
-        !log.contains("still running after the stop timeout"),
-        "dockerd stopped by itself\n{log}"
-    );
+    let took = assert_init_stopped_in_time(&log, DEFAULT_STOP_TIMEOUT, &log);
     assert!(log.contains("dockerd exited"), "{log}");
+    eprintln!("the init stopped {took:?} after SIGTERM (by its own log)");
 }
 
 #[test]
@@ -264,12 +243,20 @@ fn host_ready_is_never_signalled_before_dockerd_answers() {
     let mut init = start_real(&dir, &cgroups, &config, &[]);
     // An independent poller: look at the ready file, then ping dockerd. Whenever the
     // file exists, dockerd must answer 200 (the init saw a 200 before writing it).
+    // Before the file exists a short read timeout keeps the samples dense; once it
+    // exists, dockerd gets a long one to answer (a fresh dockerd on busy cores can be
+    // slow), but a refusal or anything other than 200 still fails.
     let mut first_ok: Option<Duration> = None;
     let mut first_file: Option<Duration> = None;
     let mut samples = 0;
     while first_file.is_none() && started.elapsed() < SHORT {
         let exists = ready.exists();
-        let ok = ping(&sock);
+        let timeout = if exists {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_millis(200)
+        };
+        let ok = ping(&sock, timeout);
         samples += 1;
         if ok && first_ok.is_none() {
             first_ok = Some(started.elapsed());
@@ -294,20 +281,30 @@ fn host_ready_is_never_signalled_before_dockerd_answers() {
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
 }
 
-/// One `GET /_ping`; true on 200.
-fn ping(sock: &Path) -> bool {
+/// One `GET /_ping`, waiting up to `timeout` for the answer; true on 200.
+fn ping(sock: &Path, timeout: Duration) -> bool {
+    const OK: &[u8] = b"HTTP/1.1 200";
     let Ok(mut s) = UnixStream::connect(sock) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = s.set_read_timeout(Some(timeout));
     if s.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
     }
+    // The status line may come in more than one read; the timeout is per read, so
+    // bound the whole wait too.
+    let end = Instant::now() + timeout;
     let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap_or(0);
-    buf[..n].starts_with(b"HTTP/1.1 200")
+    let mut n = 0;
+    while n < OK.len() && Instant::now() < end {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    buf[..n].starts_with(OK)
 }
 
 #[test]
@@ -338,6 +335,10 @@ export DOCKER_HOST=unix:///var/run/docker.sock
 {INIT} probe --socket $S --wait 120s || {{ echo "never ready"; exit 10; }}
 docker import {tar} nested:1 >/dev/null || exit 11
 status() {{ {INIT} status --socket $S --json; }}
+fds() {{ ls /proc/1/fd | wc -l; }}
+rss() {{ awk '/^VmRSS/ {{print $2}}' /proc/1/status; }}
+zombies() {{ grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l; }}
+fds5=""
 for i in $(seq 1 20); do
   pid=$(status | sed 's/.*"dockerd":{{"pid":\([0-9]*\).*/\1/')
   kill -9 "$pid"
@@ -346,11 +347,16 @@ for i in $(seq 1 20); do
   {INIT} probe --socket $S --wait 120s || {{ echo "not ready after restart $i"; status; exit 13; }}
   out=$(docker run --rm --network=none nested:1 echo nested-$i 2>&1)
   [ "$out" = "nested-$i" ] || {{ echo "round $i: $out"; exit 14; }}
-  [ "$i" = 5 ] && sleep 0.2 && echo "fds5=$(ls /proc/1/fd | wc -l) rss5=$(awk '/^VmRSS/ {{print $2}}' /proc/1/status)"
+  [ "$i" = 5 ] && sleep 0.2 && fds5=$(fds) && echo "fds5=$fds5 rss5=$(rss)"
 done
-sleep 0.2
-echo "fds20=$(ls /proc/1/fd | wc -l) rss20=$(awk '/^VmRSS/ {{print $2}}' /proc/1/status)"
-echo "zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)"
+# A status connection or a shim of the last round may still be closing: wait (up to
+# 5 s) for no zombies and no more fds than at round 5; what stays is reported.
+n=0
+until [ "$(zombies)" = 0 ] && [ "$(fds)" -le "$fds5" ]; do
+  n=$((n+1)); [ $n -gt 50 ] && break; sleep 0.1
+done
+echo "fds20=$(fds) rss20=$(rss)"
+echo "zombies=$(zombies)"
 docker run -d --network=none nested:1 sh -c 'trap "exit 0" TERM; while :; do sleep 1; done' >/dev/null || exit 15
 echo "rounds: ok"
 # Stop like `docker stop`: SIGTERM to PID 1. COMMAND (this shell) gets it too, and
@@ -389,10 +395,9 @@ sleep 1000 & wait
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name}\n{}", ran.describe()))
     };
-    assert_eq!(
-        field("fds20"),
-        field("fds5"),
-        "fd count did not grow\n{}",
+    assert!(
+        field("fds20") <= field("fds5"),
+        "the init's fd count grew\n{}",
         ran.describe()
     );
     assert!(
@@ -412,8 +417,9 @@ sleep 1000 & wait
         "{}",
         ran.describe()
     );
-    let took = log_gap_ms(&ran.stderr, "shutdown requested", "exiting");
-    assert!(took < 10_000, "the stop took {took} ms\n{}", ran.describe());
+    // LONG is only a hang guard; the stop's budget is checked in the init's own log.
+    let took = assert_init_stopped_in_time(&ran.stderr, DEFAULT_STOP_TIMEOUT, &ran.describe());
+    eprintln!("the init stopped {took:?} after SIGTERM (by its own log)");
 }
 
 #[test]

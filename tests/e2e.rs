@@ -5,13 +5,15 @@
 //! - `runsc --network=none --net-raw do -root <the test image's root>`: the init boots
 //!   from the image's files, COMMAND waits with `dind-init probe --wait` (so that the wait
 //!   itself is tested), runs a nested container, and SIGTERM to runsc (which passes it to
-//!   the sandbox's PID 1) ends it with exit 0 within the stop budget;
+//!   the sandbox's PID 1) ends it with exit 0 within the stop budget (by the init's own
+//!   log: no SIGKILL after the stop timeout, and its log's timestamps);
 //! - a host dockerd with runsc registered as a runtime ([`HostDocker`], in the test's own
 //!   namespaces and cgroups): `docker run --runtime=runsc` of the image that
 //!   images/test/build.sh assembles and `docker import`s, with dind-init as its
 //!   ENTRYPOINT: COMMAND's exit code comes back through `docker run`; `docker stop` of a
 //!   long-running one (built with the HEALTHCHECK example, examples/docker/Dockerfile,
-//!   and healthy first) is graceful and within 10 s; a SIGKILLed inner dockerd is
+//!   and healthy first) is graceful (exit 0, so docker never had to SIGKILL it, and within
+//!   the stop budget by the init's own log); a SIGKILLed inner dockerd is
 //!   restarted and ready again, with the default bridge and user networks working (the
 //!   init removed what gVisor's netlink would make the new dockerd trip over);
 //! - the old runsc 0.0~20221219 (no devices cgroup controller): state `failed` with the
@@ -41,11 +43,12 @@ use nix::unistd::Pid;
 const LONG: Duration = Duration::from_secs(180);
 const SHORT: Duration = Duration::from_secs(60);
 
-/// `docker stop`'s default grace period, which the init's default stop budget fits in.
-const DOCKER_STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long gVisor's dockerd may take to become ready (or the container healthy) on a
+/// slow, loaded machine (tests/network.rs waits as long).
+const READY_WAIT: Duration = Duration::from_secs(120);
 
-/// One e2e test at a time: each boots sandboxes and dockerds, and the stop budgets they
-/// check are measured in seconds on a 2-core machine.
+/// One e2e test at a time: each boots sandboxes and dockerds, and together they would
+/// load a 2-core machine far more than users do.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -109,7 +112,7 @@ fn runsc_do_init_runs_docker_and_stops_on_sigterm() {
     let root = test_rootfs(&dir, Some(&config));
     let script = format!(
         r#"set -u
-dind-init probe --wait 60s; echo "probe: $?"
+dind-init probe --wait 120s; echo "probe: $?"
 echo "status after probe:"; dind-init status --json
 {nested}
 trap 'echo "COMMAND: got SIGTERM"; exit 0' TERM
@@ -148,7 +151,9 @@ while :; do sleep 1 & wait $!; done
         let _ = child.wait();
         panic!("COMMAND did not finish its work\n{}", describe());
     }
-    // runsc passes SIGTERM on to the sandbox's PID 1: the init.
+    // runsc passes SIGTERM on to the sandbox's PID 1: the init. SHORT is only a hang
+    // guard (it includes runsc's sandbox teardown); the stop's budget is checked in the
+    // init's own log below.
     let asked = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let mut status = None;
@@ -165,11 +170,7 @@ while :; do sleep 1 & wait $!; done
     let out = fs::read_to_string(&stdout).unwrap();
     let err = fs::read_to_string(&stderr).unwrap();
     assert_eq!(status.code(), Some(0), "{}", describe());
-    assert!(
-        took < Duration::from_secs(8),
-        "the stop took {took:?}, more than stop_timeout\n{}",
-        describe()
-    );
+    let init_took = assert_init_stopped_in_time(&err, DEFAULT_STOP_TIMEOUT, &describe());
     assert!(out.contains("probe: 0"), "{}", describe());
     assert!(out.contains("nested: nested-ok"), "{}", describe());
     assert!(out.contains("COMMAND: got SIGTERM"), "{}", describe());
@@ -208,7 +209,7 @@ while :; do sleep 1 & wait $!; done
         "{}",
         describe()
     );
-    eprintln!("runsc do: stopped {took:?} after SIGTERM");
+    eprintln!("runsc do: stopped {took:?} after SIGTERM (the init: {init_took:?} by its log)");
 }
 
 #[test]
@@ -310,7 +311,7 @@ fn host_docker_runsc_docker_stop_is_graceful() {
     );
     assert_eq!(ran.code(), Some(0), "{}", ran.describe());
     let mut health = String::new();
-    let healthy = wait_until(SHORT, || {
+    let healthy = wait_until(READY_WAIT, || {
         health = host
             .run(
                 &["inspect", "--format={{.State.Health.Status}}", "long"],
@@ -329,6 +330,8 @@ fn host_docker_runsc_docker_stop_is_graceful() {
         logs().describe(),
         host.init.describe()
     );
+    // SHORT is only a hang guard: had the init outlived docker stop's 10 s, docker
+    // would have SIGKILLed it and its exit code would not be 0.
     let asked = Instant::now();
     let stop = host.run(&["stop", "long"], "stop", SHORT);
     let took = asked.elapsed();
@@ -345,11 +348,8 @@ fn host_docker_runsc_docker_stop_is_graceful() {
         "the init did not exit 0 on SIGTERM\n{}",
         logs.describe()
     );
-    assert!(
-        took < DOCKER_STOP_GRACE,
-        "docker stop took {took:?}: the init was SIGKILLed\n{}",
-        logs.describe()
-    );
+    let init_took =
+        assert_init_stopped_in_time(&logs.stderr, DEFAULT_STOP_TIMEOUT, &logs.describe());
     let lines = init_lines(&logs.stderr);
     for needle in [
         "dockerd state state=\"ready\"",
@@ -364,7 +364,7 @@ fn host_docker_runsc_docker_stop_is_graceful() {
             logs.describe()
         );
     }
-    eprintln!("docker stop took {took:?}");
+    eprintln!("docker stop took {took:?} (the init: {init_took:?} by its log)");
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }
 
@@ -396,7 +396,7 @@ until dind-init status --json | grep -q '"restarts":1'; do
   if [ "$n" -gt 600 ]; then echo "no restart"; dind-init status; exit 30; fi
   sleep 0.1
 done
-dind-init probe --wait 60s || {{ echo "not ready again"; dind-init status; exit 31; }}
+dind-init probe --wait 120s || {{ echo "not ready again"; dind-init status; exit 31; }}
 echo "dockerd pid after: $(pid_of)"
 echo 'status:'; dind-init status --json
 {nested}

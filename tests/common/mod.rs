@@ -947,3 +947,78 @@ pub fn runsc_do(runsc: &Path, args: &[&str]) -> Command {
     cmd.args(["--network=none", "--net-raw", "do"]).args(args);
     cmd
 }
+
+// ---------------------------------------------------------------------------
+// Stops, judged by what the init did (its own log), not by the test's wall clock.
+
+/// The default `[dockerd] stop_timeout`, which every stop test here runs with.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// What the init may add after `stop_timeout` by design: stage 2's minimum grace
+/// (`MIN_REMAINING_GRACE`, 0.5 s) and the wait after SIGKILL (`AFTER_KILL_GRACE`, 1 s),
+/// plus 1 s for a late wake-up on a loaded machine.
+pub const STOP_GRACE: Duration = Duration::from_millis(2500);
+
+/// The log line the init writes when COMMAND or dockerd outlived the stop timeout and
+/// it had to SIGKILL them (src/event_loop.rs).
+pub const STOP_TIMEOUT_KILL: &str = "still running after the stop timeout";
+
+/// Milliseconds since midnight of a text log line's leading RFC 3339 timestamp
+/// (`2026-12-02T06:25:26.364265Z  INFO ...`).
+fn log_line_ms(line: &str) -> Option<i64> {
+    let ts = line.split_whitespace().next()?;
+    let time = ts.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let sec: f64 = parts.next()?.parse().ok()?;
+    Some(((h * 3600.0 + m * 60.0 + sec) * 1000.0) as i64)
+}
+
+/// Checks from the init's own log lines (target `dind_init::...`) in `log` that its stop
+/// was its own doing: it never had to SIGKILL COMMAND or dockerd after the stop timeout,
+/// and by its own timestamps its final `exiting` line came at most `stop_timeout` +
+/// [`STOP_GRACE`] after `shutdown requested`. Returns that gap. `context` goes into the
+/// failure messages. The exit code and a wall-clock hang guard are the caller's.
+pub fn assert_init_stopped_in_time(log: &str, stop_timeout: Duration, context: &str) -> Duration {
+    let own: Vec<&str> = log.lines().filter(|l| l.contains(" dind_init::")).collect();
+    assert!(
+        !own.iter().any(|l| l.contains(STOP_TIMEOUT_KILL)),
+        "the init had to SIGKILL after the stop timeout\n{context}"
+    );
+    let at = |line: Option<&&str>, what: &str| -> i64 {
+        line.and_then(|l| log_line_ms(l))
+            .unwrap_or_else(|| panic!("no timestamped {what:?} line of the init\n{context}"))
+    };
+    let from = at(
+        own.iter().find(|l| l.contains("shutdown requested")),
+        "shutdown requested",
+    );
+    let to = at(
+        own.iter().rev().find(|l| l.contains("exiting code=")),
+        "exiting code=",
+    );
+    let mut gap = to - from;
+    if gap < 0 {
+        gap += 24 * 3600 * 1000; // the stop spanned midnight (UTC)
+    }
+    let gap = Duration::from_millis(gap as u64);
+    assert!(
+        gap <= stop_timeout + STOP_GRACE,
+        "by its own log the init took {gap:?} from \"shutdown requested\" to \"exiting\", \
+         more than stop_timeout {stop_timeout:?} + {STOP_GRACE:?}\n{context}"
+    );
+    gap
+}
+
+/// [`zombies_under`] `root`, polled for up to 5 s until there are none: a zombie whose
+/// parent is about to reap it (a containerd-shim just exiting) is not a leak; one that
+/// stays is. Returns the last sample (empty when they all went away).
+pub fn zombies_under_settled(root: i32) -> Vec<i32> {
+    let mut last = Vec::new();
+    wait_until(Duration::from_secs(5), || {
+        last = zombies_under(root);
+        last.is_empty()
+    });
+    last
+}
