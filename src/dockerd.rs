@@ -182,18 +182,30 @@ pub fn spawn(launch: &Launch) -> Result<Started, SpawnFailure> {
         .spawn()
         .map_err(|e| spawn_failure(&launch.program, &e))?;
     let pid = child.id() as i32;
-    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        // Cannot happen with Stdio::piped; the child runs, its output is lost.
-        return Err(SpawnFailure {
-            reason: "dockerd's output pipes are missing".into(),
+    // A dockerd whose output the loop cannot read safely is not kept: it is
+    // killed (the reaper collects it) and the start counts as failed, to be
+    // retried with the backoff. A blocking pipe would stall PID 1's loop.
+    let abandon = |reason: String| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        SpawnFailure {
+            reason,
             permanent: false,
-        });
+        }
+    };
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        // Cannot happen with Stdio::piped.
+        return Err(abandon("dockerd's output pipes are missing".into()));
     };
     let stdout = OwnedFd::from(out);
     let stderr = OwnedFd::from(err);
     for fd in [&stdout, &stderr] {
         if let Err(e) = rustix::io::ioctl_fionbio(fd, true) {
-            warn!(error = %e, "could not make a dockerd pipe non-blocking");
+            return Err(abandon(format!(
+                "could not make dockerd's output pipe non-blocking: {e}"
+            )));
         }
     }
     // `child` is dropped without waiting: only the reaper waits.
