@@ -96,7 +96,8 @@ Signals:
 Exit codes:
   COMMAND's code (128+N when killed by signal N); 0 after a requested stop without
   COMMAND; 1 when dockerd gave up without COMMAND; 2 for usage or config errors;
-  127/126 when COMMAND cannot be found/executed.
+  127/126 when COMMAND cannot be found/executed (one that is not found at all is
+  reported at once, before anything is mounted or started).
 ";
 
 /// Parses the arguments after the program name.
@@ -124,6 +125,68 @@ where
         }
         _ => parse_run(args),
     }
+}
+
+/// What a COMMAND word that exec cannot find was probably meant to be: `--help`
+/// for `help`, `--version` for `version`, a subcommand for a near miss of its
+/// name (`stauts`). Only a hint for the error message: a real program of that
+/// name always runs.
+pub fn did_you_mean(word: &str) -> Option<&'static str> {
+    match word {
+        "help" | "-help" => return Some("dind-init --help"),
+        "version" | "-version" => return Some("dind-init --version"),
+        _ => {}
+    }
+    if word.len() < 3 {
+        return None;
+    }
+    [
+        ("check", "dind-init check"),
+        ("probe", "dind-init probe"),
+        ("status", "dind-init status"),
+    ]
+    .into_iter()
+    .find(|(name, _)| edit_distance(word, name) <= 2)
+    .map(|(_, hint)| hint)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        if let Some(first) = row.first_mut() {
+            *first = i;
+        }
+    }
+    if let Some(row) = d.first_mut() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            *cell = j;
+        }
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a.get(i - 1) != b.get(j - 1));
+            let at = |d: &Vec<Vec<usize>>, x: usize, y: usize| {
+                d.get(x)
+                    .and_then(|r| r.get(y))
+                    .copied()
+                    .unwrap_or(usize::MAX - 1)
+            };
+            let mut best = (at(&d, i - 1, j) + 1)
+                .min(at(&d, i, j - 1) + 1)
+                .min(at(&d, i - 1, j - 1) + cost);
+            if i > 1 && j > 1 && a.get(i - 1) == b.get(j - 2) && a.get(i - 2) == b.get(j - 1) {
+                best = best.min(at(&d, i - 2, j - 2) + 1);
+            }
+            if let Some(cell) = d.get_mut(i).and_then(|r| r.get_mut(j)) {
+                *cell = best;
+            }
+        }
+    }
+    d.last().and_then(|r| r.last()).copied().unwrap_or(0)
 }
 
 /// Splits `--name=value` into name and value.
@@ -353,6 +416,27 @@ mod tests {
         for (args, want) in cases {
             assert_eq!(p(args).as_ref(), Ok(want), "args {args:?}");
         }
+    }
+
+    #[test]
+    fn hints_for_words_that_look_like_ours() {
+        for (word, hint) in [
+            ("help", Some("dind-init --help")),
+            ("version", Some("dind-init --version")),
+            ("stauts", Some("dind-init status")),
+            ("statu", Some("dind-init status")),
+            ("chek", Some("dind-init check")),
+            ("prob", Some("dind-init probe")),
+            ("ls", None),
+            ("sleep", None),
+            ("docker", None),
+            ("bash", None),
+        ] {
+            assert_eq!(did_you_mean(word), hint, "{word}");
+        }
+        assert_eq!(edit_distance("status", "stauts"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

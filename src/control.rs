@@ -4,7 +4,8 @@
 //! listener. One request per connection, a line of at most 1 KiB:
 //! - `status` or an empty line: one line of status JSON, then close;
 //! - `wait [DURATION]`: the status line as soon as dockerd is ready, or when the
-//!   duration (default 60 s) ends;
+//!   duration (default 60 s) ends, or at once when dockerd can no longer turn
+//!   ready (`failed`, or the init is stopping);
 //! - an HTTP/1.x request: `GET /readyz` (200 ready, else 503), `GET /livez` (200),
 //!   `GET /status` (200 + JSON), other paths 404, other methods 405;
 //! - anything else: one line `error: ...`, then close.
@@ -95,6 +96,9 @@ fn truncate(s: &str, max: usize) -> &str {
 /// What the event loop answers with.
 pub trait Answers {
     fn is_ready(&self) -> bool;
+    /// Whether dockerd can no longer turn ready (`failed`, or the init is
+    /// stopping): a `wait` is then answered at once instead of running out.
+    fn is_final(&self) -> bool;
     /// The status JSON document (one line, no newline), with the log tail.
     fn status_json(&self) -> String;
     /// A short text for a 503 body: the state and reason.
@@ -116,7 +120,7 @@ pub fn answer(request: &Request, answers: &dyn Answers) -> Option<Vec<u8>> {
     let line = |s: String| (s + "\n").into_bytes();
     Some(match request {
         Request::Status => line(answers.status_json()),
-        Request::Wait(_) if answers.is_ready() => line(answers.status_json()),
+        Request::Wait(_) if answers.is_ready() || answers.is_final() => line(answers.status_json()),
         Request::Wait(_) => return None,
         Request::Invalid(why) => line(format!("error: {why}")),
         Request::Http { method, path } if method != "GET" => http(
@@ -558,6 +562,9 @@ mod tests {
     impl Answers for Fixed {
         fn is_ready(&self) -> bool {
             self.0
+        }
+        fn is_final(&self) -> bool {
+            false
         }
         fn status_json(&self) -> String {
             r#"{"state":"x"}"#.to_owned()

@@ -717,7 +717,7 @@ impl Init {
         if was_stopping {
             info!(status = %status, "dockerd exited");
         } else {
-            error!(status = %status, diagnosis = ?diagnosis, stderr_tail = ?stderr_tail, "dockerd exited");
+            error!(status = %status, diagnosis = diagnosis.as_deref(), stderr_tail = ?stderr_tail, "dockerd exited");
         }
         self.ping = None;
         self.confirm = None;
@@ -841,7 +841,7 @@ impl Init {
                 self.ping_retry = Some(now + LISTEN_RETRY);
             }
             Err(other) => {
-                debug!(outcome = ?other, "start-up ping failed; retrying");
+                debug!(outcome = %other, "start-up ping failed; retrying");
                 self.ping_retry = Some(now + PING_RETRY);
             }
         }
@@ -895,7 +895,7 @@ impl Init {
             let event = if outcome == PingOutcome::Ok {
                 Event::PingOk
             } else {
-                warn!(outcome = ?outcome, "health ping failed");
+                warn!(outcome = %outcome, "health ping failed");
                 Event::PingFailed
             };
             let actions = self.supervisor.handle(event, now);
@@ -911,7 +911,7 @@ impl Init {
                 "dockerd answered /_ping"
             );
         } else {
-            debug!(outcome = ?outcome, "start-up ping failed; retrying");
+            debug!(outcome = %outcome, "start-up ping failed; retrying");
             self.ping_retry = Some(now + PING_RETRY);
         }
     }
@@ -1066,7 +1066,6 @@ impl Init {
                 self.upward("READY=1");
             }
             self.next_health = self.health_interval().map(|i| now + i);
-            self.start_command(now);
         } else {
             if let Err(e) = self.ready_file.remove() {
                 error!(path = %self.ready_file.path().display(), error = %e, "could not remove the ready file");
@@ -1078,17 +1077,33 @@ impl Init {
         // Logged after the ready file and the waits: those are what readiness
         // is measured by.
         match state {
-            State::Failed => error!(state = state.as_str(), reason = ?reason, "dockerd state"),
+            State::Failed => error!(
+                state = state.as_str(),
+                reason = reason.as_deref(),
+                "dockerd state"
+            ),
             State::Unhealthy | State::Restarting => {
-                warn!(state = state.as_str(), reason = ?reason, "dockerd state")
+                warn!(
+                    state = state.as_str(),
+                    reason = reason.as_deref(),
+                    "dockerd state"
+                )
             }
-            _ => info!(state = state.as_str(), reason = ?reason, "dockerd state"),
+            _ => info!(
+                state = state.as_str(),
+                reason = reason.as_deref(),
+                "dockerd state"
+            ),
         }
         let status_line = match &reason {
             Some(r) => format!("STATUS=dockerd {}: {r}", state.as_str()),
             None => format!("STATUS=dockerd {}", state.as_str()),
         };
         self.upward(&status_line);
+        if state == State::Ready {
+            // After the state's log line, so that the log reads in order.
+            self.start_command(now);
+        }
         if state == State::Failed {
             // Failed is final: a `wait` would only run out; answer it now.
             self.release_waits(now);
@@ -1273,6 +1288,10 @@ impl Init {
 impl Answers for Init {
     fn is_ready(&self) -> bool {
         self.shutdown.is_none() && self.supervisor.state() == State::Ready
+    }
+
+    fn is_final(&self) -> bool {
+        self.shutdown.is_some() || self.supervisor.state() == State::Failed
     }
 
     fn status_json(&self) -> String {

@@ -134,6 +134,24 @@ fn run(args: RunArgs) -> i32 {
     if let Some(warning) = log::init(&cfg.log) {
         warn!("{warning}");
     }
+    // A COMMAND that exec cannot find would only fail once dockerd is ready (or
+    // after ready_timeout), after the init has mounted cgroups and started
+    // dockerd for nothing: say so now, before anything is touched.
+    if let Some(program) = args.command.first() {
+        let path = std::env::var_os("PATH");
+        if dind_init::spawn::find_program(program, path.as_deref()).is_none() {
+            let hint = program
+                .to_str()
+                .and_then(cli::did_you_mean)
+                .map(|h| format!(" (did you mean `{h}`?)"))
+                .unwrap_or_default();
+            tracing::error!(
+                "COMMAND `{}` not found{hint}; nothing was started",
+                program.to_string_lossy()
+            );
+            return 127;
+        }
+    }
     match boot(&cfg, args, &source) {
         Ok(init) => init.run(),
         Err(e) => {

@@ -18,6 +18,7 @@
 //! This module does not decide states; the supervisor does.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -207,6 +208,17 @@ pub enum PingOutcome {
     NotListening(String),
     /// Any other failure (bad status, closed early, timed out).
     Failed(String),
+}
+
+impl fmt::Display for PingOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PingOutcome::Ok => f.write_str("200 OK"),
+            PingOutcome::NoListener(why) => write!(f, "no socket yet: {why}"),
+            PingOutcome::NotListening(why) => write!(f, "not listening yet: {why}"),
+            PingOutcome::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 /// One `GET /_ping` in flight, never blocking.

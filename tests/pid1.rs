@@ -91,8 +91,16 @@ fn missing_command_exits_127() {
         .args(&["--", "/nonexistent/program"])
         .start();
     assert_eq!(init.wait_code(SHORT), 127, "{}", init.describe());
+    let err = init.stderr();
+    assert!(err.contains("/nonexistent/program"), "{}", init.describe());
+    // Found out before anything is started, not once dockerd is ready.
+    assert!(err.contains("nothing was started"), "{}", init.describe());
+    assert!(!err.contains("started dockerd"), "{}", init.describe());
+    // A mistyped subcommand is a COMMAND that does not exist, with a hint.
+    let mut init = Launch::new(&dir).args(&["stauts"]).start();
+    assert_eq!(init.wait_code(SHORT), 127, "{}", init.describe());
     assert!(
-        init.stderr().contains("/nonexistent/program"),
+        init.stderr().contains("did you mean `dind-init status`?"),
         "{}",
         init.describe()
     );

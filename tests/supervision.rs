@@ -151,6 +151,18 @@ fn missing_dockerd_fails_without_restarts_and_exits_1() {
     );
     assert_eq!(v["dockerd"]["restarts"], 0, "{v}");
     assert_eq!(v["dockerd"]["pid"], serde_json::Value::Null, "{v}");
+    // `failed` is final: a `wait` is answered at once, not after its 60 s (a
+    // late answer fails the read, which gives up after 30 s).
+    {
+        use std::io::{Read, Write};
+        let mut c = std::os::unix::net::UnixStream::connect(dir.join("init.sock")).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.write_all(b"wait 60s\n").unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        let w: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(w["state"], "failed", "{w}");
+    }
     assert!(
         wait_event(&report_path, SHORT, |e| e["event"] == "start"),
         "COMMAND started anyway"
