@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cgroup::{self, Action, Mode, Plan, Snapshot};
+use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Snapshot};
 use crate::config::{CgroupMode, Config};
 use crate::environment::{self, DockerdBinary, Environment};
 use crate::error::Error;
@@ -198,7 +198,14 @@ pub fn assess(
                 "run the container privileged (runc) or under gVisor, so that cgroups are writable",
             ));
         }
-        if cfg.cgroup.mode == CgroupMode::Off {
+        // Only when it matters: dockerd (v1, hybrid) needs a devices hierarchy
+        // it can write to; a cgroup v2 host or one already prepared is fine.
+        let devices_ready = env.cgroup == CgroupKind::V2
+            || env
+                .cgroup_mounts
+                .iter()
+                .any(|m| m.writable && m.label.split(',').any(|c| c == "devices"));
+        if cfg.cgroup.mode == CgroupMode::Off && !devices_ready {
             problems.push(Problem::new(
                 Severity::Warning,
                 "cgroup.mode is \"off\": cgroups are left as they are, and dockerd refuses to start without a devices cgroup mount (v1)",
@@ -427,7 +434,6 @@ pub fn render_report(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::cgroup::CgroupKind;
     use crate::environment::Capabilities;
     use std::path::{Path, PathBuf};
 
@@ -466,6 +472,32 @@ mod tests {
             target: PathBuf::from("/tmp/x"),
             source: std::io::Error::from_raw_os_error(22),
         }
+    }
+
+    #[test]
+    fn mode_off_warns_only_without_a_writable_devices_hierarchy() {
+        let mut cfg = Config::default();
+        cfg.cgroup.mode = CgroupMode::Off;
+        let (snap, _) = fixture_plan("host-v1-hybrid", false);
+        let plan = Some(cgroup::plan(&snap, false, &cfg.cgroup));
+        let warned = |env: &Environment| {
+            assess(&cfg, env, &plan, None)
+                .iter()
+                .any(|p| p.cause.contains("cgroup.mode is \"off\""))
+        };
+        let mut e = env(false);
+        assert!(warned(&e), "no cgroup mounts at all");
+        e.cgroup_mounts.push(crate::environment::CgroupMount {
+            mount_point: "/sys/fs/cgroup/devices".to_owned(),
+            label: "devices".to_owned(),
+            writable: false,
+        });
+        assert!(warned(&e), "read-only devices");
+        e.cgroup_mounts[0].writable = true;
+        assert!(!warned(&e), "a writable devices hierarchy");
+        let mut v2 = env(false);
+        v2.cgroup = CgroupKind::V2;
+        assert!(!warned(&v2), "cgroup v2");
     }
 
     #[test]
