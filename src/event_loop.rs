@@ -666,7 +666,7 @@ impl Init {
         }
         // Nested networking (SPEC §7a); a no-op outside gVisor or with mode "off".
         self.network.before_start();
-        self.tail.clear();
+        self.tail.new_run();
         self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch) {
             Ok(started) => {

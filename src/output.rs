@@ -182,6 +182,8 @@ impl LineSplitter {
 pub struct TailLine {
     pub stream: Stream,
     pub text: String,
+    /// Which dockerd run printed it (see [`Tail::new_run`]).
+    pub run: u32,
 }
 
 /// Bytes of text the tail keeps at most, whatever `log_tail` says: 200 lines of
@@ -195,6 +197,8 @@ pub struct Tail {
     capacity: usize,
     lines: VecDeque<TailLine>,
     bytes: usize,
+    /// The current dockerd run; lines of earlier runs stay until pushed out.
+    run: u32,
 }
 
 impl Tail {
@@ -205,6 +209,7 @@ impl Tail {
             capacity,
             lines: VecDeque::new(),
             bytes: 0,
+            run: 0,
         }
     }
 
@@ -221,7 +226,11 @@ impl Tail {
             }
         }
         self.bytes += line.len();
-        self.lines.push_back(TailLine { stream, text: line });
+        self.lines.push_back(TailLine {
+            stream,
+            text: line,
+            run: self.run,
+        });
     }
 
     /// All kept lines, oldest first.
@@ -229,13 +238,14 @@ impl Tail {
         self.lines.iter()
     }
 
-    /// The last `n` stderr lines, oldest first: what dockerd said before it died,
-    /// for the exit event and for `diagnose`.
+    /// The last `n` stderr lines of the current run, oldest first: what this
+    /// dockerd said before it died, for the exit event and for `diagnose`.
     pub fn stderr_lines(&self, n: usize) -> Vec<&str> {
         let mut out: Vec<&str> = self
             .lines
             .iter()
             .rev()
+            .take_while(|l| l.run == self.run)
             .filter(|l| l.stream == Stream::Stderr)
             .take(n)
             .map(|l| l.text.as_str())
@@ -256,7 +266,14 @@ impl Tail {
         self.lines.is_empty()
     }
 
-    /// Forgets every line, e.g. before dockerd is started again.
+    /// Starts a new dockerd run: the lines kept so far stay (status shows the
+    /// last `log_tail` lines across restarts), but [`Tail::stderr_lines`] sees
+    /// only what the new run prints.
+    pub fn new_run(&mut self) {
+        self.run = self.run.wrapping_add(1);
+    }
+
+    /// Forgets every line.
     pub fn clear(&mut self) {
         self.lines.clear();
         self.bytes = 0;
@@ -623,6 +640,20 @@ mod tests {
             assert_eq!(t.stderr_lines(n), want, "n = {n}");
         }
         assert!(Tail::new(4).stderr_lines(3).is_empty());
+    }
+
+    #[test]
+    fn a_new_run_keeps_the_lines_but_not_for_the_exit_report() {
+        let mut t = Tail::new(10);
+        t.push(Stream::Stderr, "first run died".to_string());
+        t.new_run();
+        assert!(t.stderr_lines(5).is_empty(), "the new run said nothing yet");
+        t.push(Stream::Stdout, "o".to_string());
+        t.push(Stream::Stderr, "second".to_string());
+        assert_eq!(t.stderr_lines(5), vec!["second"]);
+        // Status still shows both runs, oldest first.
+        let all: Vec<&str> = t.lines().map(|l| l.text.as_str()).collect();
+        assert_eq!(all, vec!["first run died", "o", "second"]);
     }
 
     #[test]
