@@ -39,6 +39,8 @@ pub enum Invocation {
     },
     Version,
     Help,
+    /// `SUBCOMMAND --help`: that subcommand's own help text.
+    HelpFor(&'static str),
 }
 
 /// The run mode's arguments.
@@ -98,6 +100,47 @@ Exit codes:
   COMMAND; 1 when dockerd gave up without COMMAND; 2 for usage or config errors;
   127/126 when COMMAND cannot be found/executed (one that is not found at all is
   reported at once, before anything is mounted or started).
+";
+
+/// `dind-init probe --help`.
+pub const PROBE_HELP: &str = "\
+Usage: dind-init probe [--socket PATH] [--wait DURATION]
+
+Asks the init's status socket whether dockerd is ready: exit 0 when it is, 1
+otherwise, with the reason on stderr (the state and why, or that the init cannot be
+reached). It never exits 2, which Docker's HEALTHCHECK reserves: a usage error
+exits 1 too.
+
+  --socket PATH      the status socket (default /run/dind-init/init.sock)
+  --wait DURATION    wait up to DURATION (e.g. 60s) for dockerd to be ready; the
+                     answer comes at once when it is ready, or when it has failed
+                     or the init is stopping (then it never will be)
+";
+
+/// `dind-init status --help`.
+pub const STATUS_HELP: &str = "\
+Usage: dind-init status [--socket PATH] [--json]
+
+Prints the init's status: dockerd's state and why, its pid, restarts and last exit,
+the cgroup summary, and dockerd's last log lines. Exit 0; 1 when the init cannot be
+reached; 2 for a usage error.
+
+  --socket PATH      the status socket (default /run/dind-init/init.sock)
+  --json             print the status document (JSON) instead of the table
+";
+
+/// `dind-init check --help`.
+pub const CHECK_HELP: &str = "\
+Usage: dind-init check [--config PATH]
+
+Validates the config, then prints the preflight report: the environment (gVisor or
+not, cgroup version and mounts, capabilities, dockerd), the cgroup plan the init
+would carry out, nested networking, and each problem with its fix. It changes
+nothing. Exit 0 when dockerd can start, 1 when it certainly cannot, 2 for a usage
+or config error.
+
+  --config PATH      the config (else $DIND_INIT_CONFIG, else
+                     /etc/dind-init/init.toml if it exists, else the defaults)
 ";
 
 /// Parses the arguments after the program name.
@@ -269,7 +312,7 @@ fn parse_check<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation, 
             ("--config" | "-c", inline) => {
                 config = Some(PathBuf::from(value("--config", inline, &mut args)?));
             }
-            ("--help" | "-h", None) => return Ok(Invocation::Help),
+            ("--help" | "-h", None) => return Ok(Invocation::HelpFor(CHECK_HELP)),
             _ => return Err(UsageError(format!("check: unexpected argument `{text}`"))),
         }
     }
@@ -291,7 +334,7 @@ fn parse_probe<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation, 
                     .map_err(|e| UsageError(format!("probe: --wait: {e}")))?;
                 wait = Some(d);
             }
-            ("--help" | "-h", None) => return Ok(Invocation::Help),
+            ("--help" | "-h", None) => return Ok(Invocation::HelpFor(PROBE_HELP)),
             _ => return Err(UsageError(format!("probe: unexpected argument `{text}`"))),
         }
     }
@@ -308,7 +351,7 @@ fn parse_status<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation,
                 socket = Some(PathBuf::from(value("--socket", inline, &mut args)?));
             }
             ("--json", None) => json = true,
-            ("--help" | "-h", None) => return Ok(Invocation::Help),
+            ("--help" | "-h", None) => return Ok(Invocation::HelpFor(STATUS_HELP)),
             _ => return Err(UsageError(format!("status: unexpected argument `{text}`"))),
         }
     }
@@ -378,6 +421,9 @@ mod tests {
     fn subcommands_table() {
         let cases: &[(&[&str], Invocation)] = &[
             (&["check"], Invocation::Check { config: None }),
+            (&["check", "--help"], Invocation::HelpFor(CHECK_HELP)),
+            (&["probe", "-h"], Invocation::HelpFor(PROBE_HELP)),
+            (&["status", "--help"], Invocation::HelpFor(STATUS_HELP)),
             (
                 &["check", "--config", "/x"],
                 Invocation::Check {

@@ -42,6 +42,10 @@ fn dispatch(invocation: Invocation) -> i32 {
             log::print_stdout(cli::HELP);
             0
         }
+        Invocation::HelpFor(text) => {
+            log::print_stdout(text);
+            0
+        }
         Invocation::Version => {
             log::print_stdout(concat!("dind-init ", env!("CARGO_PKG_VERSION"), "\n"));
             0
