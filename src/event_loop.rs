@@ -70,6 +70,9 @@ pub const LISTEN_RETRY: Duration = Duration::from_millis(10);
 /// dockerd never holds up signals, reaping or clients.
 pub const MAX_READ_PER_TURN: usize = 64 * 1024;
 
+/// A ready file that could not be written is tried again this often.
+pub const READY_FILE_RETRY: Duration = Duration::from_secs(1);
+
 /// The longest single wait (see `Init::run`).
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
@@ -249,6 +252,9 @@ pub struct Init {
     next_health: Option<Instant>,
     control: Option<ControlServer>,
     ready_file: ReadyFile,
+    /// The ready file could not be written (a full disk...): when to try again,
+    /// while dockerd stays ready.
+    ready_file_retry: Option<Instant>,
     held_spawn: Option<HeldSpawn>,
     shutdown: Option<Shutdown>,
     /// The state last acted on (logs, ready file, waits, sd_notify), by the
@@ -329,6 +335,7 @@ impl Init {
             next_health: None,
             control,
             ready_file,
+            ready_file_retry: None,
             held_spawn: None,
             shutdown: None,
             shown: (State::Starting.as_str(), None),
@@ -964,6 +971,13 @@ impl Init {
                 held.killed = true;
             }
         }
+        if self.ready_file_retry.is_some_and(|d| d <= now) {
+            if self.supervisor.state() == State::Ready && self.shutdown.is_none() {
+                self.write_ready_file(now);
+            } else {
+                self.ready_file_retry = None;
+            }
+        }
         if self.ping_retry.is_some_and(|d| d <= now) {
             self.ping_retry = None;
             self.start_startup_ping(now);
@@ -1021,6 +1035,7 @@ impl Init {
             self.supervisor.deadline(),
             held,
             self.ping_retry,
+            self.ready_file_retry,
             self.ping.as_ref().and_then(|p| p.ping.deadline),
             if self.ping.is_none() {
                 self.next_health
@@ -1057,16 +1072,14 @@ impl Init {
         self.shown = (state.as_str(), reason.clone());
         if state == State::Ready {
             self.confirm = None;
-            let json = self.status(false).to_json();
-            if let Err(e) = self.ready_file.write(&json) {
-                error!(path = %self.ready_file.path().display(), error = %e, "could not write the ready file");
-            }
+            self.write_ready_file(now);
             self.release_waits(now);
             if !was_ready {
                 self.upward("READY=1");
             }
             self.next_health = self.health_interval().map(|i| now + i);
         } else {
+            self.ready_file_retry = None;
             if let Err(e) = self.ready_file.remove() {
                 error!(path = %self.ready_file.path().display(), error = %e, "could not remove the ready file");
             }
@@ -1118,6 +1131,28 @@ impl Init {
                     self.begin_shutdown(now, None);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Writes the ready file. A failure (a full disk, a read-only directory) is
+    /// logged once and retried every [`READY_FILE_RETRY`] while dockerd stays
+    /// ready, so the file appears as soon as it can.
+    fn write_ready_file(&mut self, now: Instant) {
+        let json = self.status(false).to_json();
+        match self.ready_file.write(&json) {
+            Ok(()) => {
+                if self.ready_file_retry.take().is_some() {
+                    info!(path = %self.ready_file.path().display(), "wrote the ready file at last");
+                }
+            }
+            Err(e) => {
+                if self.ready_file_retry.is_none() {
+                    error!(path = %self.ready_file.path().display(), error = %e,
+                        retry = %format_duration(READY_FILE_RETRY),
+                        "could not write the ready file; trying again while dockerd is ready");
+                }
+                self.ready_file_retry = Some(now + READY_FILE_RETRY);
             }
         }
     }

@@ -676,3 +676,46 @@ fn deadlines_run_amid_a_stream_of_forwarded_signals() {
     assert!(sent > 100, "the signal stream was real: {sent} sent");
     stop(init);
 }
+
+#[test]
+fn a_ready_file_that_cannot_be_written_is_retried_while_ready() {
+    if !require_root("a_ready_file_that_cannot_be_written_is_retried_while_ready") {
+        return;
+    }
+    let dir = TempDir::new("readyretry");
+    // The ready file's directory is a regular file: every write fails (ENOTDIR),
+    // as on a full or read-only disk, until the test makes room.
+    let blocked = dir.join("blocked");
+    fs::write(&blocked, b"in the way").unwrap();
+    let d = dir.path().display().to_string();
+    let text = TestConfig::default().text(&dir).replacen(
+        &format!("file = \"{d}/ready\""),
+        &format!("file = \"{d}/blocked/ready\""),
+        1,
+    );
+    assert!(text.contains("/blocked/ready"), "{text}");
+    let config = dir.config(&text);
+    let init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let sock = dir.join("init.sock");
+    assert!(wait_until(SHORT, || UnixStream::connect(&sock).is_ok()));
+    wait_ready(&sock);
+    assert!(
+        wait_until(SHORT, || init
+            .stderr()
+            .contains("could not write the ready file")),
+        "{}",
+        init.describe()
+    );
+    // Room again: the file appears without any change of state.
+    fs::remove_file(&blocked).unwrap();
+    fs::create_dir(&blocked).unwrap();
+    assert!(
+        wait_until(SHORT, || blocked.join("ready").exists()),
+        "the ready file was written once it could be\n{}",
+        init.describe()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(blocked.join("ready")).unwrap()).unwrap();
+    assert_eq!(v["state"], "ready", "{v}");
+    stop(init);
+}
