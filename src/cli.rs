@@ -111,7 +111,8 @@ otherwise, with the reason on stderr (the state and why, or that the init cannot
 reached). It never exits 2, which Docker's HEALTHCHECK reserves: a usage error
 exits 1 too.
 
-  --socket PATH      the status socket (default /run/dind-init/init.sock)
+  --socket PATH      the status socket (default: the config's readiness.socket,
+                     the config found as in run mode; else /run/dind-init/init.sock)
   --wait DURATION    wait up to DURATION (e.g. 60s) for dockerd to be ready; the
                      answer comes at once when it is ready, or when it has failed
                      or the init is stopping (then it never will be)
@@ -125,7 +126,8 @@ Prints the init's status: dockerd's state and why, its pid, restarts and last ex
 the cgroup summary, and dockerd's last log lines. Exit 0; 1 when the init cannot be
 reached; 2 for a usage error.
 
-  --socket PATH      the status socket (default /run/dind-init/init.sock)
+  --socket PATH      the status socket (default: the config's readiness.socket,
+                     the config found as in run mode; else /run/dind-init/init.sock)
   --json             print the status document (JSON) instead of the table
 ";
 

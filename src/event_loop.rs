@@ -107,6 +107,27 @@ pub struct Settings {
     pub network: network::Plan,
 }
 
+/// Opens the status socket (and its TCP listener), creating its directory. Called
+/// first thing at boot, before cgroups are prepared, so that a probe can connect
+/// from the first moment: it is answered once the loop runs. A failure is logged
+/// and the init runs without it.
+pub fn open_status_socket(cfg: &Config) -> Option<ControlServer> {
+    let dir = parent(&cfg.readiness.socket);
+    if let Err(e) = fs::create_dir_all(dir) {
+        error!(dir = %dir.display(), error = %e, "could not create a directory");
+    }
+    ControlServer::bind(
+        &cfg.readiness.socket,
+        cfg.readiness.socket_mode,
+        cfg.readiness.tcp,
+    )
+    .map_err(|e| {
+        error!(socket = %cfg.readiness.socket.display(), tcp = ?cfg.readiness.tcp, error = %e,
+                "could not open the status socket; probe and status will not work");
+    })
+    .ok()
+}
+
 /// COMMAND's life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
@@ -275,7 +296,14 @@ pub struct Init {
 impl Init {
     /// Sets up the loop: binds the notify socket, the socket watch, the status
     /// socket. A failure of any of these is logged and the init runs without it.
-    pub fn new(settings: Settings, signals: SignalFd, poller: Poller) -> Self {
+    /// `control` is the status socket, opened first thing at boot
+    /// ([`open_status_socket`]).
+    pub fn new(
+        settings: Settings,
+        signals: SignalFd,
+        poller: Poller,
+        control: Option<ControlServer>,
+    ) -> Self {
         let now = Instant::now();
         let cfg = &settings.config;
         for dir in [
@@ -300,16 +328,6 @@ impl Init {
                     "could not watch for dockerd's API socket; readiness relies on sd_notify");
             })
             .ok();
-        let control = ControlServer::bind(
-            &cfg.readiness.socket,
-            cfg.readiness.socket_mode,
-            cfg.readiness.tcp,
-        )
-        .map_err(|e| {
-            error!(socket = %cfg.readiness.socket.display(), tcp = ?cfg.readiness.tcp, error = %e,
-                    "could not open the status socket; probe and status will not work");
-        })
-        .ok();
         let mut ready_file = ReadyFile::new(cfg.readiness.file.clone());
         if let Err(e) = ready_file.remove() {
             warn!(path = %cfg.readiness.file.display(), error = %e, "could not remove an old ready file");

@@ -53,7 +53,7 @@ fn dispatch(invocation: Invocation) -> i32 {
         Invocation::Run(args) => run(args),
         Invocation::Check { config } => check(config),
         Invocation::Probe { socket, wait } => {
-            let socket = socket.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_SOCKET));
+            let socket = socket.unwrap_or_else(client_socket);
             let (code, message) = probe::probe(&socket, wait);
             if let Some(m) = message {
                 log::print_stderr(&format!("dind-init probe: {m}"));
@@ -61,7 +61,7 @@ fn dispatch(invocation: Invocation) -> i32 {
             code
         }
         Invocation::Status { socket, json } => {
-            let socket = socket.unwrap_or_else(|| PathBuf::from(cli::DEFAULT_SOCKET));
+            let socket = socket.unwrap_or_else(client_socket);
             match probe::status(&socket, json) {
                 Ok(text) => {
                     log::print_stdout(&text);
@@ -93,6 +93,16 @@ fn ensure_stdio_open() {
         // Kept open on purpose: it now serves as fd 0, 1 or 2.
         let _ = fd.into_raw_fd();
     }
+}
+
+/// The status socket `probe` and `status` use without `--socket`: the one the
+/// init's config names ($DIND_INIT_CONFIG, else /etc/dind-init/init.toml), so a
+/// HEALTHCHECK finds an image's moved socket; the built-in path when there is no
+/// config or it cannot be read (a probe never fails for a config problem).
+fn client_socket() -> PathBuf {
+    load_config(None)
+        .map(|(cfg, _)| cfg.readiness.socket)
+        .unwrap_or_else(|_| PathBuf::from(cli::DEFAULT_SOCKET))
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<(Config, config::Source), Error> {
@@ -183,6 +193,8 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         "dind-init starting{}",
         if pid1 { "" } else { " as a child subreaper (not PID 1)" }
     );
+    // Served from the first moment: clients wait in the backlog until the loop runs.
+    let control = event_loop::open_status_socket(cfg);
     let notify_path = event_loop::notify_path(cfg);
     let upstream_notify =
         event_loop::upstream_notify(cfg, std::env::var_os("NOTIFY_SOCKET").as_deref());
@@ -232,5 +244,6 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         },
         signals,
         poller,
+        control,
     ))
 }

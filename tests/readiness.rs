@@ -462,6 +462,35 @@ fn probe_and_status_commands() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "ready");
+    // Without --socket, probe and status use the socket the config names (the
+    // config found as the init finds it: $DIND_INIT_CONFIG here).
+    let config = dir.join("init.toml");
+    let out = Command::new(INIT)
+        .arg("probe")
+        .env("DIND_INIT_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(INIT)
+        .args(["status", "--json"])
+        .env("DIND_INIT_CONFIG", &config)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "ready");
+    // A config that cannot be read leaves the built-in path (nothing there).
+    let bad = dir.join("bad.toml");
+    fs::write(&bad, "[nope]\n").unwrap();
+    let out = Command::new(INIT)
+        .arg("probe")
+        .env("DIND_INIT_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "never 2 for a probe");
     stop(init);
 }
 
