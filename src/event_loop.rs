@@ -105,6 +105,8 @@ pub struct Settings {
     pub notify_path: PathBuf,
     /// Nested networking in gVisor (SPEC §7a), decided at boot.
     pub network: network::Plan,
+    /// What boot found (for the cgroup preparation before each restart).
+    pub env: crate::environment::Environment,
 }
 
 /// Opens the status socket (and its TCP listener), creating its directory. Called
@@ -277,6 +279,8 @@ pub struct Init {
     /// while dockerd stays ready.
     ready_file_retry: Option<Instant>,
     held_spawn: Option<HeldSpawn>,
+    /// dockerd was started (or tried) at least once: later starts are restarts.
+    started_once: bool,
     shutdown: Option<Shutdown>,
     /// The state last acted on (logs, ready file, waits, sd_notify), by the
     /// name status shows.
@@ -355,6 +359,7 @@ impl Init {
             ready_file,
             ready_file_retry: None,
             held_spawn: None,
+            started_once: false,
             shutdown: None,
             shown: (State::Starting.as_str(), None),
             shown_changes: 0,
@@ -664,6 +669,19 @@ impl Init {
     }
 
     /// Spawns dockerd, unless a containerd left by a killed dockerd must go first.
+    /// Before a restart, the cgroup preparation runs again (SPEC §5): it is
+    /// idempotent, so it only acts when something undid the first run (a
+    /// hierarchy unmounted, /sys/fs/cgroup hidden), and each action is logged.
+    fn prepare_cgroups_again(&mut self) {
+        let outcome = crate::cgroup::prepare(&self.settings.config, &self.settings.env);
+        if let Some(reason) = &outcome.failure {
+            warn!(reason = %reason, "cgroup preparation before the restart found a problem");
+        }
+        self.settings.cgroup.mode = outcome.mode;
+        self.settings.cgroup.mounted = outcome.mounted;
+        self.settings.cgroup.stubbed = outcome.stubbed;
+    }
+
     fn spawn_dockerd(&mut self, now: Instant) {
         if self.shutdown.is_some() {
             return;
@@ -685,6 +703,10 @@ impl Init {
             }
         }
         self.held_spawn = None;
+        if self.started_once {
+            self.prepare_cgroups_again();
+        }
+        self.started_once = true;
         dockerd::clean_stale_state(&self.settings.launch);
         if self.settings.environment.gvisor {
             dockerd::clean_gvisor_network(&self.settings.launch);

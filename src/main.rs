@@ -241,6 +241,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
             upstream_notify,
             notify_path,
             network,
+            env,
         },
         signals,
         poller,

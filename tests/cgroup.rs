@@ -480,3 +480,42 @@ fn old_runsc_names_the_missing_devices_controller_and_check_fails() {
         "{status}"
     );
 }
+
+#[test]
+fn a_restart_prepares_cgroups_again() {
+    if !require_root("a_restart_prepares_cgroups_again") {
+        return;
+    }
+    let dir = TempDir::new("cg-restart");
+    let cgroups = TestCgroups::create("restart", true, true);
+    let config = TestConfig::default().write(&dir);
+    let d = dir.path().display();
+    // COMMAND (in the init's mount namespace) undoes part of the preparation,
+    // kills the (fake) dockerd, and looks again once the restart is ready.
+    let command = format!(
+        "set -e; sock={d}/init.sock; \
+         {INIT} probe --socket $sock --wait 30s; \
+         umount /sys/fs/cgroup/pids; \
+         pid=$({INIT} status --json --socket $sock | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'); \
+         kill -9 $pid; \
+         i=0; until {INIT} status --json --socket $sock | grep -q '\"restarts\":1' \
+           && {INIT} probe --socket $sock; do i=$((i+1)); [ $i -lt 300 ]; sleep 0.1; done; \
+         if grep -q ' /sys/fs/cgroup/pids ' /proc/self/mountinfo; then echo 'pids: mounted again'; fi"
+    );
+    let mut init = Launch::new(&dir)
+        .args(&["--config", s(&config), "--", "/bin/sh", "-c", &command])
+        .unshare_args(&["--cgroup"])
+        .start_wrapped(&cgroups.join_command(), "umount -R /sys/fs/cgroup");
+    assert_eq!(init.wait_code(LONG), 0, "{}", init.describe());
+    assert!(
+        init.stdout().contains("pids: mounted again"),
+        "{}",
+        init.describe()
+    );
+    let err = init.stderr();
+    let pids_mounts = cgroup_lines(&err)
+        .iter()
+        .filter(|l| l.contains("mounted cgroup pids on /sys/fs/cgroup/pids"))
+        .count();
+    assert_eq!(pids_mounts, 2, "at boot and before the restart\n{err}");
+}
