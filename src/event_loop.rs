@@ -70,6 +70,9 @@ pub const LISTEN_RETRY: Duration = Duration::from_millis(10);
 /// dockerd never holds up signals, reaping or clients.
 pub const MAX_READ_PER_TURN: usize = 64 * 1024;
 
+/// Lines of cgroup actions and warnings kept for status at most.
+const MAX_CGROUP_LINES: usize = 200;
+
 /// A ready file that could not be written is tried again this often.
 pub const READY_FILE_RETRY: Duration = Duration::from_secs(1);
 
@@ -677,9 +680,18 @@ impl Init {
         if let Some(reason) = &outcome.failure {
             warn!(reason = %reason, "cgroup preparation before the restart found a problem");
         }
-        self.settings.cgroup.mode = outcome.mode;
-        self.settings.cgroup.mounted = outcome.mounted;
-        self.settings.cgroup.stubbed = outcome.stubbed;
+        let c = &mut self.settings.cgroup;
+        c.mode = outcome.mode;
+        c.mounted = outcome.mounted;
+        c.stubbed = outcome.stubbed;
+        // Bounded: a restart that had to act again adds its lines, up to a cap.
+        for (list, new) in [
+            (&mut c.actions, outcome.actions),
+            (&mut c.warnings, outcome.warnings),
+        ] {
+            let room = MAX_CGROUP_LINES.saturating_sub(list.len());
+            list.extend(new.into_iter().take(room));
+        }
     }
 
     fn spawn_dockerd(&mut self, now: Instant) {

@@ -232,6 +232,8 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
                 mode: outcome.mode,
                 mounted: outcome.mounted,
                 stubbed: outcome.stubbed,
+                actions: outcome.actions,
+                warnings: outcome.warnings,
             },
             environment: EnvironmentStatus {
                 gvisor: env.gvisor,

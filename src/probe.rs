@@ -145,7 +145,7 @@ pub fn table(s: &Status) -> String {
         "state:       {} (since {})\n\
          reason:      {}\n\
          dockerd:     pid {}, {} restart(s), last exit {}\n\
-         cgroup:      {}; mounted: {}; stubbed: {}\n\
+         cgroup:      {}; mounted: {}; stubbed: {}; {} action(s), {} warning(s) (--json lists them)\n\
          environment: gvisor {}, cgroup {}, pid1 {}\n",
         s.state,
         s.since,
@@ -156,6 +156,8 @@ pub fn table(s: &Status) -> String {
         s.cgroup.mode,
         list(&s.cgroup.mounted),
         list(&s.cgroup.stubbed),
+        s.cgroup.actions.len(),
+        s.cgroup.warnings.len(),
         yes(s.environment.gvisor),
         s.environment.cgroup,
         yes(s.environment.pid1),

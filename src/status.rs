@@ -57,6 +57,13 @@ pub struct CgroupStatus {
     pub mode: String,
     pub mounted: Vec<String>,
     pub stubbed: Vec<String>,
+    /// What the preparation changed, one line each, in order (at boot, then
+    /// before restarts); empty when everything was already prepared.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Best-effort steps that failed (securityfs, rshared, ...), one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +168,8 @@ mod tests {
                 mode: "v1".into(),
                 mounted: vec!["devices".into()],
                 stubbed: vec![],
+                actions: vec!["mounted cgroup devices on /sys/fs/cgroup/devices".into()],
+                warnings: vec![],
             },
             environment: EnvironmentStatus {
                 gvisor: true,

@@ -500,7 +500,8 @@ fn a_restart_prepares_cgroups_again() {
          kill -9 $pid; \
          i=0; until {INIT} status --json --socket $sock | grep -q '\"restarts\":1' \
            && {INIT} probe --socket $sock; do i=$((i+1)); [ $i -lt 300 ]; sleep 0.1; done; \
-         if grep -q ' /sys/fs/cgroup/pids ' /proc/self/mountinfo; then echo 'pids: mounted again'; fi"
+         if grep -q ' /sys/fs/cgroup/pids ' /proc/self/mountinfo; then echo 'pids: mounted again'; fi; \
+         {INIT} status --json --socket $sock > {d}/status.json"
     );
     let mut init = Launch::new(&dir)
         .args(&["--config", s(&config), "--", "/bin/sh", "-c", &command])
@@ -518,4 +519,13 @@ fn a_restart_prepares_cgroups_again() {
         .filter(|l| l.contains("mounted cgroup pids on /sys/fs/cgroup/pids"))
         .count();
     assert_eq!(pids_mounts, 2, "at boot and before the restart\n{err}");
+    // status lists what the preparation did, both times.
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap();
+    let actions = v["cgroup"]["actions"].as_array().unwrap();
+    let pids = actions
+        .iter()
+        .filter(|a| a.as_str().unwrap_or("").contains("mounted cgroup pids"))
+        .count();
+    assert_eq!(pids, 2, "{v}");
 }
