@@ -545,3 +545,36 @@ fn a_full_stderr_never_blocks_the_init() {
     assert!(ok, "the init blocked on a full stderr");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[test]
+fn sigint_and_sigquit_stop_the_init_like_sigterm() {
+    if !require_root("sigint_and_sigquit_stop_the_init_like_sigterm") {
+        return;
+    }
+    let dir = TempDir::new("intquit");
+    for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGQUIT, 131)] {
+        let report_path = dir.join(&format!("report-{}", sig.as_str()));
+        let mut init = Launch::new(&dir)
+            .args(&[
+                "--",
+                FAKE,
+                &format!("--fake-report={}", s(&report_path)),
+                "--fake-sleep-ms=600000",
+            ])
+            .start();
+        assert!(
+            wait_event(&report_path, SHORT, |e| e["event"] == "start"),
+            "COMMAND did not start\n{}",
+            init.describe()
+        );
+        init.signal(sig);
+        // COMMAND's group got the same signal and died of it; the init stopped
+        // dockerd and exited with 128+N.
+        assert_eq!(init.wait_code(SHORT), code, "{sig}\n{}", init.describe());
+        assert!(
+            init.stderr().contains("shutdown requested"),
+            "{}",
+            init.describe()
+        );
+    }
+}
