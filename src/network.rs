@@ -35,7 +35,9 @@
 //! loop right before dockerd is spawned, one after another, each bounded by
 //! [`COMMAND_TIMEOUT`] (then SIGKILL); once one has timed out, or the whole setup has
 //! used [`SETUP_BUDGET`], the rest are skipped (and tried again at the next start), so the
-//! loop is held for at most the budget plus one command's timeout. At that moment there is nothing to
+//! loop is held for at most the budget plus one command's timeout, and never past a
+//! stop: a SIGTERM, SIGINT or SIGQUIT waiting in the signalfd ends the setup at once
+//! (`signals::stop_requested`). At that moment there is nothing to
 //! supervise yet (dockerd is not running), and nothing is lost while the loop waits:
 //! signals queue in the signalfd, clients in the listen backlog. Doing it in the
 //! background would not make dockerd ready sooner in a useful way: readiness would have to
@@ -364,6 +366,9 @@ pub fn wanted_rules(uplink: Option<&Route>) -> Vec<Rule> {
     rules
 }
 
+/// Why an iptables command was not run or was ended early.
+const STOPPING: &str = "the init is stopping";
+
 /// How one iptables command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ran {
@@ -423,6 +428,11 @@ pub fn ensure_rules(runner: &mut dyn Runner, rules: &[Rule], deadline: Instant) 
                 "skipped iptables rule `{text}`: the network setup used its {} s",
                 SETUP_BUDGET.as_secs()
             ));
+            continue;
+        }
+        if crate::signals::stop_requested() {
+            out.warnings
+                .push(format!("skipped iptables rule `{text}`: {STOPPING}"));
             continue;
         }
         let result = match runner.run(&rule.args("-C")) {
@@ -727,6 +737,11 @@ pub fn inspect(plan: &Plan) -> Report {
 /// mask holds back. (COMMAND and dockerd, which must get every signal, are spawned
 /// with a reset in `pre_exec`.)
 pub fn run_bounded(program: &Path, args: &[String], timeout: Duration) -> Ran {
+    // A stop waiting in the signalfd must not wait for iptables (`docker stop`
+    // gives 10 s): run nothing more, and end a command that runs.
+    if crate::signals::stop_requested() {
+        return Ran::Failed(STOPPING.to_owned());
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("NOTIFY_SOCKET")
@@ -780,6 +795,10 @@ pub fn run_bounded(program: &Path, args: &[String], timeout: Duration) -> Ran {
             // Not waited for here: the loop's reaper collects it with the next SIGCHLD.
             let _ = child.kill();
             return Ran::TimedOut;
+        }
+        if crate::signals::stop_requested() {
+            let _ = child.kill();
+            return Ran::Failed(STOPPING.to_owned());
         }
         // Wait for output or the child's end: on the pipe while it is open (EOF comes at
         // exit), else in short steps (the exit follows the pipe's EOF closely).
@@ -1114,6 +1133,39 @@ mod tests {
             self.asked.push(args.join(" "));
             self.answers.pop_front().unwrap_or(Ran::Ok)
         }
+    }
+
+    #[test]
+    fn a_pending_stop_skips_the_rules() {
+        // A thread whose mask holds SIGTERM back, with SIGTERM sent to it alone.
+        std::thread::spawn(|| {
+            use nix::sys::signal::{SigSet, Signal};
+            let mut term = SigSet::empty();
+            term.add(Signal::SIGTERM);
+            term.thread_block().unwrap();
+            // SAFETY: signals this very thread, which is alive.
+            let rc =
+                unsafe { nix::libc::pthread_kill(nix::libc::pthread_self(), nix::libc::SIGTERM) };
+            assert_eq!(rc, 0);
+            let mut r = Scripted {
+                answers: Default::default(),
+                asked: Vec::new(),
+            };
+            let rules = wanted_rules(None);
+            let out = ensure_rules(&mut r, &rules, Instant::now() + SETUP_BUDGET);
+            assert!(r.asked.is_empty(), "nothing run: {:?}", r.asked);
+            assert_eq!(out.warnings.len(), rules.len());
+            assert!(
+                out.warnings.iter().all(|w| w.ends_with(STOPPING)),
+                "{out:?}"
+            );
+            // No process either.
+            let ran = run_bounded(Path::new("/bin/true"), &[], COMMAND_TIMEOUT);
+            assert_eq!(ran, Ran::Failed(STOPPING.to_owned()));
+            assert_eq!(term.wait().unwrap(), Signal::SIGTERM);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
