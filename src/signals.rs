@@ -177,6 +177,24 @@ pub fn stop_requested() -> bool {
         .any(|sig| unsafe { libc::sigismember(&set, sig) } == 1)
 }
 
+/// Runs `f` in a thread of its own with `sig` blocked there and pending for that
+/// thread alone (no other test sees it), then takes the signal back (sigwait).
+#[cfg(test)]
+pub(crate) fn with_signal_pending(sig: Signal, f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut set = SigSet::empty();
+        set.add(sig);
+        set.thread_block().unwrap();
+        // SAFETY: signals this very thread, which is alive.
+        let rc = unsafe { nix::libc::pthread_kill(nix::libc::pthread_self(), sig as i32) };
+        assert_eq!(rc, 0);
+        f();
+        assert_eq!(set.wait().unwrap(), sig);
+    })
+    .join()
+    .unwrap();
+}
+
 /// The size of `struct signalfd_siginfo` (signalfd(2)).
 const SIGINFO_SIZE: usize = 128;
 /// Records read at once from the signalfd.
@@ -248,23 +266,14 @@ mod tests {
 
     #[test]
     fn stop_requested_sees_a_pending_stop_signal() {
-        // In a thread of its own, whose mask holds SIGQUIT back: the signal is
-        // sent to that thread only, so no other test sees it.
-        std::thread::spawn(|| {
-            let mut quit = SigSet::empty();
-            quit.add(Signal::SIGQUIT);
-            quit.thread_block().unwrap();
-            assert!(!stop_requested());
-            // SAFETY: signals this very thread, which is alive.
-            let rc =
-                unsafe { nix::libc::pthread_kill(nix::libc::pthread_self(), nix::libc::SIGQUIT) };
-            assert_eq!(rc, 0);
-            assert!(stop_requested());
-            assert_eq!(quit.wait().unwrap(), Signal::SIGQUIT);
-            assert!(!stop_requested(), "only looked: sigwait took it");
-        })
-        .join()
-        .unwrap();
+        std::thread::spawn(|| assert!(!stop_requested()))
+            .join()
+            .unwrap();
+        with_signal_pending(Signal::SIGQUIT, || assert!(stop_requested()));
+        // Afterwards the signal is taken (by sigwait): nothing pending.
+        std::thread::spawn(|| assert!(!stop_requested()))
+            .join()
+            .unwrap();
     }
 
     #[test]
