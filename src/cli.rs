@@ -112,7 +112,8 @@ reached). It never exits 2, which Docker's HEALTHCHECK reserves: a usage error
 exits 1 too.
 
   --socket PATH      the status socket (default: the config's readiness.socket,
-                     the config found as in run mode; else /run/dind-init/init.sock)
+                     in $DIND_INIT_CONFIG, else /etc/dind-init/init.toml;
+                     else /run/dind-init/init.sock)
   --wait DURATION    wait up to DURATION (e.g. 60s) for dockerd to be ready; the
                      answer comes at once when it is ready, or when it has failed
                      or the init is stopping (then it never will be)
@@ -127,7 +128,8 @@ the cgroup summary, and dockerd's last log lines. Exit 0; 1 when the init cannot
 reached; 2 for a usage error.
 
   --socket PATH      the status socket (default: the config's readiness.socket,
-                     the config found as in run mode; else /run/dind-init/init.sock)
+                     in $DIND_INIT_CONFIG, else /etc/dind-init/init.toml;
+                     else /run/dind-init/init.sock)
   --json             print the status document (JSON) instead of the table
 ";
 

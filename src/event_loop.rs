@@ -725,6 +725,12 @@ impl Init {
         }
         // Nested networking (SPEC §7a); a no-op outside gVisor or with mode "off".
         self.network.before_start();
+        if signals::stop_requested() {
+            // The setup gave way to a stop the loop has not read yet: starting
+            // dockerd now would only mean stopping it again.
+            info!("a stop is pending; not starting dockerd");
+            return;
+        }
         self.tail.new_run();
         self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch) {

@@ -77,9 +77,19 @@ pub fn find_program(program: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
     if program.is_empty() {
         return None;
     }
+    // Only "no such file" means missing: a name exec would refuse for another
+    // reason (EACCES, a directory) is left for exec to report (126).
+    let missing = |p: &Path| match std::fs::metadata(p) {
+        Ok(_) => false,
+        Err(e) => {
+            let code = e.raw_os_error();
+            code == Some(rustix::io::Errno::NOENT.raw_os_error())
+                || code == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+        }
+    };
     if program.as_bytes().contains(&b'/') {
         let p = Path::new(program);
-        return p.exists().then(|| p.to_owned());
+        return (!missing(p)).then(|| p.to_owned());
     }
     let path = path.unwrap_or(OsStr::new("/usr/local/bin:/bin:/usr/bin"));
     let mut fallback = None;
@@ -87,7 +97,13 @@ pub fn find_program(program: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
         // An empty entry means the current directory.
         let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
         let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        if missing(&candidate) {
+            continue;
+        }
         if !candidate.is_file() {
+            // A directory, or a name stat refuses (EACCES): exec would say
+            // "permission denied", so it is not "not found".
+            fallback.get_or_insert(candidate);
             continue;
         }
         if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok() {
@@ -116,7 +132,11 @@ mod tests {
         );
         assert_eq!(find_program(OsStr::new("/nonexistent/sh"), None), None);
         assert_eq!(find_program(OsStr::new(""), path), None);
-        // A directory is not a program.
-        assert_eq!(find_program(OsStr::new("bin"), Some(OsStr::new("/"))), None);
+        // A directory of that name: exec refuses it (EACCES, 126), so it is
+        // found, not missing.
+        assert_eq!(
+            find_program(OsStr::new("bin"), Some(OsStr::new("/"))),
+            Some(PathBuf::from("/bin"))
+        );
     }
 }
