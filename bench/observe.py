@@ -216,14 +216,20 @@ def first_of(pollers):
     return min(ts) if ts else None
 
 
-def phase_ready(a, watch, start):
+def race_to_ready(a, watch, since):
+    """Starts the two pollers and a `probe --wait` now, and waits for the ready file
+    to appear after `since` and for all three to finish. Returns them, the file's
+    time and the first good ping's time."""
     early, late = two_pollers(a.sock)
     probe = Probe(a.init, a.init_sock)
-    t_file = watch.wait_for("appear", start, 120)
-    early.done.wait(120)
-    late.done.wait(120)
-    probe.done.wait(120)
-    t_ping = first_of([early, late])
+    t_file = watch.wait_for("appear", since, 120)
+    for w in (early, late, probe):
+        w.done.wait(120)
+    return early, late, probe, t_file, first_of([early, late])
+
+
+def phase_ready(a, watch, start):
+    early, late, probe, t_file, t_ping = race_to_ready(a, watch, start)
     emit({"event": "ready", "t_start": start, "t_ping": t_ping, "t_file": t_file,
           "t_file_wall": watch.wall.get(t_file), "file_mtime_ns": mtime_ns(a.ready),
           "t_probe": probe.t, "probe_rc": probe.rc, "ping_attempts": early.attempts,
@@ -246,13 +252,7 @@ def phase_restart(a, watch):
     os.kill(pid, signal.SIGKILL)
     t_gone = watch.wait_for("gone", t_kill, 60)
     # Only now: the old dockerd is reaped, so no answer can come from it.
-    early, late = two_pollers(a.sock)
-    probe = Probe(a.init, a.init_sock)
-    t_file = watch.wait_for("appear", t_kill, 120)
-    early.done.wait(120)
-    late.done.wait(120)
-    probe.done.wait(120)
-    t_ping = first_of([early, late])
+    early, late, probe, t_file, t_ping = race_to_ready(a, watch, t_kill)
     st2 = read_status(a.ready) or {}
     emit({"event": "restart", "t_kill": t_kill, "gone_ms": ms(t_gone, t_kill),
           "t_file_wall": watch.wall.get(t_file), "file_mtime_ns": mtime_ns(a.ready),

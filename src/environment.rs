@@ -250,29 +250,48 @@ pub fn parse_capabilities(status: &str) -> Capabilities {
     }
 }
 
-/// Finds dockerd as execvp(3) would: a `path` containing '/' is used as is, a name is
-/// looked up in `path_env` (the default PATH when unset). A candidate that exists but cannot
-/// be executed is remembered and the search goes on; it is reported only if nothing better
-/// is found.
+/// Finds dockerd as execvp(3) would (see [`locate_program`]), in Docker's default
+/// PATH when the init's environment has none.
 pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
-    if path.contains('/') {
-        return match check_executable(Path::new(path)) {
-            Ok(()) => DockerdBinary::Found(PathBuf::from(path)),
+    locate_program(OsStr::new(path), path_env, DEFAULT_PATH)
+}
+
+/// Finds a program as execvp(3) would: a `program` containing '/' is used as is, a
+/// name is looked up in `path_env` (`default_path` when unset; an empty entry is the
+/// current directory). A candidate that exists but cannot be executed (not
+/// executable, a directory, refused by stat) is remembered and the search goes on;
+/// it is reported only if nothing better is found: exec would fail with EACCES
+/// (126), not ENOENT (127). Used for dockerd at boot and for COMMAND before
+/// anything starts.
+pub fn locate_program(
+    program: &OsStr,
+    path_env: Option<&OsStr>,
+    default_path: &str,
+) -> DockerdBinary {
+    use std::os::unix::ffi::OsStrExt;
+    let shown = program.to_string_lossy();
+    if program.is_empty() {
+        return DockerdBinary::NotFound {
+            searched: "an empty program name".to_owned(),
+        };
+    }
+    if program.as_bytes().contains(&b'/') {
+        return match check_executable(Path::new(program)) {
+            Ok(()) => DockerdBinary::Found(PathBuf::from(program)),
             Err(None) => DockerdBinary::NotFound {
-                searched: format!("no file {path}"),
+                searched: format!("no file {shown}"),
             },
             Err(Some(why)) => DockerdBinary::NotExecutable {
-                path: PathBuf::from(path),
+                path: PathBuf::from(program),
                 why,
             },
         };
     }
-    let search = path_env
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| DEFAULT_PATH.to_owned());
+    let search = path_env.unwrap_or(OsStr::new(default_path));
     let mut refused = None;
-    for dir in search.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(path);
+    for dir in search.as_bytes().split(|&b| b == b':') {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
         match check_executable(&candidate) {
             Ok(()) => return DockerdBinary::Found(candidate),
             Err(Some(why)) if refused.is_none() => refused = Some((candidate, why)),
@@ -282,16 +301,22 @@ pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
     match refused {
         Some((path, why)) => DockerdBinary::NotExecutable { path, why },
         None => DockerdBinary::NotFound {
-            searched: format!("no {path} in PATH {search}"),
+            searched: format!("no {shown} in PATH {}", search.to_string_lossy()),
         },
     }
 }
 
-/// `Err(None)`: nothing there; `Err(Some(why))`: there but not executable.
+/// `Err(None)`: nothing there (ENOENT, or a path through a file: ENOTDIR);
+/// `Err(Some(why))`: there but not executable.
 fn check_executable(path: &Path) -> Result<(), Option<String>> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            return Err(None)
+        }
         Err(e) => return Err(Some(e.to_string())),
     };
     if meta.is_dir() {
@@ -429,6 +454,37 @@ mod tests {
             DockerdBinary::NotExecutable { why, .. } if why == "is a directory"
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Where exec would find it (found, or there but refused), as the COMMAND
+    /// check sees it.
+    fn find_program(program: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
+        match locate_program(program, path, "/usr/local/bin:/bin:/usr/bin") {
+            DockerdBinary::Found(p) | DockerdBinary::NotExecutable { path: p, .. } => Some(p),
+            DockerdBinary::NotFound { .. } => None,
+        }
+    }
+
+    #[test]
+    fn find_program_looks_like_execvp() {
+        let path = Some(OsStr::new("/nonexistent::/bin"));
+        assert_eq!(
+            find_program(OsStr::new("sh"), path),
+            Some(PathBuf::from("/bin/sh"))
+        );
+        assert_eq!(find_program(OsStr::new("no-such-program-x"), path), None);
+        assert_eq!(
+            find_program(OsStr::new("/bin/sh"), None),
+            Some(PathBuf::from("/bin/sh"))
+        );
+        assert_eq!(find_program(OsStr::new("/nonexistent/sh"), None), None);
+        assert_eq!(find_program(OsStr::new(""), path), None);
+        // A directory of that name: exec refuses it (EACCES, 126), so it is
+        // found, not missing.
+        assert_eq!(
+            find_program(OsStr::new("bin"), Some(OsStr::new("/"))),
+            Some(PathBuf::from("/bin"))
+        );
     }
 
     #[test]

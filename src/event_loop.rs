@@ -313,8 +313,8 @@ impl Init {
     ) -> Self {
         let now = Instant::now();
         let cfg = &settings.config;
+        // The status socket's directory was made by `open_status_socket`.
         for dir in [
-            parent(&cfg.readiness.socket),
             parent(&cfg.readiness.file),
             parent(&settings.launch.socket),
             parent(&settings.notify_path),

@@ -153,7 +153,10 @@ fn run(args: RunArgs) -> i32 {
     // dockerd for nothing: say so now, before anything is touched.
     if let Some(program) = args.command.first() {
         let path = std::env::var_os("PATH");
-        if dind_init::spawn::find_program(program, path.as_deref()).is_none() {
+        // musl's execvp searches this when PATH is unset.
+        let found =
+            environment::locate_program(program, path.as_deref(), "/usr/local/bin:/bin:/usr/bin");
+        if matches!(found, environment::DockerdBinary::NotFound { .. }) {
             let hint = program
                 .to_str()
                 .and_then(cli::did_you_mean)

@@ -27,7 +27,7 @@
 //! Nothing here allocates after the first turns: the lists are reused.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::libc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,16 +197,11 @@ impl std::fmt::Debug for Poller {
     }
 }
 
-impl AsFd for Poller {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
     fn ready(p: &mut Poller, ms: i64) -> Vec<(u64, EventFlags)> {

@@ -11,9 +11,8 @@
 //! async-signal-safe calls are allowed. This module does not wait for children:
 //! only the reaper does.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::Error;
@@ -64,79 +63,5 @@ pub fn spawn_command(argv: &[OsString]) -> Result<Child, Error> {
             program: program.to_string_lossy().into_owned(),
             source,
         }),
-    }
-}
-
-/// Where exec would find `program`, as execvp(3) looks: the name itself when it
-/// contains a `/`, else the first entry of `path` (PATH; musl's default when
-/// unset) that holds an executable file of that name. `None` when there is no
-/// such file at all (exec would fail with ENOENT: exit 127). A file that exists
-/// but cannot be executed is returned too: exec reports that one (126).
-pub fn find_program(program: &OsStr, path: Option<&OsStr>) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    if program.is_empty() {
-        return None;
-    }
-    // Only "no such file" means missing: a name exec would refuse for another
-    // reason (EACCES, a directory) is left for exec to report (126).
-    let missing = |p: &Path| match std::fs::metadata(p) {
-        Ok(_) => false,
-        Err(e) => {
-            let code = e.raw_os_error();
-            code == Some(rustix::io::Errno::NOENT.raw_os_error())
-                || code == Some(rustix::io::Errno::NOTDIR.raw_os_error())
-        }
-    };
-    if program.as_bytes().contains(&b'/') {
-        let p = Path::new(program);
-        return (!missing(p)).then(|| p.to_owned());
-    }
-    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/bin:/usr/bin"));
-    let mut fallback = None;
-    for dir in path.as_bytes().split(|&b| b == b':') {
-        // An empty entry means the current directory.
-        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
-        if missing(&candidate) {
-            continue;
-        }
-        if !candidate.is_file() {
-            // A directory, or a name stat refuses (EACCES): exec would say
-            // "permission denied", so it is not "not found".
-            fallback.get_or_insert(candidate);
-            continue;
-        }
-        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok() {
-            return Some(candidate);
-        }
-        fallback.get_or_insert(candidate);
-    }
-    fallback
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_program_looks_like_execvp() {
-        let path = Some(OsStr::new("/nonexistent::/bin"));
-        assert_eq!(
-            find_program(OsStr::new("sh"), path),
-            Some(PathBuf::from("/bin/sh"))
-        );
-        assert_eq!(find_program(OsStr::new("no-such-program-x"), path), None);
-        assert_eq!(
-            find_program(OsStr::new("/bin/sh"), None),
-            Some(PathBuf::from("/bin/sh"))
-        );
-        assert_eq!(find_program(OsStr::new("/nonexistent/sh"), None), None);
-        assert_eq!(find_program(OsStr::new(""), path), None);
-        // A directory of that name: exec refuses it (EACCES, 126), so it is
-        // found, not missing.
-        assert_eq!(
-            find_program(OsStr::new("bin"), Some(OsStr::new("/"))),
-            Some(PathBuf::from("/bin"))
-        );
     }
 }
