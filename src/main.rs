@@ -200,9 +200,10 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         if pid1 { "" } else { " as a child subreaper (not PID 1)" }
     );
     // Served from the first moment: clients wait in the backlog until the loop runs.
-    let control = run::open_status_socket(cfg, &poller);
-    let notify_path = run::notify_path(cfg);
-    let upstream_notify = run::upstream_notify(cfg, std::env::var_os("NOTIFY_SOCKET").as_deref());
+    let control = run::open_status_socket(cfg, &poller)?;
+    let inherited_notify = std::env::var_os("NOTIFY_SOCKET");
+    let notify_path = run::notify_path(cfg, inherited_notify.as_deref());
+    let upstream_notify = run::upstream_notify(cfg, inherited_notify.as_deref());
     let env = environment::detect(cfg);
     info!(
         gvisor = env.gvisor,

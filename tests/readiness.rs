@@ -748,3 +748,80 @@ fn a_ready_file_that_cannot_be_written_is_retried_while_ready() {
     assert_eq!(v["state"], "ready", "{v}");
     stop(init);
 }
+
+/// SPEC §8 "Socket paths": the init removes only a socket nothing accepts on. A
+/// regular file, a directory or a live socket at `readiness.socket` ends the boot
+/// with exit 2 and one line naming the key and the path, before anything starts,
+/// and stays as it was; an inherited NOTIFY_SOCKET at the path dockerd's notify
+/// socket would take is left to its owner.
+#[test]
+fn socket_paths_never_replace_what_is_there() {
+    if !require_root("socket_paths_never_replace_what_is_there") {
+        return;
+    }
+    use std::os::unix::net::UnixListener;
+    let dir = TempDir::new("sockpaths");
+    let file = dir.join("file.sock");
+    fs::write(&file, "precious").unwrap();
+    let sub = dir.join("dir.sock");
+    fs::create_dir(&sub).unwrap();
+    let live = dir.join("live.sock");
+    let listener = UnixListener::bind(&live).unwrap();
+    for (path, what) in [
+        (&file, "a regular file"),
+        (&sub, "a directory"),
+        (&live, "a socket another process accepts on"),
+    ] {
+        let config = TestConfig::default().text(&dir).replace(
+            &format!("socket = \"{}\"", s(&dir.join("init.sock"))),
+            &format!("socket = \"{}\"", s(path)),
+        );
+        let config_path = dir.join("paths.toml");
+        fs::write(&config_path, config).unwrap();
+        let mut init = Launch::new(&dir)
+            .args(&["--config", s(&config_path)])
+            .start();
+        assert_eq!(init.wait_code(SHORT), 2, "{}", init.describe());
+        let err = init.stderr();
+        let line = err
+            .lines()
+            .find(|l| l.contains("readiness.socket"))
+            .unwrap_or_else(|| panic!("no line names the key\n{}", init.describe()));
+        assert!(line.contains(s(path)) && line.contains(what), "{line}");
+        // dockerd never started.
+        assert!(!dir.join("dockerd.report").exists(), "{}", init.describe());
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "precious");
+    assert!(sub.is_dir());
+    // The live socket still serves its owner.
+    let _client = UnixStream::connect(&live).unwrap();
+    assert!(listener.accept().is_ok());
+
+    // The supervisor's NOTIFY_SOCKET is exactly where dockerd's would go: the
+    // init binds dockerd's elsewhere, and READY=1 still reaches the supervisor.
+    let upstream = dir.join("notify.sock");
+    let supervisor = UnixDatagram::bind(&upstream).unwrap();
+    supervisor.set_read_timeout(Some(SHORT)).unwrap();
+    let config = TestConfig::default().write(&dir);
+    let mut init = Launch::new(&dir)
+        .env("NOTIFY_SOCKET", s(&upstream))
+        .args(&["--config", s(&config)])
+        .start();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = supervisor.recv(&mut buf).unwrap();
+        if &buf[..n] == b"READY=1" {
+            break;
+        }
+    }
+    let start = events(&report(&dir.join("dockerd.report")), "start")[0].clone();
+    assert_eq!(
+        start["env"]["NOTIFY_SOCKET"],
+        s(&dir.join("dockerd-notify.sock")),
+        "{start}"
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    // The supervisor's socket is still its own.
+    assert!(fs::metadata(&upstream).unwrap().file_type().is_socket());
+}

@@ -29,8 +29,8 @@ use tracing::{debug, warn};
 use crate::control::protocol::{
     answer, complete_request, parse_request, Answers, Request, MAX_HTTP_HEAD,
 };
-use crate::run::readiness::bind_unix_socket;
 use crate::sys::poller::{Registry, Token, Watched};
+use crate::sys::unix_socket;
 
 /// How long a client may take to send its request and read the answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -109,7 +109,7 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds the TCP listener if `tcp` is set, then the unix socket (replacing a
-    /// stale one) with `mode`. The unix socket listens only once its mode is
+    /// dead one, never anything else) with `mode`. The unix socket listens only once its mode is
     /// set, and after the TCP listener: a client that reaches the unix socket
     /// never sees the wrong mode or a TCP port not open yet.
     pub fn bind(
@@ -128,7 +128,7 @@ impl ControlServer {
             }
             None => None,
         };
-        let fd = bind_unix_socket(path, SocketType::STREAM)?;
+        let fd = unix_socket::bind(path, SocketType::STREAM)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         rustix::net::listen(&fd, LISTEN_BACKLOG)?;
         let unix = Watched::new(

@@ -109,24 +109,39 @@ pub struct Settings {
 
 /// Opens the status socket (and its TCP listener), creating its directory. Called
 /// first thing at boot, before cgroups are prepared, so that a probe can connect
-/// from the first moment: it is answered once the loop runs. A failure is logged
-/// and the init runs without it.
-pub fn open_status_socket(cfg: &Config, poller: &Poller) -> Option<ControlServer> {
+/// from the first moment: it is answered once the loop runs. A path that holds a
+/// file, a directory or a socket another process serves ends the boot (exit 2:
+/// nothing is replaced, and a second init never takes over the first one's
+/// socket); any other failure is logged and the init runs without it.
+pub fn open_status_socket(cfg: &Config, poller: &Poller) -> Result<Option<ControlServer>, Error> {
     let dir = parent(&cfg.readiness.socket);
     if let Err(e) = fs::create_dir_all(dir) {
         error!(dir = %dir.display(), error = %e, "could not create a directory");
     }
-    ControlServer::bind(
+    match ControlServer::bind(
         &cfg.readiness.socket,
         cfg.readiness.socket_mode,
         cfg.readiness.tcp,
         poller.registry(),
-    )
-    .map_err(|e| {
-        error!(socket = %cfg.readiness.socket.display(), tcp = ?cfg.readiness.tcp, error = %e,
+    ) {
+        Ok(server) => Ok(Some(server)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AlreadyExists
+            ) && e.get_ref().is_some() =>
+        {
+            Err(Error::SocketPath {
+                key: "readiness.socket",
+                source: e,
+            })
+        }
+        Err(e) => {
+            error!(socket = %cfg.readiness.socket.display(), tcp = ?cfg.readiness.tcp, error = %e,
                 "could not open the status socket; probe and status will not work");
-    })
-    .ok()
+            Ok(None)
+        }
+    }
 }
 
 /// The run mode's state: the parts, and the fds they talk about.
@@ -1023,9 +1038,17 @@ fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("/"))
 }
 
-/// Where dockerd's NOTIFY_SOCKET goes: beside the status socket.
-pub fn notify_path(cfg: &Config) -> PathBuf {
-    parent(&cfg.readiness.socket).join("notify.sock")
+/// Where dockerd's NOTIFY_SOCKET goes: beside the status socket, and never at the
+/// path of the init's own inherited NOTIFY_SOCKET (`upstream`), which belongs to
+/// the supervisor above.
+pub fn notify_path(cfg: &Config, upstream: Option<&OsStr>) -> PathBuf {
+    let dir = parent(&cfg.readiness.socket);
+    let path = dir.join("notify.sock");
+    if upstream.is_some_and(|u| Path::new(u) == path) {
+        dir.join("dockerd-notify.sock")
+    } else {
+        path
+    }
 }
 
 /// The init's own NOTIFY_SOCKET, when sd_notify upward is on.

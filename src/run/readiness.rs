@@ -35,6 +35,7 @@ use rustix::net::{
 };
 
 use crate::run::prober::Outcome;
+use crate::sys::unix_socket;
 
 /// One parsed sd_notify datagram.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,24 +61,6 @@ pub fn parse_notify(payload: &[u8]) -> NotifyMessage {
     msg
 }
 
-/// A non-blocking, close-on-exec unix socket of `kind` bound at `path`, after
-/// removing a stale socket file left there by an earlier run.
-pub fn bind_unix_socket(path: &Path, kind: SocketType) -> io::Result<OwnedFd> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        kind,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
-    Ok(fd)
-}
-
 /// The datagram socket dockerd gets as `NOTIFY_SOCKET`.
 #[derive(Debug)]
 pub struct NotifySocket {
@@ -86,9 +69,10 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// Binds a fresh socket at `path` (a stale one from an earlier run is removed).
+    /// Binds a fresh socket at `path` (a dead one from an earlier run is removed;
+    /// anything else there is an error, see `sys/unix_socket.rs`).
     pub fn bind(path: &Path) -> io::Result<Self> {
-        let fd = bind_unix_socket(path, SocketType::DGRAM)?;
+        let fd = unix_socket::bind(path, SocketType::DGRAM)?;
         // Ask the kernel to attach each sender's pid/uid/gid (unix(7) SO_PASSCRED).
         rustix::net::sockopt::set_socket_passcred(&fd, true)?;
         Ok(NotifySocket {

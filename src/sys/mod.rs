@@ -5,3 +5,4 @@ pub mod procfs;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod unix_socket;
