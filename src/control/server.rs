@@ -7,7 +7,8 @@
 //! removed when it is closed ([`Watched`]). A client that connects and sends nothing
 //! is dropped after [`CLIENT_TIMEOUT`] and never delays reaping, signals or other
 //! clients. At most [`MAX_CONNECTIONS`] are open at once (pending `wait`s included);
-//! one beyond that is closed at once.
+//! beyond that a newcomer takes the place of the oldest client that has not sent a
+//! complete request ([`ControlServer::accept`]).
 //!
 //! The server never sees the loop's state: it is handed `&dyn Answers` (the model)
 //! for each event it handles.
@@ -105,6 +106,20 @@ pub struct ControlServer {
     accept_failing: bool,
     /// After a failed accept(2), the listeners are quiet until then.
     paused_until: Option<Instant>,
+    stats: ConnStats,
+}
+
+/// Connection counters of the status listeners, since boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Connections accepted (unix and TCP).
+    pub accepted: u64,
+    /// Closed at once, unanswered: the table was full of requests and waits.
+    pub rejected: u64,
+    /// Slow or silent clients closed to make room for a newer connection.
+    pub evicted: u64,
+    /// Open now.
+    pub open: u64,
 }
 
 impl ControlServer {
@@ -147,6 +162,7 @@ impl ControlServer {
             registry: registry.clone(),
             accept_failing: false,
             paused_until: None,
+            stats: ConnStats::default(),
         })
     }
 
@@ -172,8 +188,14 @@ impl ControlServer {
         }
     }
 
-    /// Accepts every pending connection on the unix (or TCP) listener.
-    pub fn accept(&mut self, tcp: bool, now: Instant) {
+    /// Accepts every pending connection on the unix (or TCP) listener, and answers
+    /// each one whose request has arrived already.
+    ///
+    /// Fair admission (SPEC §8): when the table is full, a new connection replaces
+    /// the oldest one that has not sent a complete request, so slow or silent
+    /// clients that keep reconnecting cannot starve a probe. Only when every slot
+    /// holds a complete request or a parked `wait` is the newcomer closed at once.
+    pub fn accept(&mut self, tcp: bool, answers: &dyn Answers, now: Instant) {
         loop {
             let accepted = if tcp {
                 match &self.tcp {
@@ -201,35 +223,73 @@ impl ControlServer {
                 }
             };
             self.accept_failing = false;
-            if self.conns.len() >= MAX_CONNECTIONS {
-                debug!(
-                    open = self.conns.len(),
-                    "status socket: too many connections, closing one"
-                );
-                continue; // dropped: closed at once
-            }
+            self.stats.accepted += 1;
             let ok = match &stream {
                 Stream::Unix(s) => s.set_nonblocking(true),
                 Stream::Tcp(s) => s.set_nonblocking(true),
             };
             if ok.is_err() {
+                self.stats.rejected += 1;
                 continue;
             }
             let id = self.next_id;
             let Ok(stream) = Watched::new(&self.registry, stream, Token::Conn(id), EventFlags::IN)
             else {
+                self.stats.rejected += 1;
                 continue; // cannot be watched: closed at once
             };
             self.next_id += 1;
-            self.conns.insert(
-                id,
-                Conn {
-                    stream,
-                    input: Vec::new(),
-                    phase: Phase::Reading,
-                    deadline: now + CLIENT_TIMEOUT,
-                },
-            );
+            let mut conn = Conn {
+                stream,
+                input: Vec::new(),
+                phase: Phase::Reading,
+                deadline: now + CLIENT_TIMEOUT,
+            };
+            // A good client has sent its request by the time it is accepted:
+            // answered now, it never holds a slot (and is never taken for a slow one).
+            if !read_request(&mut conn, answers, now, self.waiting()) {
+                continue;
+            }
+            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest() {
+                debug!(
+                    open = self.conns.len(),
+                    "status socket: every slot holds a request or a wait; closing a new connection"
+                );
+                self.stats.rejected += 1;
+                continue; // dropped: closed at once
+            }
+            self.conns.insert(id, conn);
+        }
+    }
+
+    /// Closes the oldest connection that has not sent a complete request yet (a
+    /// slow or silent client), to make room for a newer one. Returns false when
+    /// every slot holds a complete request or a parked `wait`.
+    fn evict_slowest(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .find(|(_, c)| matches!(c.phase, Phase::Reading))
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => {
+                debug!(
+                    id,
+                    "status socket: table full; closing the oldest client that has sent no request"
+                );
+                self.conns.remove(&id);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the server has done since boot (for `/metrics`).
+    pub fn stats(&self) -> ConnStats {
+        ConnStats {
+            open: self.conns.len() as u64,
+            ..self.stats
         }
     }
 

@@ -381,7 +381,7 @@ impl Init {
             }
             Token::ListenerUnix | Token::ListenerTcp => {
                 if let Some(c) = self.control.as_mut() {
-                    c.accept(token == Token::ListenerTcp, now);
+                    c.accept(token == Token::ListenerTcp, &self.model, now);
                 }
             }
             Token::Conn(id) => {
