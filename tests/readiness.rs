@@ -993,3 +993,143 @@ fn probes_are_answered_while_slow_clients_keep_reconnecting() {
     );
     stop(init);
 }
+
+/// promtool from Debian's prometheus package, unpacked by install-deps.sh.
+fn promtool() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("DIND_INIT_PROMTOOL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/dind-init/promtool/usr/bin/promtool".into());
+    p.is_file().then_some(p)
+}
+
+/// `promtool check metrics` on `text`: its exit code and output.
+fn promtool_check(promtool: &Path, text: &str) -> (i32, String) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The body of an HTTP answer.
+fn body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// The value of the sample `name` (with its labels) in exposition `text`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+}
+
+/// SPEC §8 `GET /metrics`: valid for promtool on the unix socket and the TCP
+/// listener, and the values follow real events (a killed dockerd moves the restart
+/// counter, orphans are counted, the state series switch).
+#[test]
+fn metrics_are_valid_and_follow_events() {
+    let promtool = promtool();
+    if !require(
+        "metrics_are_valid_and_follow_events",
+        &[
+            ("root", nix::unistd::geteuid().is_root()),
+            ("promtool (install-deps.sh)", promtool.is_some()),
+        ],
+    ) {
+        return;
+    }
+    let promtool = promtool.unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("metrics");
+    let config = TestConfig {
+        fake_args: vec!["--fake-ready-after-ms=0".into(), "--fake-orphans=20".into()],
+        readiness: format!("tcp = \"127.0.0.1:{port}\""),
+        dockerd: "backoff_initial = \"100ms\"".into(),
+        ..Default::default()
+    }
+    .write(&dir);
+    let init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let sock = dir.join("init.sock");
+    let v = wait_ready(&sock);
+    let get_tcp = || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(SHORT)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let unix = exchange(&sock, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let tcp = get_tcp();
+    for answer in [&unix, &tcp] {
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(
+            answer.contains("Content-Type: text/plain; version=0.0.4"),
+            "{answer}"
+        );
+        let (code, out) = promtool_check(&promtool, body(answer));
+        assert_eq!(code, 0, "promtool check metrics: {out}\n{answer}");
+    }
+    let text = body(&tcp);
+    assert_eq!(
+        sample(text, "dind_init_state{state=\"ready\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(text, "dind_init_state{state=\"starting\"}"),
+        Some(0.0)
+    );
+    assert_eq!(sample(text, "dind_init_dockerd_up"), Some(1.0));
+    assert_eq!(sample(text, "dind_init_dockerd_restarts_total"), Some(0.0));
+    assert!(
+        sample(text, "dind_init_time_to_ready_seconds").is_some(),
+        "{text}"
+    );
+    assert!(
+        sample(text, "dind_init_status_connections_total").unwrap() >= 2.0,
+        "{text}"
+    );
+    // The 20 orphans of the fake are counted once reaped.
+    assert!(
+        wait_until(SHORT, || sample(
+            body(&exchange(&sock, b"GET /metrics HTTP/1.0\r\n\r\n")),
+            "dind_init_orphans_reaped_total"
+        )
+        .is_some_and(|n| n >= 20.0)),
+        "{}",
+        body(&exchange(&sock, b"GET /metrics HTTP/1.0\r\n\r\n"))
+    );
+    // Kill dockerd: once it is back, the restart counter moved.
+    let pid = v["dockerd"]["pid"].as_i64().unwrap();
+    let host_pid = init.host_pid(pid as i32);
+    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    assert!(
+        wait_until(SHORT, || {
+            let t = body(&get_tcp()).to_owned();
+            sample(&t, "dind_init_dockerd_restarts_total") == Some(1.0)
+                && sample(&t, "dind_init_state{state=\"ready\"}") == Some(1.0)
+        }),
+        "{}",
+        body(&get_tcp())
+    );
+    stop(init);
+}

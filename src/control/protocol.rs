@@ -6,7 +6,8 @@
 //!   duration (default 60 s) ends, or at once when dockerd can no longer turn
 //!   ready (`failed`, or the init is stopping);
 //! - an HTTP/1.x request: `GET /readyz` (200 ready, else 503), `GET /livez` (200),
-//!   `GET /status` (200 + JSON), other paths 404, other methods 405;
+//!   `GET /status` (200 + JSON), `GET /metrics` (200, Prometheus text), other paths
+//!   404, other methods 405;
 //! - anything else: one line `error: ...`, then close.
 //!
 //! The answers come from [`Answers`], which the event loop's model implements: only
@@ -15,6 +16,7 @@
 use std::time::Duration;
 
 use crate::config::parse_duration;
+use crate::control::metrics::{self, ConnStats, Snapshot};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_LINE: usize = 1024;
@@ -74,6 +76,8 @@ pub trait Answers {
     fn status_json(&self) -> String;
     /// A short text for a 503 body: the state and reason.
     fn not_ready_text(&self) -> String;
+    /// What `/metrics` shows, but the listener's own counters.
+    fn metrics(&self) -> Snapshot;
 }
 
 /// Builds an HTTP response.
@@ -87,7 +91,7 @@ fn http(code: u16, reason: &str, content_type: &str, body: &str, extra: &str) ->
 
 /// The answer to a request that can be answered now; `None` for a `wait` that
 /// must wait.
-pub fn answer(request: &Request, answers: &dyn Answers) -> Option<Vec<u8>> {
+pub fn answer(request: &Request, answers: &dyn Answers, stats: ConnStats) -> Option<Vec<u8>> {
     let line = |s: String| (s + "\n").into_bytes();
     Some(match request {
         Request::Status => line(answers.status_json()),
@@ -111,6 +115,17 @@ pub fn answer(request: &Request, answers: &dyn Answers) -> Option<Vec<u8>> {
                 "",
             ),
             "/livez" => http(200, "OK", "text/plain", "ok\n", ""),
+            "/metrics" => {
+                let mut snapshot = answers.metrics();
+                snapshot.connections = stats;
+                http(
+                    200,
+                    "OK",
+                    metrics::CONTENT_TYPE,
+                    &metrics::encode(&snapshot),
+                    "",
+                )
+            }
             "/status" => http(
                 200,
                 "OK",
@@ -176,6 +191,12 @@ mod tests {
         fn not_ready_text(&self) -> String {
             "starting".to_owned()
         }
+        fn metrics(&self) -> Snapshot {
+            Snapshot {
+                state: if self.0 { "ready" } else { "starting" },
+                ..Snapshot::default()
+            }
+        }
     }
 
     #[test]
@@ -219,8 +240,9 @@ mod tests {
 
     #[test]
     fn answers_table() {
-        let text =
-            |r: &Request, ready| answer(r, &Fixed(ready)).map(|b| String::from_utf8(b).unwrap());
+        let text = |r: &Request, ready| {
+            answer(r, &Fixed(ready), ConnStats::default()).map(|b| String::from_utf8(b).unwrap())
+        };
         let get = |p: &str| Request::Http {
             method: "GET".into(),
             path: p.into(),
@@ -247,6 +269,13 @@ mod tests {
         assert!(
             status.starts_with("HTTP/1.1 200 ") && status.ends_with("{\"state\":\"x\"}\n"),
             "{status}"
+        );
+        let m = text(&get("/metrics"), true).unwrap();
+        assert!(
+            m.starts_with("HTTP/1.1 200 ")
+                && m.contains("Content-Type: text/plain; version=0.0.4")
+                && m.contains("dind_init_state{state=\"ready\"} 1"),
+            "{m}"
         );
         assert!(text(&get("/nope"), true)
             .unwrap()

@@ -27,6 +27,7 @@ use rustix::event::epoll::EventFlags;
 use rustix::net::SocketType;
 use tracing::{debug, warn};
 
+use crate::control::metrics::ConnStats;
 use crate::control::protocol::{
     answer, complete_request, parse_request, Answers, Request, MAX_HTTP_HEAD,
 };
@@ -107,19 +108,6 @@ pub struct ControlServer {
     /// After a failed accept(2), the listeners are quiet until then.
     paused_until: Option<Instant>,
     stats: ConnStats,
-}
-
-/// Connection counters of the status listeners, since boot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConnStats {
-    /// Connections accepted (unix and TCP).
-    pub accepted: u64,
-    /// Closed at once, unanswered: the table was full of requests and waits.
-    pub rejected: u64,
-    /// Slow or silent clients closed to make room for a newer connection.
-    pub evicted: u64,
-    /// Open now.
-    pub open: u64,
 }
 
 impl ControlServer {
@@ -247,7 +235,7 @@ impl ControlServer {
             };
             // A good client has sent its request by the time it is accepted:
             // answered now, it never holds a slot (and is never taken for a slow one).
-            if !read_request(&mut conn, answers, now, self.waiting()) {
+            if !read_request(&mut conn, answers, now, self.waiting(), self.stats()) {
                 continue;
             }
             if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest() {
@@ -297,11 +285,12 @@ impl ControlServer {
     /// (EPOLLHUP/EPOLLERR: the client is gone).
     pub fn on_event(&mut self, id: u64, hangup: bool, answers: &dyn Answers, now: Instant) {
         let waiting = self.waiting();
+        let stats = self.stats();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
         let keep = match conn.phase {
-            Phase::Reading => read_request(conn, answers, now, waiting),
+            Phase::Reading => read_request(conn, answers, now, waiting, stats),
             // A parked wait is watched for input only to notice that its client
             // left: EOF (a TCP peer that closed sits in CLOSE_WAIT, which never
             // raises EPOLLHUP) or an error closes it; stray bytes are ignored.
@@ -391,7 +380,13 @@ fn start_writing(conn: &mut Conn, out: Vec<u8>, now: Instant) -> bool {
 
 /// Reads what the client sent; answers once a request is complete. Returns
 /// whether the connection stays open.
-fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant, waiting: usize) -> bool {
+fn read_request(
+    conn: &mut Conn,
+    answers: &dyn Answers,
+    now: Instant,
+    waiting: usize,
+    stats: ConnStats,
+) -> bool {
     let mut buf = [0u8; 1024];
     let mut eof = false;
     loop {
@@ -426,7 +421,7 @@ fn read_request(conn: &mut Conn, answers: &dyn Answers, now: Instant, waiting: u
         None if eof => return false,
         None => return true, // wait for more, until the deadline
     };
-    match answer(&request, answers) {
+    match answer(&request, answers, stats) {
         Some(out) => start_writing(conn, out, now),
         None => {
             let Request::Wait(d) = request else {

@@ -173,7 +173,6 @@ pub struct Init {
     /// The nested-network rules being set up (helper processes).
     network_run: Option<NetworkRun>,
     children_left: bool,
-    orphans_reaped: u64,
 }
 
 impl Init {
@@ -233,6 +232,7 @@ impl Init {
             cgroup: settings.cgroup.clone(),
             environment: settings.environment.clone(),
             network: network.status(),
+            counters: model::Counters::default(),
         };
         Ok(Init {
             my_pid: std::process::id() as i32,
@@ -256,7 +256,6 @@ impl Init {
             network,
             network_run: None,
             children_left: false,
-            orphans_reaped: 0,
             signals,
             poller,
             settings,
@@ -427,6 +426,7 @@ impl Init {
                             "passing SIGHUP to dockerd (it reloads its configuration)"
                         );
                         signal_pid(pid, Signal::SIGHUP);
+                        self.model.counters.signals_forwarded += 1;
                     }
                     None => self.signal_command(sig),
                 }
@@ -441,8 +441,9 @@ impl Init {
     }
 
     /// Sends `sig` to COMMAND's process group, if COMMAND runs.
-    fn signal_command(&self, sig: Signal) {
+    fn signal_command(&mut self, sig: Signal) {
         if let Some(pid) = self.gate.pid() {
+            self.model.counters.signals_forwarded += 1;
             // ESRCH: the group is gone (COMMAND exited, its SIGCHLD not read yet).
             if let Err(e) = killpg(Pid::from_raw(pid), sig) {
                 debug!(pid, signal = sig.as_str(), error = %e, "could not signal COMMAND's group");
@@ -467,7 +468,7 @@ impl Init {
             {
                 debug!(pid, status = %status, "iptables finished");
             } else {
-                self.orphans_reaped += 1;
+                self.model.counters.orphans_reaped += 1;
                 debug!(pid, status = %status, "reaped");
                 if let Some(l) = self.leftovers.as_mut() {
                     leftovers_gone |= l.reaped(pid);
@@ -571,6 +572,8 @@ impl Init {
                 info!(pid, program = %self.settings.launch.program,
                     args = ?self.settings.launch.args, "started dockerd");
                 self.pipes = Some(pipes);
+                self.model.counters.dockerd_started = Some((now, std::time::SystemTime::now()));
+                self.model.counters.time_to_ready = None;
                 self.supervise(Event::Spawned { pid }, now);
                 self.probe(prober::Input::Spawned { network_pending }, now);
             }
@@ -730,6 +733,11 @@ impl Init {
                 }
                 prober::Action::Drop(slot) => self.pings[slot.index()] = None,
                 prober::Action::Ready { waited } => {
+                    self.model.counters.time_to_ready = self
+                        .model
+                        .counters
+                        .dockerd_started
+                        .map(|(t, _)| now.saturating_duration_since(t));
                     self.supervise(Event::Ready, now);
                     // Signal readiness (ready file, waits, sd_notify) before any
                     // logging: in gVisor each log line is a slow write to the host.
@@ -741,6 +749,7 @@ impl Init {
                 }
                 prober::Action::HealthOk => self.supervise(Event::PingOk, now),
                 prober::Action::HealthFailed(why) => {
+                    self.model.counters.health_ping_failures += 1;
                     warn!(outcome = %why, "health ping failed");
                     self.supervise(Event::PingFailed, now);
                 }
@@ -1022,7 +1031,11 @@ impl Init {
         }
         let signal = self.model.shutdown.as_ref().and_then(Shutdown::signal);
         let code = self.gate.exit_code(signal);
-        info!(code, orphans_reaped = self.orphans_reaped, "exiting");
+        info!(
+            code,
+            orphans_reaped = self.model.counters.orphans_reaped,
+            "exiting"
+        );
         code
     }
 }

@@ -4,8 +4,9 @@
 //! ready file and sd_notify only read it ([`Answers`] is implemented here, so the
 //! control server takes a `&Model` while the loop keeps `&mut` of the rest).
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::control::metrics::Snapshot;
 use crate::control::protocol::Answers;
 use crate::control::status::{
     self, CgroupStatus, DockerdStatus, EnvironmentStatus, NetworkStatus, Status,
@@ -51,6 +52,20 @@ pub struct Model {
     pub environment: EnvironmentStatus,
     /// What the last nested-network setup found and did.
     pub network: NetworkStatus,
+    pub counters: Counters,
+}
+
+/// What the init counted since boot, and when dockerd last started and got ready
+/// (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub orphans_reaped: u64,
+    pub signals_forwarded: u64,
+    pub health_ping_failures: u64,
+    /// The last dockerd start, monotonic and wall-clock.
+    pub dockerd_started: Option<(Instant, SystemTime)>,
+    /// From that start to readiness, once it got there.
+    pub time_to_ready: Option<Duration>,
 }
 
 impl Model {
@@ -118,6 +133,28 @@ impl Answers for Model {
         match self.shown() {
             (state, Some(r)) => format!("{}: {r}", state.as_str()),
             (state, None) => state.as_str().to_owned(),
+        }
+    }
+
+    fn metrics(&self) -> Snapshot {
+        let c = &self.counters;
+        Snapshot {
+            state: self.shown().0.as_str(),
+            dockerd_up: self.supervisor.pid().is_some(),
+            dockerd_restarts: u64::from(self.supervisor.restarts()),
+            dockerd_start_time: c.dockerd_started.and_then(|(_, wall)| {
+                wall.duration_since(UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+            time_to_ready: c.time_to_ready.map(|d| d.as_secs_f64()),
+            orphans_reaped: c.orphans_reaped,
+            signals_forwarded: c.signals_forwarded,
+            health_ping_failures: c.health_ping_failures,
+            connections: Default::default(),
+            warnings: (self.cgroup.warnings.len()
+                + self.network.warnings.len()
+                + self.limits.limits().len()) as u64,
         }
     }
 }
