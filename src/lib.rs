@@ -22,4 +22,3 @@ pub mod signals;
 pub mod spawn;
 pub mod status;
 pub mod supervisor;
-pub mod toml_subset;
