@@ -16,4 +16,3 @@ pub mod preflight;
 pub mod prepare;
 pub mod run;
 pub mod sys;
-pub mod toml_subset;
