@@ -25,6 +25,9 @@ pub struct Status {
     /// What "ready" means and how the last check went (SPEC §8 `verify`).
     #[serde(default)]
     pub verify: VerifyStatus,
+    /// sd_notify to the init's own supervisor (`NOTIFY_SOCKET`).
+    #[serde(default)]
+    pub sd_notify: SdNotifyStatus,
     /// dockerd's last output lines; only over the socket.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_tail: Option<Vec<String>>,
@@ -42,6 +45,17 @@ pub struct DockerdStatus {
     /// The storage driver dockerd reported (`GET /info`) once ready, this run.
     #[serde(default)]
     pub storage_driver: Option<String>,
+}
+
+/// The init's own sd_notify messages upward.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdNotifyStatus {
+    /// The inherited NOTIFY_SOCKET; null when there is none (or sd_notify = "off").
+    pub socket: Option<String>,
+    /// Messages delivered.
+    pub sent: u64,
+    /// One line per kind of failure seen (each logged once), with the fix.
+    pub warnings: Vec<String>,
 }
 
 /// `readiness.verify` and the last check of it (SPEC §8).
@@ -216,6 +230,7 @@ mod tests {
                 legacy_iptables: true,
                 warnings: vec![],
             },
+            sd_notify: SdNotifyStatus::default(),
             verify: VerifyStatus {
                 mode: "container".into(),
                 last: Some(VerifyResult {

@@ -267,6 +267,14 @@ impl Init {
                 last: None,
             },
             storage_driver: None,
+            sd_notify: crate::control::status::SdNotifyStatus {
+                socket: settings
+                    .upstream_notify
+                    .as_ref()
+                    .map(|s| s.to_string_lossy().into_owned()),
+                sent: 0,
+                warnings: Vec::new(),
+            },
         };
         Ok(Init {
             my_pid: std::process::id() as i32,
@@ -1211,11 +1219,22 @@ impl Init {
         }
     }
 
-    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET.
-    fn upward(&self, message: &str) {
-        if let Some(target) = &self.settings.upstream_notify {
-            if let Err(e) = readiness::sd_notify(target, message) {
-                debug!(error = %e, message, "sd_notify upward failed");
+    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET. A
+    /// failure is a warning, once per kind of error, and stays in `status`.
+    fn upward(&mut self, message: &str) {
+        let Some(target) = &self.settings.upstream_notify else {
+            return;
+        };
+        match readiness::sd_notify(target, message) {
+            Ok(()) => self.model.sd_notify.sent += 1,
+            Err(e) => {
+                let warning = readiness::notify_failure(target, &e);
+                if !self.model.sd_notify.warnings.contains(&warning) {
+                    warn!(message, "{warning}");
+                    if self.model.sd_notify.warnings.len() < 8 {
+                        self.model.sd_notify.warnings.push(warning);
+                    }
+                }
             }
         }
     }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::control::metrics::Snapshot;
 use crate::control::protocol::Answers;
 use crate::control::status::{
-    self, CgroupStatus, DockerdStatus, EnvironmentStatus, NetworkStatus, Status, VerifyStatus,
+    self, CgroupStatus, DockerdStatus, EnvironmentStatus, NetworkStatus, SdNotifyStatus, Status,
+    VerifyStatus,
 };
 use crate::run::limits;
 use crate::run::output::Tail;
@@ -60,6 +61,8 @@ pub struct Model {
     pub verify: VerifyStatus,
     /// The storage driver dockerd reported once ready, this run.
     pub storage_driver: Option<String>,
+    /// sd_notify upward: where, how many, what failed.
+    pub sd_notify: SdNotifyStatus,
 }
 
 /// The warning for dockerd's `vfs` storage driver (SPEC §11).
@@ -119,6 +122,7 @@ impl Model {
             environment: self.environment.clone(),
             network: self.network.clone(),
             verify: self.verify.clone(),
+            sd_notify: self.sd_notify.clone(),
             log_tail: with_tail.then(|| {
                 self.tail
                     .lines()
