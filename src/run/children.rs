@@ -149,12 +149,14 @@ impl Init {
         c.mounted = outcome.mounted;
         c.stubbed = outcome.stubbed;
         // Bounded: a restart that had to act again adds its lines, up to a cap.
-        for (list, new) in [
-            (&mut c.actions, outcome.actions),
-            (&mut c.warnings, outcome.warnings),
-        ] {
-            let room = MAX_CGROUP_LINES.saturating_sub(list.len());
-            list.extend(new.into_iter().take(room));
+        // Actions are news each time (the restart had to act again); a warning is
+        // kept once, however many restarts repeat it.
+        let room = MAX_CGROUP_LINES.saturating_sub(c.actions.len());
+        c.actions.extend(outcome.actions.into_iter().take(room));
+        for w in outcome.warnings {
+            if c.warnings.len() < MAX_CGROUP_LINES && !c.warnings.contains(&w) {
+                c.warnings.push(w);
+            }
         }
     }
 
