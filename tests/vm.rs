@@ -538,6 +538,42 @@ fn vm_gvisor_on_a_v2_host() {
 }
 
 #[test]
+fn vm_busy_namespace_root_is_explained() {
+    // Not a supported layout, so no row in the support table: a process outside the
+    // init's pid namespace (here unshare itself) stays in the namespace's root cgroup, so
+    // the controllers cannot be enabled. The reason must say who stayed.
+    let Some(vm) = run_vm("busy-cgroupns") else {
+        return;
+    };
+    let d = vm.describe();
+    assert_eq!(
+        vm.harness.code(),
+        Some(0),
+        "the VM did not end by itself\n{d}"
+    );
+    assert!(vm.mark("setup-fail").is_none(), "{d}");
+    // What it could move, it moved (itself), named.
+    assert_cgroup_line(
+        &vm,
+        &["moved 1 process(es) out of the root cgroup", "(dind-init)"],
+    );
+    let status = vm.status();
+    assert_eq!(status["state"], "failed", "{d}");
+    let reason = status["reason"].as_str().unwrap_or("");
+    for needle in [
+        "cannot enable the cgroup v2 controllers",
+        "after 10 attempts",
+        "processes stay in the root cgroup: 1 process(es) outside this pid namespace",
+        "; fix: ",
+    ] {
+        assert!(reason.contains(needle), "{needle:?} not in {reason:?}\n{d}");
+    }
+    // Certain, so dockerd was never started.
+    assert!(!vm.log.contains("started dockerd"), "{d}");
+    assert_eq!(vm.exit, Some(0), "COMMAND's code after SIGTERM\n{d}");
+}
+
+#[test]
 fn console_parsing() {
     let console = "\
 [    1.0] boot\r\n\

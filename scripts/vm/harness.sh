@@ -21,11 +21,11 @@
 #       to FILE; results come back as `@@vm ...` lines on it (guest/check, guest/stage2).
 #       Exit status: qemu's, or 124 when the timeout killed it.
 #
-# MODE is one of pid1-vm, subreaper, pid1-cgroupns, child-cgroupns, gvisor (see
-# guest/stage2). Needs root (mknod, chown in the archive), qemu-system-x86 (Debian
-# bookworm-backports), apt-get (the kernel is fetched with `apt-get download` and
-# unpacked with `dpkg-deb -x`, never installed), zstd, busybox, and what
-# images/test/build.sh needs. scripts/install-deps.sh installs all of it.
+# MODE is one of pid1-vm, subreaper, pid1-cgroupns, child-cgroupns, gvisor,
+# busy-cgroupns (see guest/stage2). Needs root (mknod, chown in the archive),
+# qemu-system-x86 (Debian bookworm-backports), apt-get (the kernel is fetched with
+# `apt-get download` and unpacked with `dpkg-deb -x`, never installed), zstd, busybox,
+# and what images/test/build.sh needs. scripts/install-deps.sh installs all of it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -268,7 +268,7 @@ case "$cmd" in
     ;;
   run)
     case "$mode" in
-      pid1-vm | subreaper | pid1-cgroupns | child-cgroupns | gvisor) ;;
+      pid1-vm | subreaper | pid1-cgroupns | child-cgroupns | gvisor | busy-cgroupns) ;;
       *) die "unknown mode $mode" ;;
     esac
     [ -n "$console" ] || die "--console FILE is needed"
