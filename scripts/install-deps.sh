@@ -81,6 +81,21 @@ if [ ! -x "$OLD_RUNSC_DIR/usr/bin/runsc" ]; then
   rm -rf "$tmp"
 fi
 
+# promtool validates the /metrics output in the tests; only the binary is taken from
+# Debian's prometheus package (installing it would add a server and 96 MB).
+PROMTOOL_DIR="${DIND_INIT_PROMTOOL_DIR:-/var/cache/dind-init/promtool}"
+if [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
+  log "unpacking promtool (Debian's prometheus package) into $PROMTOOL_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+  mkdir -p "$PROMTOOL_DIR"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$PROMTOOL_DIR/usr/bin"
+  cp "$tmp/x/usr/bin/promtool" "$PROMTOOL_DIR/usr/bin/promtool.new"
+  mv "$PROMTOOL_DIR/usr/bin/promtool.new" "$PROMTOOL_DIR/usr/bin/promtool"
+  rm -rf "$tmp"
+fi
+
 # The cgroup v2 VM tests (tests/vm.rs, scripts/vm/harness.sh): qemu's x86 system
 # emulator from bookworm-backports (the machine's qemu-utils is the backports build,
 # which bookworm's qemu-system-x86 conflicts with) and zstd for the initramfs. The
