@@ -4,8 +4,10 @@
 //! cgroup2 magic means v2, anything else v1 (moby `pkg/sysinfo`, runc `cgroups.IsCgroup2UnifiedMode`).
 //! On v1 it refuses to start when no `cgroup` mount with `devices` is in the mount table
 //! ("Devices cgroup isn't mounted"), and containerd-shim fails `docker run` when any hierarchy
-//! listed in /proc/self/cgroup has no mount. On v2 every process must leave the root cgroup
-//! before controllers can be enabled for children (cgroups(7), "no internal processes").
+//! listed in /proc/self/cgroup has no mount. On v2 every process must leave a namespace's
+//! root cgroup before controllers can be enabled for children (cgroups(7), "no internal
+//! processes"); the machine's own root cgroup (no `cgroup.type`) is exempt, and holds the
+//! kernel's threads, which never move.
 //!
 //! [`plan`] turns what the system shows — the texts of /proc/self/cgroup, /proc/self/mountinfo
 //! and /proc/cgroups, and the statfs magic of /sys/fs/cgroup ([`Snapshot`]) — plus the gVisor
@@ -24,8 +26,9 @@
 //! already in place is logged; a run that changes nothing says "already prepared" once), and
 //! returns a [`CgroupOutcome`] that `status` shows. It also does SPEC §4 step 3 (the parent
 //! directories of the socket, pid and ready files) and the best-effort items of §5
-//! (securityfs, `/` made rshared). Nothing here is fatal to the init: every error becomes a
-//! logged, reported reason.
+//! (securityfs, unless AppArmor would then break every `docker run`: [`Securityfs`]; `/`
+//! made rshared). Nothing here is fatal to the init: every error becomes a logged,
+//! reported reason.
 //!
 //! Not done here: deciding whether dockerd is started (the supervisor reads
 //! [`CgroupOutcome::failure`]), dockerd's other flags, networking.
