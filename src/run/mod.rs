@@ -21,6 +21,7 @@
 //! The process exits only through [`Init::run`] returning; nothing in the loop
 //! ends it, and every error is logged once and the loop goes on.
 
+pub mod api;
 pub mod dockerd;
 pub mod gate;
 pub mod helper;
@@ -32,6 +33,7 @@ pub mod publisher;
 pub mod readiness;
 pub mod shutdown;
 pub mod supervisor;
+pub mod verify;
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -46,7 +48,7 @@ use rustix::event::epoll::EventFlags;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{format_duration, Config};
+use crate::config::{format_duration, Config, Verify};
 use crate::control::server::ControlServer;
 use crate::control::status::{CgroupStatus, EnvironmentStatus};
 use crate::diagnose;
@@ -69,6 +71,7 @@ use self::publisher::{Publish, Publisher};
 use self::readiness::{NotifySocket, Ping, ReadyFile, SocketWatch};
 use self::shutdown::{Shutdown, Step};
 use self::supervisor::{Action, Event, Policy, State, Supervisor};
+use self::verify::{Next, Verifier};
 
 /// The longest single wait: capped so that the milliseconds fit epoll_wait's int (a
 /// longer timeout would need epoll_pwait2, Linux 5.11); waking early is harmless.
@@ -173,6 +176,32 @@ pub struct Init {
     /// The nested-network rules being set up (helper processes).
     network_run: Option<NetworkRun>,
     children_left: bool,
+    /// The Docker API call in flight, and what it is for.
+    api: Option<ApiCall>,
+    /// The container check in progress (`verify = "container"`).
+    verifier: Option<Verifier>,
+    /// When the next check runs, after a failed one.
+    verify_retry: Option<Instant>,
+    verify_backoff: verify::Backoff,
+    /// The test image's tag, computed at the first check.
+    verify_tag: Option<String>,
+}
+
+/// What a Docker API call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A step of the container check.
+    Verify,
+    /// `GET /info` once ready: the storage driver.
+    Info,
+}
+
+#[derive(Debug)]
+struct ApiCall {
+    purpose: Purpose,
+    call: Watched<api::Call>,
+    deadline: Instant,
+    reading: bool,
 }
 
 impl Init {
@@ -233,6 +262,19 @@ impl Init {
             environment: settings.environment.clone(),
             network: network.status(),
             counters: model::Counters::default(),
+            verify: crate::control::status::VerifyStatus {
+                mode: cfg.readiness.verify.as_str().to_owned(),
+                last: None,
+            },
+            storage_driver: None,
+            sd_notify: crate::control::status::SdNotifyStatus {
+                socket: settings
+                    .upstream_notify
+                    .as_ref()
+                    .map(|s| s.to_string_lossy().into_owned()),
+                sent: 0,
+                warnings: Vec::new(),
+            },
         };
         Ok(Init {
             my_pid: std::process::id() as i32,
@@ -256,6 +298,11 @@ impl Init {
             network,
             network_run: None,
             children_left: false,
+            api: None,
+            verifier: None,
+            verify_retry: None,
+            verify_backoff: verify::Backoff::default(),
+            verify_tag: None,
             signals,
             poller,
             settings,
@@ -394,6 +441,7 @@ impl Init {
                     run.on_stderr();
                 }
             }
+            Token::Api => self.on_api(now),
         }
         false
     }
@@ -566,6 +614,9 @@ impl Init {
         }
         self.model.tail.new_run();
         self.model.limits.clear();
+        self.model.storage_driver = None;
+        self.cancel_checks();
+        self.verify_backoff.reset();
         self.truncated_lines = 0;
         match dockerd::spawn(&self.settings.launch, self.poller.registry()) {
             Ok((pid, pipes)) => {
@@ -614,6 +665,7 @@ impl Init {
             error!(status = %status, diagnosis = diagnosis.as_deref(), stderr_tail = ?stderr_tail, "dockerd exited");
         }
         self.probe(prober::Input::Gone, now);
+        self.cancel_checks();
         self.supervise(Event::Exited { status, diagnosis }, now);
     }
 
@@ -732,21 +784,22 @@ impl Init {
                     }
                 }
                 prober::Action::Drop(slot) => self.pings[slot.index()] = None,
-                prober::Action::Ready { waited } => {
-                    self.model.counters.time_to_ready = self
-                        .model
-                        .counters
-                        .dockerd_started
-                        .map(|(t, _)| now.saturating_duration_since(t));
-                    self.supervise(Event::Ready, now);
-                    // Signal readiness (ready file, waits, sd_notify) before any
-                    // logging: in gVisor each log line is a slow write to the host.
-                    self.publish(now);
-                    info!(
-                        waited_ms = waited.as_millis() as u64,
-                        "dockerd answered /_ping"
-                    );
-                }
+                prober::Action::Ready { waited } => match self.settings.config.readiness.verify {
+                    Verify::Ping => {
+                        self.dockerd_ready(now);
+                        info!(
+                            waited_ms = waited.as_millis() as u64,
+                            "dockerd answered /_ping"
+                        );
+                    }
+                    Verify::Container => {
+                        info!(
+                            waited_ms = waited.as_millis() as u64,
+                            "dockerd answered /_ping; checking that a container runs"
+                        );
+                        self.start_check(now);
+                    }
+                },
                 prober::Action::HealthOk => self.supervise(Event::PingOk, now),
                 prober::Action::HealthFailed(why) => {
                     self.model.counters.health_ping_failures += 1;
@@ -758,6 +811,207 @@ impl Init {
                 }
             }
         }
+    }
+
+    /// dockerd is ready: tell the supervisor and the world (ready file, waits,
+    /// sd_notify, before any logging: in gVisor each log line is a slow write to the
+    /// host), then ask it which storage driver it uses.
+    fn dockerd_ready(&mut self, now: Instant) {
+        self.model.counters.time_to_ready = self
+            .model
+            .counters
+            .dockerd_started
+            .map(|(t, _)| now.saturating_duration_since(t));
+        self.supervise(Event::Ready, now);
+        self.publish(now);
+        if self.api.is_none() {
+            let info = verify::Request {
+                method: "GET",
+                path: "/info".into(),
+                body: api::Body::None,
+            };
+            self.api_call(Purpose::Info, info, now);
+        }
+    }
+
+    // ----- Docker API calls: the container check, /info -----
+
+    /// Starts a container check (`verify = "container"`), unless dockerd is gone or
+    /// the init is stopping.
+    fn start_check(&mut self, now: Instant) {
+        self.verify_retry = None;
+        if self.model.supervisor.pid().is_none() || self.model.shutdown.is_some() {
+            return;
+        }
+        let tag = self
+            .verify_tag
+            .get_or_insert_with(|| {
+                let version = env!("CARGO_PKG_VERSION");
+                fs::File::open("/proc/self/exe")
+                    .and_then(|mut f| verify::tag_for(version, &mut f))
+                    .unwrap_or_else(|_| version.to_owned())
+            })
+            .clone();
+        // A dynamically linked build (a development build) cannot run alone in a
+        // one-file image: say so rather than let the container fail obscurely.
+        let is_static = fs::File::open("/proc/self/exe")
+            .ok()
+            .and_then(|mut f| verify::is_static_elf(&mut f));
+        if is_static == Some(false) {
+            let failure = verify::Failure {
+                step: verify::Step::Import,
+                message: "this dind-init is dynamically linked, so it cannot run alone in the test image; use the static build (cargo build --release --target x86_64-unknown-linux-musl)".into(),
+            };
+            self.check_done(Err(failure), now, now);
+            return;
+        }
+        let network = verify::network_for(&self.settings.launch.args);
+        let (verifier, first) = Verifier::start(&tag, network, now);
+        self.verifier = Some(verifier);
+        self.api_call(Purpose::Verify, first, now);
+    }
+
+    /// Makes a Docker API call; one that cannot even start ends at once.
+    fn api_call(&mut self, purpose: Purpose, req: verify::Request, now: Instant) {
+        self.api = None;
+        let started = api::Call::start(
+            &self.settings.launch.socket,
+            req.method,
+            &req.path,
+            &req.body,
+            Path::new("/proc/self/exe"),
+        )
+        .and_then(|call| {
+            let flags = call.interest();
+            Watched::new(self.poller.registry(), call, Token::Api, flags).map_err(|(_, e)| e)
+        });
+        match started {
+            Ok(call) => {
+                self.api = Some(ApiCall {
+                    purpose,
+                    call,
+                    deadline: now + verify::CALL_TIMEOUT,
+                    reading: false,
+                })
+            }
+            Err(e) => self.api_done(purpose, Err(format!("connecting to dockerd: {e}")), now),
+        }
+    }
+
+    /// dockerd's socket is ready for the call in flight.
+    fn on_api(&mut self, now: Instant) {
+        let Some(a) = self.api.as_mut() else {
+            return;
+        };
+        let progress = a.call.get_mut().on_event();
+        let purpose = a.purpose;
+        match progress {
+            api::Progress::Pending => {
+                let reading = a.call.get().interest() == EventFlags::IN;
+                if reading != a.reading {
+                    a.reading = reading;
+                    if let Err(e) = a.call.set(a.call.get().interest()) {
+                        self.api = None;
+                        self.api_done(purpose, Err(format!("epoll: {e}")), now);
+                    }
+                }
+            }
+            api::Progress::Done(answer) => {
+                self.api = None;
+                self.api_done(purpose, Ok(answer), now);
+            }
+            api::Progress::Failed(why) => {
+                self.api = None;
+                self.api_done(purpose, Err(why), now);
+            }
+        }
+    }
+
+    /// A Docker API call ended.
+    fn api_done(&mut self, purpose: Purpose, result: Result<api::Answer, String>, now: Instant) {
+        match purpose {
+            Purpose::Info => {
+                let driver = result.ok().filter(|a| a.status == 200).and_then(|a| {
+                    serde_json::from_slice::<serde_json::Value>(&a.body)
+                        .ok()
+                        .and_then(|v| v.get("Driver").and_then(|d| d.as_str()).map(str::to_owned))
+                });
+                match driver.as_deref() {
+                    Some("vfs") => warn!("{}", model::VFS_WARNING),
+                    Some(d) => info!(driver = d, "dockerd's storage driver"),
+                    None => debug!("dockerd's /info did not name a storage driver"),
+                }
+                self.model.storage_driver = driver;
+            }
+            Purpose::Verify => {
+                let Some(verifier) = self.verifier.as_mut() else {
+                    return;
+                };
+                match verifier.next(result) {
+                    Next::Call(req) => self.api_call(Purpose::Verify, req, now),
+                    Next::Done(outcome) => {
+                        let started = verifier.started;
+                        self.verifier = None;
+                        self.check_done(outcome, started, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A container check ended: ready, or degraded with a retry after the backoff.
+    fn check_done(&mut self, outcome: Result<(), verify::Failure>, started: Instant, now: Instant) {
+        let took = now.saturating_duration_since(started);
+        let at = crate::control::status::rfc3339(now, now, std::time::SystemTime::now());
+        let took_ms = took.as_millis() as u64;
+        match outcome {
+            Ok(()) => {
+                self.model.verify.last = Some(crate::control::status::VerifyResult {
+                    ok: true,
+                    step: None,
+                    message: None,
+                    took_ms,
+                    at,
+                });
+                self.verify_backoff.reset();
+                self.dockerd_ready(now);
+                info!(took_ms, "a test container ran: dockerd is ready");
+            }
+            Err(f) => {
+                // dockerd's words, and the known limit behind them when there is one:
+                // in the API's error message, or in what dockerd logged.
+                let limit = limits::match_line(&f.message)
+                    .or_else(|| self.model.limits.limits().first().copied());
+                let reason = match limit {
+                    Some(l) => format!(
+                        "{} (the test container's {} failed)",
+                        l.warning,
+                        f.step.as_str()
+                    ),
+                    None => f.reason(),
+                };
+                let retry = self.verify_backoff.take();
+                self.verify_retry = Some(now + retry);
+                self.model.verify.last = Some(crate::control::status::VerifyResult {
+                    ok: false,
+                    step: Some(f.step.as_str().to_owned()),
+                    message: Some(f.message.clone()),
+                    took_ms,
+                    at,
+                });
+                warn!(step = f.step.as_str(), message = %f.message, retry = %format_duration(retry),
+                    "the test container did not run; dockerd is degraded");
+                self.supervise(Event::Degraded(reason), now);
+            }
+        }
+    }
+
+    /// Drops the Docker API call and the container check (dockerd is gone, a new
+    /// one starts, or the init is stopping).
+    fn cancel_checks(&mut self) {
+        self.api = None;
+        self.verifier = None;
+        self.verify_retry = None;
     }
 
     // ----- COMMAND -----
@@ -774,6 +1028,12 @@ impl Init {
             }
             gate::Action::StartAnyway(gate::Why::Failed) => {
                 warn!("dockerd failed; starting COMMAND anyway");
+                self.start_command(now);
+            }
+            gate::Action::StartAnyway(gate::Why::Degraded) => {
+                warn!(
+                    "dockerd is degraded (a test container did not run); starting COMMAND anyway"
+                );
                 self.start_command(now);
             }
             gate::Action::GiveUp => {
@@ -851,6 +1111,18 @@ impl Init {
         if let Some(action) = self.gate.on_time(now) {
             self.gate_action(action, now);
         }
+        if self.api.as_ref().is_some_and(|a| a.deadline <= now) {
+            if let Some(a) = self.api.take() {
+                let why = format!("no answer within {}", format_duration(verify::CALL_TIMEOUT));
+                self.api_done(a.purpose, Err(why), now);
+            }
+        }
+        if self.verify_retry.is_some_and(|t| t <= now) {
+            self.verify_retry = None;
+            if self.model.supervisor.state() == State::Degraded {
+                self.start_check(now);
+            }
+        }
     }
 
     /// The nearest deadline of anything.
@@ -864,6 +1136,8 @@ impl Init {
             self.network_run.as_ref().and_then(NetworkRun::deadline),
             self.gate.deadline(),
             self.control.as_ref().and_then(ControlServer::deadline),
+            self.api.as_ref().map(|a| a.deadline),
+            self.verify_retry,
         ]
         .into_iter()
         .flatten()
@@ -890,6 +1164,7 @@ impl Init {
         let dockerd = match state {
             Shown::Ready => gate::Dockerd::Ready,
             Shown::Failed => gate::Dockerd::Failed,
+            Shown::Degraded => gate::Dockerd::Degraded,
             _ => gate::Dockerd::Other,
         };
         if let Some(action) = self.gate.on_state(dockerd) {
@@ -944,11 +1219,22 @@ impl Init {
         }
     }
 
-    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET.
-    fn upward(&self, message: &str) {
-        if let Some(target) = &self.settings.upstream_notify {
-            if let Err(e) = readiness::sd_notify(target, message) {
-                debug!(error = %e, message, "sd_notify upward failed");
+    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET. A
+    /// failure is a warning, once per kind of error, and stays in `status`.
+    fn upward(&mut self, message: &str) {
+        let Some(target) = &self.settings.upstream_notify else {
+            return;
+        };
+        match readiness::sd_notify(target, message) {
+            Ok(()) => self.model.sd_notify.sent += 1,
+            Err(e) => {
+                let warning = readiness::notify_failure(target, &e);
+                if !self.model.sd_notify.warnings.contains(&warning) {
+                    warn!(message, "{warning}");
+                    if self.model.sd_notify.warnings.len() < 8 {
+                        self.model.sd_notify.warnings.push(warning);
+                    }
+                }
             }
         }
     }
@@ -967,6 +1253,7 @@ impl Init {
         ));
         self.gate.stop();
         self.leftovers = None;
+        self.cancel_checks();
         if let Some(run) = self.network_run.as_mut() {
             run.abandon();
         }
