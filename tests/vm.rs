@@ -76,7 +76,7 @@ impl VmRun {
     fn cgroup_lines(&self) -> Vec<&str> {
         self.log
             .lines()
-            .filter(|l| l.contains(" dind_init::cgroup: "))
+            .filter(|l| l.contains(" dind_init::prepare::cgroup"))
             .collect()
     }
 
@@ -584,7 +584,7 @@ in\"\r\n\
 @@vm check-out b\r\n\
 @@vm memory 67108864 \r\n\
 @@vm-log-begin\r\n\
-2026 INFO dind_init::cgroup: moved 1\r\n\
+2026 INFO dind_init::prepare::cgroup::apply: moved 1\r\n\
 @@vm-log-end\r\n\
 @@vm init-exit 0\r\n";
     let (marks, log, exit) = parse_console(console);
@@ -592,7 +592,10 @@ in\"\r\n\
     assert_eq!(marks["ready"], ["ok"]);
     assert_eq!(marks["check-out"], ["a", "b"]);
     assert_eq!(marks["memory"], ["67108864 "]);
-    assert_eq!(log, "2026 INFO dind_init::cgroup: moved 1\n");
+    assert_eq!(
+        log,
+        "2026 INFO dind_init::prepare::cgroup::apply: moved 1\n"
+    );
     assert_eq!(exit, Some(0));
     let (_, _, exit) = parse_console(
         "[ 17.9] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\n",
