@@ -33,7 +33,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, GvisorSetting};
-use crate::prepare::cgroup::{self, CgroupKind, Snapshot};
+use crate::sys::mounts::{self as cgroup, CgroupKind, Snapshot};
 
 /// The uname(2) version string every gVisor release reports.
 pub const GVISOR_UNAME_VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
