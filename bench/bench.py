@@ -931,19 +931,28 @@ def parse_log(path):
     return out
 
 
+def of(tgt, target):
+    """Whether a log line's target is `target`: "dockerd" (dockerd's relayed lines),
+    "dind_init" (any of the init's own), or a module of the init, wherever it sits
+    ("cgroup" matches dind_init::cgroup and dind_init::prepare::cgroup::apply)."""
+    if target in ("dockerd", "dind_init"):
+        return tgt.startswith(target)
+    return tgt.startswith("dind_init") and target in tgt.split("#")[0].split("::")
+
+
 def start_phases(ev, t0_wall, t_ready_wall, t_file_wall):
     """Milliseconds from starting the container to each step of dind-init's start, on
     CLOCK_REALTIME (the log's clock; gVisor's follows the host's)."""
     def at(target, needle):
-        t = next((t for t, tgt, text in ev if tgt.startswith(target) and needle in text), None)
+        t = next((t for t, tgt, text in ev if of(tgt, target) and needle in text), None)
         return None if t is None else (t - t0_wall) / 1e6
 
     def last(target):
-        ts = [t for t, tgt, _ in ev if tgt.startswith(target)]
+        ts = [t for t, tgt, _ in ev if of(tgt, target)]
         return (ts[-1] - t0_wall) / 1e6 if ts else None
     return {"init_first_line": at("dind_init", "dind-init starting"),
-            "cgroups_done": last("dind_init::cgroup"),
-            "network_done": last("dind_init::network"),
+            "cgroups_done": last("cgroup"),
+            "network_done": last("network"),
             "dockerd_spawned": at("dind_init", "started dockerd"),
             "dockerd_starting_up": at("dockerd", 'msg="Starting up"'),
             "api_listen": at("dockerd", 'msg="API listen on'),
@@ -980,21 +989,21 @@ def boot_phases(ev, stamp, ready, env):
     first = ev[:end + 1]
 
     def at(target, needle, last=False, before=None):
-        ts = [t for t, tgt, text in first if tgt.startswith(target) and needle in text
+        ts = [t for t, tgt, text in first if of(tgt, target) and needle in text
               and (before is None or t <= before)]
         if not ts:
             return None
         return ((ts[-1] if last else ts[0]) - stamp) / 1e6
-    spawned = at("dind_init::run", "started dockerd")
+    spawned = at("dind_init", "started dockerd")
     sp_abs = None if spawned is None else stamp + int(spawned * 1e6)
-    took = next((int(m.group(1)) for _, tgt, text in first if tgt.startswith("dind_init::network")
+    took = next((int(m.group(1)) for _, tgt, text in first if of(tgt, "network")
                  for m in [re.search(r"nested networking set up took_ms=(\d+)", text)] if m), None)
-    net_end = at("dind_init::network", "", last=True)
-    pid = next((int(m.group(1)) for _, tgt, text in first if tgt.startswith("dind_init::run")
+    net_end = at("network", "", last=True)
+    pid = next((int(m.group(1)) for _, tgt, text in first if of(tgt, "dind_init")
                 for m in [re.search(r"started dockerd pid=(\d+)", text)] if m), None)
     out = {"first_line": at("dind_init", "dind-init starting"),
            "environment": at("dind_init", "environment:"),
-           "cgroups_done": at("dind_init::cgroup", "", last=True, before=sp_abs),
+           "cgroups_done": at("cgroup", "", last=True, before=sp_abs),
            "dockerd_spawned": spawned,
            "network_start": None if took is None or net_end is None else net_end - took,
            "network_done": net_end if env == "gvisor" else None,
@@ -2240,8 +2249,8 @@ class Report:
         if before and min(before) > 0:
             A.append(f"\ndockerd's pid in the sandbox was {', '.join(str(p) for p in pids)}: the "
                      f"init is pid 1, so {min(before)} process(es) were started before dockerd "
-                     f"(the nested-network setup's first iptables-legacy helper, which "
-                     f"`start_network` forks before `dockerd::spawn` in `src/run/mod.rs`): one "
+                     f"(the nested-network setup's first iptables-legacy helper: `spawn_dockerd` "
+                     f"calls `start_network`, which forks it, before `dockerd::spawn`): one "
                      f"whole spawn on the way to dockerd's exec.")
         A.append("\nWhat would fix it, largest first:\n")
         if before and min(before) > 0:
