@@ -1372,12 +1372,14 @@ def version_once(tmp, root, env, cg):
                        and 'msg="API listen on' in text), None)
         ready = next((tt for tt, tgt, text in ev if tgt.startswith("dind_init")
                       and 'state="ready"' in text), None)
+        # The ready file: in gVisor its mtime (ns); this kernel's file times are
+        # tick-coarse, so there the init's `ready` state line, logged right after it.
         w = None
-        if prev and re.fullmatch(r"\d+\.\d+", prev):
+        if env == "gvisor" and prev and re.fullmatch(r"\d+\.\d+", prev):
             sec, frac = prev.split(".")
             w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
         if w is None:
-            w = ready  # the state line comes right after the file is written
+            w = ready
 
         def ms(a, b):
             return None if a is None or b is None else (a - b) / 1e6
@@ -2039,8 +2041,9 @@ class Report:
                "benchmark's leaf cgroups), proc, sys, dev and tmpfs on /run, /tmp and "
                "/var/lib/docker in the overlay, then `chroot`. Times from a `GO` line printed "
                "right before the exec of runsc or chroot (the overlay is ready) to READY on "
-               "stdout; the rest from the init's log on the same clock. Versions from the "
-               "root's dpkg database.\n")
+               "stdout; the rest from the init's log on the same clock (the ready file: its "
+               "mtime in gVisor, the init's `ready` state line, logged right after it, on this "
+               "kernel). Versions from the root's dpkg database.\n")
         if vr.get("missing"):
             self.p(f"Not measured: no root for {', '.join(vr['missing'])} (run "
                    f"`bash scripts/docker-roots.sh` from branch `matrix` to build them).\n")
