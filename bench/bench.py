@@ -2455,7 +2455,10 @@ class Report:
                 "binary and the fake dockerd, runs everything and rewrites this file; "
                 "`bash bench/run.sh --quick` for a short check, `python3 bench/bench.py --help` "
                 "for the knobs (`--only`, `--reps`, `--also LABEL=PATH` to measure a candidate "
-                "build side by side).",
+                "build side by side in section 1, `--init PATH` to measure another build "
+                "throughout). Section 6 measures the roots that `scripts/docker-roots.sh` "
+                "keeps under /var/cache/dind-init/roots (it skips, with a note, when there are "
+                "none); section 7 is `bench/reliability.py`, which also runs alone.",
                 "- The machine is shared while it runs (2 cores, other builds and tests): hence "
                 "medians, alternating runs, and all inits at once, round robin, in the signal "
                 "test.\n"]
