@@ -102,6 +102,66 @@ const NESTED_SCRIPT: &str = r#"rm -rf /tmp/n && mkdir -p /tmp/n/bin && cp /bin/b
   && docker build -q -t app:1 /tmp/ctx >/dev/null \
   && echo "JOB: $(docker run --rm --network none app:1 cat /built)""#;
 
+/// A file of examples/.
+fn example(rel: &str) -> String {
+    fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(rel),
+    )
+    .unwrap_or_else(|e| panic!("examples/{rel}: {e}"))
+}
+
+/// The `KEY: value` entries of the YAML mapping under the first line `key:` (quotes
+/// removed, `$DOCKER_TLS_CERTDIR` expanded as GitLab does): enough for the recipes'
+/// `variables:` and `env:` blocks, whose entries are one line each.
+fn yaml_map(text: &str, key: &str) -> Vec<(String, String)> {
+    yaml_map_at(text, key, None)
+}
+
+/// [`yaml_map`] of the `key:` line indented by exactly `indent` spaces, when given.
+fn yaml_map_at(text: &str, key: &str, indent: Option<usize>) -> Vec<(String, String)> {
+    let header = |l: &str| {
+        l.trim() == format!("{key}:") && indent.is_none_or(|n| l.len() - l.trim_start().len() == n)
+    };
+    let mut lines = text.lines().skip_while(|l| !header(l));
+    let Some(head) = lines.next() else {
+        panic!("no `{key}:` in\n{text}")
+    };
+    let indent = head.len() - head.trim_start().len();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if line.len() - line.trim_start().len() <= indent {
+            break;
+        }
+        let Some((k, v)) = line.trim().split_once(':') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"').to_owned();
+        out.push((k.trim().to_owned(), v));
+    }
+    let certdir = out
+        .iter()
+        .find(|(k, _)| k == "DOCKER_TLS_CERTDIR")
+        .map(|(_, v)| v.clone());
+    if let Some(dir) = certdir {
+        for (_, v) in &mut out {
+            *v = v.replace("$DOCKER_TLS_CERTDIR", &dir);
+        }
+    }
+    out
+}
+
+fn value<'a>(map: &'a [(String, String)], key: &str) -> &'a str {
+    map.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {map:?}"))
+}
+
 #[test]
 fn gitlab_docker_executor_service_with_tls() {
     if !require("gitlab_docker_executor_service_with_tls", &requirements()) {
@@ -125,14 +185,15 @@ fn gitlab_docker_executor_service_with_tls() {
     // FF_NETWORK_PER_BUILD and `volumes = ["/certs/client"]` in config.toml.
     ok(&["network", "create", "job-net"], "net");
     ok(&["volume", "create", "job-certs"], "vol");
-    // The job's variables reach the service too (GitLab passes them all).
-    let vars = [
-        "DOCKER_HOST=tcp://docker:2376",
-        "DOCKER_TLS_CERTDIR=/certs",
-        "DOCKER_TLS_VERIFY=1",
-        "DOCKER_CERT_PATH=/certs/client",
-        "HEALTHCHECK_TCP_PORT=2376",
-    ];
+    // The recipe's variables; they reach the service too (GitLab passes them all).
+    let recipe = example("gitlab-ci/docker-executor.gitlab-ci.yml");
+    let map = yaml_map(&recipe, "variables");
+    assert_eq!(value(&map, "DOCKER_HOST"), "tcp://docker:2376");
+    assert!(recipe.contains("alias: docker"));
+    assert!(example("gitlab-ci/docker-executor.config.toml")
+        .contains("volumes = [\"/certs/client\", \"/cache\"]"));
+    let port = value(&map, "HEALTHCHECK_TCP_PORT").to_owned();
+    let vars: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut service = vec![
         "run",
         "-d",
@@ -148,7 +209,7 @@ fn gitlab_docker_executor_service_with_tls() {
         "job-certs:/certs/client",
     ];
     for v in &vars {
-        service.extend(["-e", v]);
+        service.extend(["-e", v.as_str()]);
     }
     service.push("dind-init-ci:tls");
     let started = Instant::now();
@@ -156,6 +217,9 @@ fn gitlab_docker_executor_service_with_tls() {
 
     // The runner's wait: a helper container on the job's network connects to the
     // service's port (HEALTHCHECK_TCP_PORT) until it answers.
+    let probe = format!(
+        "for i in $(seq 240); do nc -w 2 docker {port} </dev/null && {{ echo \"port open after $i\"; exit 0; }}; sleep 0.5; done; exit 1"
+    );
     let wait = ok(
         &[
             "run",
@@ -166,7 +230,7 @@ fn gitlab_docker_executor_service_with_tls() {
             "/bin/sh",
             "dind-init-ci:tls",
             "-c",
-            "for i in $(seq 240); do nc -w 2 docker 2376 </dev/null && { echo \"port open after $i\"; exit 0; }; sleep 0.5; done; exit 1",
+            &probe,
         ],
         "wait",
     );
@@ -188,7 +252,7 @@ fn gitlab_docker_executor_service_with_tls() {
         "/bin/sh",
     ];
     for v in &vars {
-        job.extend(["-e", v]);
+        job.extend(["-e", v.as_str()]);
     }
     job.extend(["dind-init-ci:tls", "-c", &script]);
     let ran = host.run(&job, "job", READY_WAIT + LONG);
@@ -267,39 +331,73 @@ fn github_actions_service_is_healthy_before_the_step() {
     // (examples/github-actions/docker.yml): a network, `docker create` with the
     // options, `docker start`. Docker 20.10 has no --health-start-interval (API 1.44,
     // Docker 25): the recipe's own line has it, this daemon gets the rest.
+    let recipe = example("github-actions/docker.yml");
+    let service_env = yaml_map_at(&recipe, "env", Some(8));
+    let job_env = yaml_map_at(&recipe, "env", Some(4));
+    assert!(recipe.contains("- 2376:2376") && recipe.contains("- /tmp/dind-certs:/certs"));
+    // `options: >-`: the folded lines, split like a shell would (double quotes).
+    let folded: String = recipe
+        .lines()
+        .skip_while(|l| l.trim() != "options: >-")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("--"))
+        .map(|l| format!("{} ", l.trim()))
+        .collect();
+    let mut options: Vec<String> = Vec::new();
+    for (i, part) in folded.split('"').enumerate() {
+        if i % 2 == 1 {
+            options.push(part.to_owned());
+        } else {
+            options.extend(part.split_whitespace().map(str::to_owned));
+        }
+    }
+    assert!(
+        options
+            .windows(2)
+            .any(|w| w == ["--health-cmd", "dind-init probe"]),
+        "{options:?}"
+    );
+    // This daemon is 20.10: --health-start-interval needs API 1.44 (Docker 25), so it
+    // is left out here (the check then comes every --health-interval); and gVisor's
+    // runtime with its capabilities stands for --privileged.
+    let mut kept = Vec::new();
+    let mut it = options.iter();
+    while let Some(o) = it.next() {
+        match o.as_str() {
+            "--health-start-interval" => {
+                it.next();
+            }
+            "--privileged" => {
+                kept.extend(["--runtime=runsc-net".to_owned(), "--cap-add=ALL".to_owned()])
+            }
+            _ => kept.push(o.clone()),
+        }
+    }
     ok(&["network", "create", "github_network"], "net");
     let volume = format!("{}:/certs", certs.display());
-    ok(
-        &[
-            "create",
-            "--name",
-            "dind",
-            "--network",
-            "github_network",
-            "--network-alias",
-            "dind",
-            "-p",
-            "2376:2376",
-            "-v",
-            &volume,
-            "-e",
-            "DOCKER_TLS_CERTDIR=/certs",
-            "--runtime=runsc-net",
-            "--cap-add=ALL",
-            "--health-cmd",
-            "dind-init probe",
-            "--health-interval",
-            "2s",
-            "--health-timeout",
-            "5s",
-            "--health-retries",
-            "30",
-            "--health-start-period",
-            "120s",
-            "dind-init-ci:tls",
-        ],
+    let mut create: Vec<String> = [
         "create",
-    );
+        "--name",
+        "dind",
+        "--network",
+        "github_network",
+        "--network-alias",
+        "dind",
+        "-p",
+        "2376:2376",
+        "-v",
+        &volume,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    for (k, v) in &service_env {
+        create.extend(["-e".to_owned(), format!("{k}={v}")]);
+    }
+    create.extend(kept);
+    create.push("dind-init-ci:tls".to_owned());
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    ok(&create, "create");
     ok(&["start", "dind"], "start");
     // The runner's wait: `docker inspect` of the health status until it is healthy.
     let mut seen = Vec::new();
@@ -318,9 +416,14 @@ fn github_actions_service_is_healthy_before_the_step() {
     );
     // The step, on the runner: DOCKER_HOST=tcp://localhost:2376 with the certificates
     // the service wrote into the runner's directory.
+    assert_eq!(
+        value(&job_env, "DOCKER_CERT_PATH"),
+        "/tmp/dind-certs/client"
+    );
     let mut step = on_node(&host, &docker_client());
-    step.env("DOCKER_HOST", "tcp://localhost:2376")
-        .env("DOCKER_TLS_VERIFY", "1")
+    step.env("DOCKER_HOST", value(&job_env, "DOCKER_HOST"))
+        .env("DOCKER_TLS_VERIFY", value(&job_env, "DOCKER_TLS_VERIFY"))
+        // The recipe's /tmp/dind-certs is this test's own directory.
         .env("DOCKER_CERT_PATH", certs.join("client"))
         .env("DOCKER_CONFIG", host.dir.join("runner-config"))
         .env_remove("DOCKER_CONTEXT")
@@ -341,6 +444,20 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
         return;
     }
     let _one = serial();
+    let recipe = example("kubernetes/sidecar.yaml");
+    for line in [
+        "restartPolicy: Always",
+        "path: /readyz",
+        "- name: DOCKER_TLS_CERTDIR\n          value: /certs",
+        "- name: DOCKER_HOST\n          value: tcp://localhost:2376",
+        "- name: DOCKER_CERT_PATH\n          value: /certs/client",
+        "tcp = \"0.0.0.0:9323\"",
+    ] {
+        assert!(
+            recipe.contains(line),
+            "{line:?} not in examples/kubernetes/sidecar.yaml"
+        );
+    }
     let mut host = HostDocker::start("ci-k8s");
     image_with_openssl(&host, "dind-init-ci:tls");
     let ok = |args: &[&str], name: &str| {
@@ -451,5 +568,68 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
     assert!(main.stdout.contains("MAIN 20.10"), "{}", main.describe());
     eprintln!("kubernetes recipe: startupProbe answers {answers:?}");
     ok(&["rm", "-f", "dind"], "rm");
+    assert_eq!(host.stop(), 0, "{}", host.init.describe());
+}
+
+#[test]
+fn gitlab_kubernetes_executor_localhost_tls() {
+    if !require("gitlab_kubernetes_executor_localhost_tls", &requirements()) {
+        return;
+    }
+    let _one = serial();
+    let recipe = example("gitlab-ci/kubernetes-executor.gitlab-ci.yml");
+    let map = yaml_map(&recipe, "variables");
+    assert_eq!(value(&map, "DOCKER_HOST"), "tcp://localhost:2376");
+    assert!(example("gitlab-ci/kubernetes-executor.config.toml")
+        .contains("mount_path = \"/certs/client\""));
+    let port = value(&map, "HEALTHCHECK_TCP_PORT").to_owned();
+    let mut host = HostDocker::start("ci-gitlab-k8s");
+    image_with_openssl(&host, "dind-init-ci:tls");
+    let ok = |args: &[&str], name: &str| {
+        let ran = host.run(args, name, LONG);
+        assert_eq!(
+            ran.code(),
+            Some(0),
+            "{}\n{}",
+            ran.describe(),
+            host.init.describe()
+        );
+        ran
+    };
+    // The job pod: the service container with the job's variables. A pod's containers
+    // share one gVisor sandbox (one network stack, so localhost); the helper's wait and
+    // the job run here as further processes of the service's sandbox.
+    let vars: Vec<String> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut service = vec![
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--runtime=runsc-net",
+        "--cap-add=ALL",
+        "--network",
+        "bridge-less",
+    ];
+    ok(&["network", "create", "bridge-less"], "net");
+    for v in &vars {
+        service.extend(["-e", v.as_str()]);
+    }
+    service.push("dind-init-ci:tls");
+    ok(&service, "service");
+    // The runner's wait: TCP to localhost:HEALTHCHECK_TCP_PORT until it connects.
+    let probe = format!(
+        "for i in $(seq 240); do nc -w 2 localhost {port} </dev/null && {{ echo \"port open after $i\"; exit 0; }}; sleep 0.5; done; exit 1"
+    );
+    let wait = ok(&["exec", "svc", "sh", "-c", &probe], "wait");
+    assert!(wait.stdout.contains("port open"), "{}", wait.describe());
+    let mut job = vec!["exec"];
+    for v in &vars {
+        job.extend(["-e", v.as_str()]);
+    }
+    let script = format!("set -e\n{NESTED_SCRIPT}\n");
+    job.extend(["svc", "sh", "-c", &script]);
+    let ran = ok(&job, "job");
+    assert!(ran.stdout.contains("JOB: built"), "{}", ran.describe());
+    ok(&["rm", "-f", "svc"], "rm");
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }
