@@ -4,8 +4,10 @@
 //! cgroup2 magic means v2, anything else v1 (moby `pkg/sysinfo`, runc `cgroups.IsCgroup2UnifiedMode`).
 //! On v1 it refuses to start when no `cgroup` mount with `devices` is in the mount table
 //! ("Devices cgroup isn't mounted"), and containerd-shim fails `docker run` when any hierarchy
-//! listed in /proc/self/cgroup has no mount. On v2 every process must leave the root cgroup
-//! before controllers can be enabled for children (cgroups(7), "no internal processes").
+//! listed in /proc/self/cgroup has no mount. On v2 every process must leave a namespace's
+//! root cgroup before controllers can be enabled for children (cgroups(7), "no internal
+//! processes"); the machine's own root cgroup (no `cgroup.type`) is exempt, and holds the
+//! kernel's threads, which never move.
 //!
 //! [`plan`] turns what the system shows — the texts of /proc/self/cgroup, /proc/self/mountinfo
 //! and /proc/cgroups, and the statfs magic of /sys/fs/cgroup ([`Snapshot`]) — plus the gVisor
@@ -24,8 +26,9 @@
 //! already in place is logged; a run that changes nothing says "already prepared" once), and
 //! returns a [`CgroupOutcome`] that `status` shows. It also does SPEC §4 step 3 (the parent
 //! directories of the socket, pid and ready files) and the best-effort items of §5
-//! (securityfs, `/` made rshared). Nothing here is fatal to the init: every error becomes a
-//! logged, reported reason.
+//! (securityfs, unless AppArmor would then break every `docker run`: [`Securityfs`]; `/`
+//! made rshared). Nothing here is fatal to the init: every error becomes a logged,
+//! reported reason.
 //!
 //! Not done here: deciding whether dockerd is started (the supervisor reads
 //! [`CgroupOutcome::failure`]), dockerd's other flags, networking.
@@ -46,7 +49,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{CgroupConfig, CgroupMode, Config};
-use crate::environment::Environment;
+use crate::environment::{AppArmor, Environment};
 use crate::error::Error;
 
 /// Where dockerd, runc and containerd look for cgroups.
@@ -100,6 +103,10 @@ pub struct Snapshot {
     pub proc_cgroups: String,
     /// `f_type` of statfs(2) on /sys/fs/cgroup; `None` when the directory does not exist.
     pub statfs_magic: Option<u64>,
+    /// `/sys/fs/cgroup/cgroup.type` when /sys/fs/cgroup is cgroup2; `None` when that file
+    /// does not exist: the kernel gives it to every cgroup but the root of the hierarchy,
+    /// so `None` on a cgroup2 mount means the machine's true root cgroup.
+    pub cgroup_type: Option<String>,
 }
 
 impl Snapshot {
@@ -121,16 +128,23 @@ impl Snapshot {
             .ok()
             // f_type is a signed word on some targets; the magic numbers are all positive.
             .map(|s| s.f_type as u64);
+        let cgroup_type = if statfs_magic == Some(CGROUP2_SUPER_MAGIC) {
+            std::fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.type")).ok()
+        } else {
+            None
+        };
         Ok(Snapshot {
             proc_self_cgroup,
             mountinfo,
             proc_cgroups,
             statfs_magic,
+            cgroup_type,
         })
     }
 
-    /// Reads a fixture directory: files `proc_self_cgroup`, `mountinfo`, `proc_cgroups` and
-    /// `statfs` (the magic in hex, e.g. `0x1021994`, or `missing`).
+    /// Reads a fixture directory: files `proc_self_cgroup`, `mountinfo`, `proc_cgroups`,
+    /// `statfs` (the magic in hex, e.g. `0x1021994`, or `missing`) and, where
+    /// /sys/fs/cgroup had one, `cgroup_type`.
     pub fn from_dir(dir: &Path) -> io::Result<Snapshot> {
         let read = |name: &str| std::fs::read_to_string(dir.join(name));
         let statfs = read("statfs")?;
@@ -146,11 +160,17 @@ impl Snapshot {
                 )
             })?)
         };
+        let cgroup_type = match read("cgroup_type") {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         Ok(Snapshot {
             proc_self_cgroup: read("proc_self_cgroup")?,
             mountinfo: read("mountinfo")?,
             proc_cgroups: read("proc_cgroups")?,
             statfs_magic,
+            cgroup_type,
         })
     }
 
@@ -162,6 +182,37 @@ impl Snapshot {
     /// How dockerd will see cgroups.
     pub fn kind(&self) -> CgroupKind {
         classify(self.statfs_magic, &self.visible_mounts())
+    }
+
+    /// A kernel that offers cgroup2 alone, before anything was mounted for it: nothing
+    /// mounted on or under /sys/fs/cgroup and no v1 hierarchy in /proc/self/cgroup (only
+    /// `0::/`, or nothing: the kernel shows the `0::` line only once cgroup2 has been
+    /// mounted somewhere, `cgrp_dfl_visible` in kernel/cgroup/cgroup.c). dind-init as PID 1
+    /// of a VM booted with `cgroup_no_v1=all` sees this. Never in gVisor, whose
+    /// /proc/self/cgroup is empty too before its v1 controllers are mounted.
+    pub fn bare_cgroup2(&self, gvisor: bool) -> bool {
+        if gvisor || !matches!(self.statfs_magic, None | Some(SYSFS_MAGIC)) {
+            return false;
+        }
+        let root = Path::new(CGROUP_ROOT);
+        let mounted = self
+            .visible_mounts()
+            .iter()
+            .any(|m| Path::new(&m.mount_point).starts_with(root));
+        let v1_listed = parse_proc_self_cgroup(&self.proc_self_cgroup)
+            .iter()
+            .any(|l| l.id != 0);
+        !mounted && !v1_listed
+    }
+
+    /// How the environment's cgroups are, for `environment.cgroup` of `status`: as
+    /// [`Snapshot::kind`], except that a [bare cgroup2](Snapshot::bare_cgroup2) kernel is v2.
+    pub fn environment_kind(&self, gvisor: bool) -> CgroupKind {
+        if self.bare_cgroup2(gvisor) {
+            CgroupKind::V2
+        } else {
+            self.kind()
+        }
     }
 
     /// Controllers that /proc/cgroups lists as attached to a hierarchy and enabled.
@@ -639,13 +690,16 @@ pub enum Action {
         data: String,
         keep: MountFlags,
     },
-    /// cgroup v2: move every process of `from` into `to`.
+    /// cgroup v2: move every process of `from` that the init can see (not only itself:
+    /// PID 1 and its siblings too, when the init is not PID 1) into `to`.
     MovePids { from: PathBuf, to: PathBuf },
     /// cgroup v2: enable every controller of `cgroup.controllers` in `cgroup.subtree_control`
-    /// of `cgroup`; on EBUSY move the processes into `evacuate_to` again and retry.
+    /// of `cgroup`; on EBUSY move the processes into `evacuate_to` again and retry. `None`:
+    /// `cgroup` is the machine's root cgroup, which the "no internal processes" rule exempts,
+    /// so nothing is moved (its processes include the kernel's threads).
     EnableControllers {
         cgroup: PathBuf,
-        evacuate_to: PathBuf,
+        evacuate_to: Option<PathBuf>,
     },
 }
 
@@ -699,13 +753,22 @@ impl fmt::Display for Action {
             ),
             Action::EnableControllers {
                 cgroup,
-                evacuate_to,
+                evacuate_to: Some(evacuate_to),
             } => write!(
                 f,
                 "enable every controller of {0}/cgroup.controllers in {0}/cgroup.subtree_control \
                  (on EBUSY move processes into {1} again, at most {V2_ENABLE_ATTEMPTS} times)",
                 cgroup.display(),
                 evacuate_to.display()
+            ),
+            Action::EnableControllers {
+                cgroup,
+                evacuate_to: None,
+            } => write!(
+                f,
+                "enable every controller of {0}/cgroup.controllers in {0}/cgroup.subtree_control \
+                 (the machine's root cgroup: no cgroup.type, so nothing is moved)",
+                cgroup.display()
             ),
         }
     }
@@ -720,6 +783,10 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// A failure certain before anything runs (one line: cause; fix).
     pub failure: Option<String>,
+    /// The actions mount cgroup2 on /sys/fs/cgroup, and what comes next depends on what
+    /// that mount shows (whether it is the machine's root cgroup): once they ran, plan
+    /// again from a new snapshot.
+    pub replan: bool,
 }
 
 impl Plan {
@@ -738,6 +805,7 @@ pub fn plan(snap: &Snapshot, gvisor: bool, cfg: &CgroupConfig) -> Plan {
         kind,
         actions: Vec::new(),
         failure: None,
+        replan: false,
     };
     let root = PathBuf::from(CGROUP_ROOT);
     // dockerd 20.10 panics ("cannot statfs cgroup root") without it, whatever the mode.
@@ -747,7 +815,7 @@ pub fn plan(snap: &Snapshot, gvisor: bool, cfg: &CgroupConfig) -> Plan {
     let v2 = match cfg.mode {
         CgroupMode::Off => return plan,
         CgroupMode::V2 => true,
-        CgroupMode::Auto => kind == CgroupKind::V2,
+        CgroupMode::Auto => kind == CgroupKind::V2 || snap.bare_cgroup2(gvisor),
         CgroupMode::V1 => {
             if kind == CgroupKind::V2 {
                 plan.mode = Mode::V1;
@@ -787,19 +855,35 @@ fn remount_action(m: &Mount) -> Action {
 fn plan_v2(snap: &Snapshot, visible: &[Mount], gvisor: bool, plan: &mut Plan) {
     let root = PathBuf::from(CGROUP_ROOT);
     if snap.statfs_magic != Some(CGROUP2_SUPER_MAGIC) {
-        // `mode = "v2"` where /sys/fs/cgroup is not cgroup2 yet: mount it, so that dockerd
-        // sees v2. Only possible where the kernel has cgroup2 with free controllers.
+        // Not cgroup2 yet (a cgroup2-only kernel with nothing mounted, or `mode = "v2"`):
+        // mount it, so that dockerd sees v2. Only possible where the kernel has cgroup2
+        // with free controllers. Whether the mount shows the machine's root cgroup is
+        // known only once it is there: plan the rest again then.
         if gvisor {
             plan.failure = Some(reason_gvisor_no_cgroup2());
             return;
         }
         plan.actions.push(Action::MountCgroup2 {
-            target: root.clone(),
+            target: root,
             required: true,
         });
-    } else if let Some(m) = mount_at(visible, &root).filter(|m| m.read_only()) {
+        plan.replan = true;
+        return;
+    }
+    if let Some(m) = mount_at(visible, &root).filter(|m| m.read_only()) {
         plan.actions.push(remount_action(m));
     }
+    if snap.cgroup_type.is_none() {
+        // The machine's root cgroup (dind-init as PID 1 of a VM, or beside the host's
+        // init): exempt from "no internal processes", and its processes include the
+        // kernel's threads, which must stay.
+        plan.actions.push(Action::EnableControllers {
+            cgroup: root,
+            evacuate_to: None,
+        });
+        return;
+    }
+    // A namespace's root cgroup (a container): everything in it must leave.
     let init = root.join("init");
     plan.actions.push(Action::Mkdir { path: init.clone() });
     plan.actions.push(Action::MovePids {
@@ -808,7 +892,7 @@ fn plan_v2(snap: &Snapshot, visible: &[Mount], gvisor: bool, plan: &mut Plan) {
     });
     plan.actions.push(Action::EnableControllers {
         cgroup: root,
-        evacuate_to: init,
+        evacuate_to: Some(init),
     });
 }
 
@@ -1110,13 +1194,33 @@ fn reason_cgroup2_failed(error: &dyn fmt::Display) -> String {
     )
 }
 
-fn reason_v2_busy(error: &dyn fmt::Display) -> String {
+fn reason_v2_busy(busy: &Busy) -> String {
+    let mut stayed: Vec<String> = Vec::new();
+    for name in &busy.remaining {
+        match busy.refused.iter().find(|(n, _)| n == name) {
+            Some((_, e)) => stayed.push(format!("{name}: cannot move it: {e}")),
+            None => stayed.push(name.clone()),
+        }
+    }
+    if busy.hidden > 0 {
+        stayed.push(format!(
+            "{} process(es) outside this pid namespace (pid 0 in cgroup.procs)",
+            busy.hidden
+        ));
+    }
+    let stayed = if stayed.is_empty() {
+        "none left when looked at, but new ones kept appearing".to_owned()
+    } else {
+        name_list(&stayed)
+    };
     format!(
-        "cannot enable the cgroup v2 controllers in {CGROUP_ROOT}/cgroup.subtree_control ({error} \
-         after {V2_ENABLE_ATTEMPTS} attempts: processes this init cannot see or move stay in \
-         the root cgroup), so `docker run` will fail with \"cannot enter cgroupv2 ... invalid \
-         state\"; fix: give the container its own cgroup namespace (docker run \
-         --cgroupns=private) and run dind-init as its PID 1"
+        "cannot enable the cgroup v2 controllers in {CGROUP_ROOT}/cgroup.subtree_control ({} \
+         after {V2_ENABLE_ATTEMPTS} attempts): processes stay in the root cgroup: {stayed}, so \
+         `docker run` will fail with \"cannot enter cgroupv2 ... invalid state\"; fix: give the \
+         container its own cgroup namespace (docker run --cgroupns=private) and run every \
+         process of its root cgroup in dind-init's pid namespace, where it can move them \
+         (dind-init as PID 1, or behind an init such as tini)",
+        busy.error
     )
 }
 
@@ -1183,13 +1287,30 @@ impl CgroupOutcome {
 pub fn prepare(cfg: &Config, env: &Environment) -> CgroupOutcome {
     let mut out = CgroupOutcome::default();
     match Snapshot::read() {
-        Ok(snap) => {
-            let plan = plan(&snap, env.gvisor, &cfg.cgroup);
-            out.mode = plan.mode.as_str().to_owned();
-            if let Some(reason) = &plan.failure {
+        Ok(mut snap) => {
+            let first = plan(&snap, env.gvisor, &cfg.cgroup);
+            out.mode = first.mode.as_str().to_owned();
+            if let Some(reason) = &first.failure {
                 out.fail(reason.clone());
             }
-            apply(&plan, env, &mut out);
+            apply(&first, env, &mut out);
+            if first.replan && out.failure.is_none() {
+                // cgroup2 was just mounted: plan the rest on what the mount shows. Once
+                // only: the second plan sees cgroup2 and never asks for another.
+                match Snapshot::read() {
+                    Ok(now) => {
+                        let second = plan(&now, env.gvisor, &cfg.cgroup);
+                        if let Some(reason) = &second.failure {
+                            out.fail(reason.clone());
+                        }
+                        apply(&second, env, &mut out);
+                        snap = now;
+                    }
+                    Err(e) => out.fail(format!(
+                        "{e}: cannot see what is mounted; fix: mount /proc in the container"
+                    )),
+                }
+            }
             best_effort(&snap, env, &mut out);
         }
         Err(e) => {
@@ -1336,45 +1457,54 @@ fn apply(plan: &Plan, env: &Environment, out: &mut CgroupOutcome) {
                 }
             }
             Action::MovePids { from, to } => {
-                let only = (!env.pid1).then(|| rustix::process::getpid().as_raw_nonzero().get());
-                let moved = move_pids(&mut files, from, to, only);
-                if moved > 0 {
+                let report = move_pids(&mut files, from, to);
+                if !report.moved.is_empty() {
                     out.did(
                         "move-pids",
                         to,
                         format!(
-                            "moved {moved} process(es) out of the root cgroup {} into {}",
+                            "moved {} process(es) out of the root cgroup {} into {}: {}",
+                            report.moved.len(),
                             from.display(),
-                            to.display()
+                            to.display(),
+                            name_list(&report.moved)
                         ),
                     );
+                }
+                for (name, e) in &report.refused {
+                    debug!(process = %name, error = %e, "cannot move a process out of the root cgroup");
                 }
             }
             Action::EnableControllers {
                 cgroup,
                 evacuate_to,
             } => {
-                let only = (!env.pid1).then(|| rustix::process::getpid().as_raw_nonzero().get());
-                let report = enable_controllers(&mut files, cgroup, evacuate_to, only);
-                if report.moved > 0 {
+                let report = enable_controllers(&mut files, cgroup, evacuate_to.as_deref());
+                if let (false, Some(to)) = (report.moves.moved.is_empty(), evacuate_to) {
                     out.did(
                         "move-pids",
-                        evacuate_to,
+                        to,
                         format!(
-                            "moved {} process(es) that appeared in the root cgroup into {}",
-                            report.moved,
-                            evacuate_to.display()
+                            "moved {} process(es) that appeared in the root cgroup into {}: {}",
+                            report.moves.moved.len(),
+                            to.display(),
+                            name_list(&report.moves.moved)
                         ),
                     );
                 }
                 if !report.enabled.is_empty() {
+                    let how = if evacuate_to.is_some() {
+                        format!("after {} writes", report.attempts)
+                    } else {
+                        "the machine's root cgroup: nothing moved".to_owned()
+                    };
                     out.did(
                         "enable-controllers",
                         cgroup,
                         format!(
-                            "enabled cgroup v2 controllers {} (after {} writes)",
+                            "enabled cgroup v2 controllers {} in {} ({how})",
                             report.enabled.join(" "),
-                            report.attempts
+                            cgroup.display()
                         ),
                     );
                 }
@@ -1383,8 +1513,8 @@ fn apply(plan: &Plan, env: &Environment, out: &mut CgroupOutcome) {
                         "cannot enable the cgroup v2 controller {controller}: {e}"
                     ));
                 }
-                if let Some(e) = report.busy {
-                    out.fail(reason_v2_busy(&e));
+                if let Some(busy) = &report.busy {
+                    out.fail(reason_v2_busy(busy));
                 }
             }
         }
@@ -1553,8 +1683,9 @@ fn stub(dir: &Path, controller: &str, out: &mut CgroupOutcome) {
 // ---------------------------------------------------------------------------
 // cgroup v2 evacuation.
 
-/// The cgroupfs reads and writes the v2 evacuation needs: a trait so that the EBUSY retry
-/// is unit-tested without a kernel.
+/// The files the v2 evacuation reads and writes (cgroupfs, and /proc/<pid>/comm to name
+/// processes): a trait so that the moves and the EBUSY retry are unit-tested without a
+/// kernel.
 trait CgroupFiles {
     fn read(&mut self, path: &Path) -> io::Result<String>;
     /// One write(2) of `data` (cgroupfs takes one value per write).
@@ -1579,39 +1710,96 @@ impl CgroupFiles for RealFiles {
     }
 }
 
-/// Moves the processes of `from` into `to`, returning how many moved. Pid 0 in cgroup.procs
-/// is a process outside our pid namespace: it cannot be named, and writing "0" would move
-/// the writer itself. `only` restricts the move to one pid: a non-PID 1 init must not move
-/// processes that are not its own (it may share the machine's pid namespace). ESRCH (the
-/// process exited) is not an error; other refusals are logged and left for the EBUSY retry.
-fn move_pids(files: &mut impl CgroupFiles, from: &Path, to: &Path, only: Option<i32>) -> usize {
-    let procs = match files.read(&from.join("cgroup.procs")) {
-        Ok(text) => text,
-        Err(e) => {
-            debug!(error = %e, from = %from.display(), "cannot read cgroup.procs");
-            return 0;
-        }
-    };
-    let target = to.join("cgroup.procs");
-    let mut moved = 0;
-    for pid in procs
+/// A process as messages name it: `1 (docker-init)`.
+fn describe_pid(files: &mut impl CgroupFiles, pid: i32) -> String {
+    match files.read(&Path::new("/proc").join(pid.to_string()).join("comm")) {
+        Ok(comm) if !comm.trim().is_empty() => format!("{pid} ({})", comm.trim()),
+        _ => pid.to_string(),
+    }
+}
+
+/// The processes of a cgroup, as its `cgroup.procs` lists them.
+#[derive(Debug, Default)]
+struct Procs {
+    /// Pids in the init's pid namespace.
+    visible: Vec<i32>,
+    /// Entries shown as pid 0: processes outside the init's pid namespace. They cannot
+    /// be named, and writing "0" would move the writer itself.
+    hidden: usize,
+}
+
+fn read_procs(files: &mut impl CgroupFiles, cgroup: &Path) -> io::Result<Procs> {
+    let text = files.read(&cgroup.join("cgroup.procs"))?;
+    let mut procs = Procs::default();
+    for pid in text
         .split_whitespace()
         .filter_map(|p| p.parse::<i32>().ok())
     {
-        if pid == 0 || only.is_some_and(|o| o != pid) {
-            continue;
-        }
-        match files.write(&target, &pid.to_string()) {
-            Ok(()) => moved += 1,
-            Err(e) if is_errno(&e, rustix::io::Errno::SRCH) => {}
-            Err(e) => debug!(pid, error = %e, "cannot move a process out of the root cgroup"),
+        if pid == 0 {
+            procs.hidden += 1;
+        } else {
+            procs.visible.push(pid);
         }
     }
-    moved
+    Ok(procs)
+}
+
+/// What moving the processes of a cgroup did.
+#[derive(Debug, Default)]
+struct MoveReport {
+    /// The processes moved, named (`1 (docker-init)`).
+    moved: Vec<String>,
+    /// The processes the kernel refused to move, named, with its answer.
+    refused: Vec<(String, io::Error)>,
+}
+
+impl MoveReport {
+    fn absorb(&mut self, other: MoveReport) {
+        self.moved.extend(other.moved);
+        self.refused = other.refused;
+    }
+}
+
+/// Moves every process of `from` that the init can see into `to` (SPEC §5: not only the
+/// init itself; when it is not PID 1, PID 1 and its siblings keep the namespace's root
+/// busy just as well). ESRCH (the process exited meanwhile) is not an error; other
+/// refusals are recorded, named, and left for the EBUSY retry.
+fn move_pids(files: &mut impl CgroupFiles, from: &Path, to: &Path) -> MoveReport {
+    let mut report = MoveReport::default();
+    let procs = match read_procs(files, from) {
+        Ok(procs) => procs,
+        Err(e) => {
+            debug!(error = %e, from = %from.display(), "cannot read cgroup.procs");
+            return report;
+        }
+    };
+    let target = to.join("cgroup.procs");
+    for pid in procs.visible {
+        // Named before the move: a process that exits right after it cannot be.
+        let name = describe_pid(files, pid);
+        match files.write(&target, &pid.to_string()) {
+            Ok(()) => report.moved.push(name),
+            Err(e) if is_errno(&e, rustix::io::Errno::SRCH) => {}
+            Err(e) => report.refused.push((name, e)),
+        }
+    }
+    report
 }
 
 fn is_errno(e: &io::Error, errno: rustix::io::Errno) -> bool {
     e.raw_os_error() == Some(errno.raw_os_error())
+}
+
+/// Why enabling stayed EBUSY: what was still in the cgroup after the last attempt.
+#[derive(Debug)]
+struct Busy {
+    error: io::Error,
+    /// The processes left in the cgroup, named.
+    remaining: Vec<String>,
+    /// Processes outside the init's pid namespace in it (pid 0).
+    hidden: usize,
+    /// The last refusals to move, named, with the kernel's answer.
+    refused: Vec<(String, io::Error)>,
 }
 
 /// What enabling the v2 controllers did.
@@ -1620,25 +1808,25 @@ struct EnableReport {
     /// Controllers newly enabled.
     enabled: Vec<String>,
     /// Processes moved by the retries.
-    moved: usize,
+    moves: MoveReport,
     /// Writes made (1 when the first one worked).
     attempts: u32,
     /// Controllers the kernel refused for another reason than EBUSY.
     refused: Vec<(String, io::Error)>,
     /// Still EBUSY after every attempt.
-    busy: Option<io::Error>,
+    busy: Option<Busy>,
 }
 
 /// Enables every controller of `cgroup.controllers` not yet in `cgroup.subtree_control`
-/// (hack/dind), all in one write; on EBUSY (a process is still in the root cgroup: "no
+/// (hack/dind), all in one write; on EBUSY (a process is still in the cgroup: "no
 /// internal processes") moves processes into `evacuate_to` again and retries, at most
-/// [`V2_ENABLE_ATTEMPTS`] writes. Another error makes it try each controller alone, so that
-/// one refused controller does not cost the others.
+/// [`V2_ENABLE_ATTEMPTS`] writes (`None`: the machine's root cgroup, where nothing is
+/// moved). Another error makes it try each controller alone, so that one refused
+/// controller does not cost the others.
 fn enable_controllers(
     files: &mut impl CgroupFiles,
     cgroup: &Path,
-    evacuate_to: &Path,
-    only: Option<i32>,
+    evacuate_to: Option<&Path>,
 ) -> EnableReport {
     let mut report = EnableReport::default();
     let available = files
@@ -1662,6 +1850,11 @@ fn enable_controllers(
         .map(|c| format!("+{c}"))
         .collect::<Vec<_>>()
         .join(" ");
+    let attempts = if evacuate_to.is_some() {
+        V2_ENABLE_ATTEMPTS
+    } else {
+        1
+    };
     loop {
         report.attempts += 1;
         match files.write(&control, &all) {
@@ -1670,11 +1863,27 @@ fn enable_controllers(
                 return report;
             }
             Err(e) if is_errno(&e, rustix::io::Errno::BUSY) => {
-                if report.attempts >= V2_ENABLE_ATTEMPTS {
-                    report.busy = Some(e);
-                    return report;
+                match evacuate_to {
+                    Some(to) if report.attempts < attempts => {
+                        let moved = move_pids(files, cgroup, to);
+                        report.moves.absorb(moved);
+                        continue;
+                    }
+                    _ => {}
                 }
-                report.moved += move_pids(files, cgroup, evacuate_to, only);
+                let procs = read_procs(files, cgroup).unwrap_or_default();
+                let remaining = procs
+                    .visible
+                    .iter()
+                    .map(|pid| describe_pid(files, *pid))
+                    .collect();
+                report.busy = Some(Busy {
+                    error: e,
+                    remaining,
+                    hidden: procs.hidden,
+                    refused: std::mem::take(&mut report.moves.refused),
+                });
+                return report;
             }
             Err(_) => break,
         }
@@ -1688,26 +1897,118 @@ fn enable_controllers(
     report
 }
 
+/// At most this many processes are named in one line.
+const NAMED_AT_MOST: usize = 8;
+
+/// `1 (docker-init), 7 (dind-init)`, cut after [`NAMED_AT_MOST`].
+fn name_list(names: &[String]) -> String {
+    let mut text = names
+        .iter()
+        .take(NAMED_AT_MOST)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMED_AT_MOST {
+        text.push_str(&format!(" and {} more", names.len() - NAMED_AT_MOST));
+    }
+    text
+}
+
 // ---------------------------------------------------------------------------
 // Best effort: securityfs, rshared; and the runtime directories.
 
-/// securityfs on /sys/kernel/security (AppArmor detection in dockerd reads it) and `/` made
-/// rshared (so mounts dockerd makes propagate to the containers' mount namespaces as on a
-/// host). Neither is needed for dockerd to start; failures are debug lines and warnings.
+/// Where securityfs is mounted.
+pub const SECURITYFS: &str = "/sys/kernel/security";
+
+/// What to do about securityfs on /sys/kernel/security (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Securityfs {
+    /// Nothing to do: mounted already (and harmless), no such directory, or gVisor
+    /// (which has no securityfs).
+    Leave,
+    /// Mount it (best effort): dockerd detects AppArmor through it.
+    Mount,
+    /// Do not mount it: AppArmor is enabled in the kernel and dockerd has no
+    /// `apparmor_parser`, so with securityfs every `docker run` would fail.
+    Skip,
+    /// Mounted already while AppArmor is enabled and dockerd has no `apparmor_parser`:
+    /// every `docker run` fails; `status` and `check` say so, with the fix.
+    Warn,
+}
+
+/// Decides about securityfs from what was found. Pure.
+pub fn securityfs_decision(
+    gvisor: bool,
+    dir_exists: bool,
+    mounted: bool,
+    apparmor: &AppArmor,
+) -> Securityfs {
+    match (gvisor, mounted, apparmor.parser_missing()) {
+        (true, _, _) => Securityfs::Leave,
+        (false, true, true) => Securityfs::Warn,
+        (false, true, false) => Securityfs::Leave,
+        (false, false, _) if !dir_exists => Securityfs::Leave,
+        (false, false, true) => Securityfs::Skip,
+        (false, false, false) => Securityfs::Mount,
+    }
+}
+
+/// The decision for this system: `visible` mounts, the directory, the environment.
+pub fn securityfs_here(visible: &[Mount], env: &Environment) -> Securityfs {
+    let dir = Path::new(SECURITYFS);
+    securityfs_decision(
+        env.gvisor,
+        dir.is_dir(),
+        mount_at(visible, dir).is_some(),
+        &env.apparmor,
+    )
+}
+
+/// Why securityfs is not mounted ([`Securityfs::Skip`]).
+pub fn securityfs_skipped() -> String {
+    format!(
+        "not mounting securityfs on {SECURITYFS}: AppArmor is enabled in the kernel and \
+         apparmor_parser is not on dockerd's PATH, so dockerd would fail every `docker run` \
+         (\"AppArmor enabled on system but the docker-default profile could not be loaded\"); \
+         without securityfs dockerd sees no AppArmor and starts nested containers without a \
+         profile of their own (the outer container keeps its own)"
+    )
+}
+
+/// The warning of [`Securityfs::Warn`], one line: cause; fix.
+pub fn reason_apparmor_parser_missing() -> String {
+    format!(
+        "AppArmor is enabled in the kernel and securityfs is mounted on {SECURITYFS}, but \
+         apparmor_parser is not on dockerd's PATH: dockerd cannot load its docker-default \
+         profile, so every `docker run` fails with \"AppArmor enabled on system but the \
+         docker-default profile could not be loaded\"; fix: install the apparmor package in \
+         the image (it provides apparmor_parser), or run nested containers with \
+         --security-opt apparmor=unconfined"
+    )
+}
+
+/// securityfs on /sys/kernel/security (AppArmor detection in dockerd reads it; not where
+/// that would break every `docker run`, see [`Securityfs`]) and `/` made rshared (so
+/// mounts dockerd makes propagate to the containers' mount namespaces as on a host).
+/// Neither is needed for dockerd to start; failures are debug lines and warnings.
 fn best_effort(snap: &Snapshot, env: &Environment, out: &mut CgroupOutcome) {
     let visible = snap.visible_mounts();
-    let security = Path::new("/sys/kernel/security");
-    // gVisor has no securityfs (REFERENCE §1.0 step 6): trying would only log noise.
-    if !env.gvisor && security.is_dir() && mount_at(&visible, security).is_none() {
-        let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-        match mount_fs("securityfs", security, "securityfs", flags, "") {
-            Ok(()) => out.did(
-                "mount",
-                security,
-                format!("mounted securityfs on {}", security.display()),
-            ),
-            Err(e) => out.note(e.to_string()),
+    let security = Path::new(SECURITYFS);
+    match securityfs_here(&visible, env) {
+        Securityfs::Leave => {}
+        Securityfs::Mount => {
+            let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            match mount_fs("securityfs", security, "securityfs", flags, "") {
+                Ok(()) => out.did(
+                    "mount",
+                    security,
+                    format!("mounted securityfs on {}", security.display()),
+                ),
+                Err(e) => out.note(e.to_string()),
+            }
         }
+        Securityfs::Skip => info!("{}", securityfs_skipped()),
+        Securityfs::Warn => out.warn(reason_apparmor_parser_missing()),
     }
     let root_shared = mount_at(&visible, Path::new("/"))
         .map(|m| m.optional.iter().any(|o| o.starts_with("shared:")));
@@ -1852,6 +2153,9 @@ mod tests {
             "runsc-20240729-docker",
             "docker-runc-readonly",
             "host-v2",
+            "vm-bare",
+            "vm-true-root",
+            "vm-cgroupns-scope",
         ] {
             let snap = fixture(case);
             let all = parse_mountinfo(&snap.mountinfo);
@@ -2036,6 +2340,7 @@ mod tests {
             mountinfo: "1 0 8:1 / / rw - ext4 /dev/sda rw\n".to_owned(),
             proc_cgroups: String::new(),
             statfs_magic: Some(SYSFS_MAGIC),
+            cgroup_type: None,
         };
         let plan = plan(
             &snap,
@@ -2102,6 +2407,7 @@ mod tests {
             mountinfo: "1 0 8:1 / / rw - ext4 /dev/sda rw\n2 1 0:2 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n3 2 0:3 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n".to_owned(),
             proc_cgroups: String::new(),
             statfs_magic: Some(TMPFS_MAGIC),
+            cgroup_type: None,
         };
         let plan = plan(&snap, false, &cfg());
         assert_eq!(
@@ -2244,15 +2550,185 @@ mod tests {
                 },
                 Action::EnableControllers {
                     cgroup: p("/sys/fs/cgroup"),
-                    evacuate_to: p("/sys/fs/cgroup/init")
+                    evacuate_to: Some(p("/sys/fs/cgroup/init"))
                 },
             ]
         );
+        assert!(!plan.replan);
         // The same in gVisor (runsc --mount-cgroup-v2).
         assert_eq!(
             super::plan(&fixture("host-v2"), true, &cfg()).actions,
             plan.actions
         );
+    }
+
+    /// One rule per row: the v2 layouts a real v2 kernel shows (captured in the test VM,
+    /// scripts/vm) and what the plan does there.
+    #[test]
+    fn v2_layouts_of_a_real_kernel() {
+        let init = p("/sys/fs/cgroup/init");
+        let evacuate = vec![
+            mkdir_a("/sys/fs/cgroup/init"),
+            Action::MovePids {
+                from: p(CGROUP_ROOT),
+                to: init.clone(),
+            },
+            Action::EnableControllers {
+                cgroup: p(CGROUP_ROOT),
+                evacuate_to: Some(init.clone()),
+            },
+        ];
+        let mount = vec![Action::MountCgroup2 {
+            target: p(CGROUP_ROOT),
+            required: true,
+        }];
+        let true_root = vec![Action::EnableControllers {
+            cgroup: p(CGROUP_ROOT),
+            evacuate_to: None,
+        }];
+        let mut bare_listed = fixture("vm-bare");
+        bare_listed.proc_self_cgroup = "0::/\n".to_owned();
+        let mut bare_tmpfs = fixture("vm-bare");
+        bare_tmpfs
+            .mountinfo
+            .push_str("40 30 0:40 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n");
+        bare_tmpfs.statfs_magic = Some(TMPFS_MAGIC);
+        let mut bare_missing = fixture("vm-bare");
+        bare_missing.statfs_magic = None;
+        // (case, snapshot, gVisor, mode, actions, plan again after them)
+        type Row = (&'static str, Snapshot, bool, Mode, Vec<Action>, bool);
+        let table: Vec<Row> = vec![
+            // PID 1 of a VM booted with cgroup_no_v1=all: nothing mounted, and
+            // /proc/self/cgroup empty (cgroup2 never mounted yet): mount it, look again.
+            (
+                "bare kernel",
+                fixture("vm-bare"),
+                false,
+                Mode::V2,
+                mount.clone(),
+                true,
+            ),
+            (
+                "bare, 0:: listed",
+                bare_listed,
+                false,
+                Mode::V2,
+                mount.clone(),
+                true,
+            ),
+            (
+                "bare, no /sys/fs/cgroup",
+                bare_missing,
+                false,
+                Mode::V2,
+                [vec![mkdir_a(CGROUP_ROOT)], mount.clone()].concat(),
+                true,
+            ),
+            // A tmpfs there is someone's v1 tree in the making: not bare (and with no v1
+            // hierarchy listed, a certain v1 failure, checked below).
+            // gVisor shows an empty /proc/self/cgroup before its v1 mounts: stays v1.
+            (
+                "bare in gVisor",
+                fixture("vm-bare"),
+                true,
+                Mode::V1Gvisor,
+                gvisor_from_scratch(true),
+                false,
+            ),
+            // cgroup2 at the machine's root (no cgroup.type): enable, move nothing.
+            (
+                "true root",
+                fixture("vm-true-root"),
+                false,
+                Mode::V2,
+                true_root,
+                false,
+            ),
+            // A cgroup namespace rooted at a systemd scope: evacuate into init.
+            (
+                "scope",
+                fixture("vm-cgroupns-scope"),
+                false,
+                Mode::V2,
+                evacuate.clone(),
+                false,
+            ),
+            (
+                "docker v2",
+                fixture("host-v2"),
+                false,
+                Mode::V2,
+                evacuate,
+                false,
+            ),
+        ];
+        for (case, snap, gvisor, mode, actions, replan) in table {
+            let got = plan(&snap, gvisor, &cfg());
+            assert_eq!(got.mode, mode, "{case}");
+            assert_eq!(got.actions, actions, "{case}");
+            assert_eq!(got.replan, replan, "{case}");
+            assert_eq!(got.failure, None, "{case}");
+        }
+        let tmpfs = plan(&bare_tmpfs, false, &cfg());
+        assert_eq!(tmpfs.mode, Mode::V1);
+        assert_eq!(tmpfs.failure, Some(reason_no_v1_hierarchies()));
+    }
+
+    #[test]
+    fn bare_cgroup2_kernel_is_v2_for_the_environment() {
+        let bare = fixture("vm-bare");
+        // dockerd would take its v1 path on the sysfs there; the environment is v2.
+        assert_eq!(bare.kind(), CgroupKind::V1);
+        assert_eq!(bare.environment_kind(false), CgroupKind::V2);
+        assert_eq!(bare.environment_kind(true), CgroupKind::V1);
+        assert!(!fixture("host-v1-hybrid").bare_cgroup2(false));
+        // runsc's empty tree looks bare from its texts alone; the gVisor flag, always set
+        // there, keeps it v1.
+        let runsc = fixture("runsc-20221219");
+        assert!(runsc.bare_cgroup2(false) && !runsc.bare_cgroup2(true));
+        // The second plan after the mount, on the true root: nothing mounted any more.
+        let after = fixture("vm-true-root");
+        assert!(!after.bare_cgroup2(false));
+        assert_eq!(after.environment_kind(false), CgroupKind::V2);
+    }
+
+    #[test]
+    fn securityfs_rule() {
+        let on_no_parser = AppArmor {
+            enabled: true,
+            parser: None,
+        };
+        let on_parser = AppArmor {
+            enabled: true,
+            parser: Some(p("/sbin/apparmor_parser")),
+        };
+        let off = AppArmor::default();
+        // (gvisor, dir exists, mounted, apparmor) -> decision
+        let table = [
+            (false, true, false, &off, Securityfs::Mount),
+            (false, true, false, &on_parser, Securityfs::Mount),
+            (false, true, false, &on_no_parser, Securityfs::Skip),
+            (false, true, true, &on_no_parser, Securityfs::Warn),
+            (false, true, true, &on_parser, Securityfs::Leave),
+            (false, true, true, &off, Securityfs::Leave),
+            (false, false, false, &on_no_parser, Securityfs::Leave),
+            (false, false, false, &off, Securityfs::Leave),
+            (true, true, false, &on_no_parser, Securityfs::Leave),
+            (true, true, true, &on_no_parser, Securityfs::Leave),
+        ];
+        for (gvisor, dir, mounted, apparmor, want) in table {
+            assert_eq!(
+                securityfs_decision(gvisor, dir, mounted, apparmor),
+                want,
+                "gvisor={gvisor} dir={dir} mounted={mounted} {apparmor:?}"
+            );
+        }
+        let skipped = securityfs_skipped();
+        assert!(!skipped.contains('\n') && skipped.contains("apparmor_parser"));
+        let warn = reason_apparmor_parser_missing();
+        for needle in ["apparmor package", "--security-opt apparmor=unconfined"] {
+            assert!(warn.contains(needle), "{needle}: {warn}");
+        }
     }
 
     #[test]
@@ -2291,13 +2767,15 @@ mod tests {
         };
         let p_v2 = plan(&fixture("host-v1-hybrid"), false, &v2);
         assert_eq!(p_v2.mode, Mode::V2);
+        // What follows the mount depends on what it shows: planned again then.
         assert_eq!(
-            p_v2.actions[0],
-            Action::MountCgroup2 {
+            p_v2.actions,
+            [Action::MountCgroup2 {
                 target: p(CGROUP_ROOT),
                 required: true
-            }
+            }]
         );
+        assert!(p_v2.replan);
         let p_v2g = plan(&fixture("runsc-20240729"), true, &v2);
         assert!(p_v2g.failure.unwrap().contains("--mount-cgroup-v2"));
     }
@@ -2327,7 +2805,13 @@ mod tests {
             reason_v1_on_v2(),
             reason_gvisor_no_cgroup2(),
             reason_cgroup2_failed(&e),
-            reason_v2_busy(&e),
+            reason_v2_busy(&Busy {
+                error: io::Error::from_raw_os_error(16),
+                remaining: vec!["1 (tini)".to_owned()],
+                hidden: 0,
+                refused: Vec::new(),
+            }),
+            reason_apparmor_parser_missing(),
         ] {
             assert!(!reason.contains('\n'), "{reason}");
             assert_eq!(reason.matches("; fix: ").count(), 1, "{reason}");
@@ -2361,6 +2845,20 @@ mod tests {
     }
 
     #[test]
+    fn true_root_action_says_nothing_moves() {
+        let a = Action::EnableControllers {
+            cgroup: p(CGROUP_ROOT),
+            evacuate_to: None,
+        };
+        assert_eq!(
+            a.to_string(),
+            "enable every controller of /sys/fs/cgroup/cgroup.controllers in \
+             /sys/fs/cgroup/cgroup.subtree_control (the machine's root cgroup: no cgroup.type, \
+             so nothing is moved)"
+        );
+    }
+
+    #[test]
     fn runtime_dirs_follow_config() {
         let mut c = Config::default();
         assert_eq!(runtime_dirs(&c), [p("/var/run"), p("/run/dind-init")]);
@@ -2384,6 +2882,8 @@ mod tests {
         enabled: Vec<String>,
         appear: VecDeque<i32>,
         refuse: Option<&'static str>,
+        /// The machine's root cgroup: processes in it do not make enabling EBUSY.
+        exempt: bool,
         writes: u32,
     }
 
@@ -2403,6 +2903,12 @@ mod tests {
                 ("cgroup.procs", true) => String::new(),
                 ("cgroup.controllers", false) => self.available.clone(),
                 ("cgroup.subtree_control", false) => self.enabled.join(" "),
+                ("comm", false) => match path.to_str().unwrap() {
+                    "/proc/1/comm" => "docker-init\n".to_owned(),
+                    "/proc/7/comm" => "dind-init\n".to_owned(),
+                    "/proc/13/comm" => "stuck\n".to_owned(),
+                    _ => return Err(io::ErrorKind::NotFound.into()),
+                },
                 _ => return Err(io::ErrorKind::NotFound.into()),
             })
         }
@@ -2420,6 +2926,9 @@ mod tests {
                         self.root.retain(|p| *p != pid);
                         return Err(io::Error::from_raw_os_error(3)); // ESRCH
                     }
+                    if pid == 13 {
+                        return Err(io::Error::from_raw_os_error(22)); // EINVAL
+                    }
                     self.root.retain(|p| *p != pid);
                     self.init.push(pid);
                     Ok(())
@@ -2430,7 +2939,7 @@ mod tests {
                             return Err(io::Error::from_raw_os_error(22));
                         }
                     }
-                    if self.root.iter().any(|p| *p != 0) {
+                    if !self.exempt && !self.root.is_empty() {
                         return Err(io::Error::from_raw_os_error(16)); // EBUSY
                     }
                     for c in data.split_whitespace() {
@@ -2451,6 +2960,7 @@ mod tests {
             enabled: vec!["cpu".to_owned()],
             appear: appear.iter().copied().collect(),
             refuse: None,
+            exempt: false,
             writes: 0,
         }
     }
@@ -2460,12 +2970,13 @@ mod tests {
         let (root, init) = (Path::new("/cg"), Path::new("/cg/init"));
         let mut fs = fake(&[1, 7, 666], &[42, 43]);
         // The first move leaves 42 behind (it appeared after the read).
-        assert_eq!(move_pids(&mut fs, root, init, None), 2);
-        let report = enable_controllers(&mut fs, root, init, None);
+        let first = move_pids(&mut fs, root, init);
+        assert_eq!(first.moved, ["1 (docker-init)", "7 (dind-init)"]);
+        let report = enable_controllers(&mut fs, root, Some(init));
         assert_eq!(report.enabled, ["cpuset", "io", "memory", "pids"]);
         assert!(report.busy.is_none());
         assert!(report.attempts >= 2, "{report:?}");
-        assert_eq!(report.moved, 2);
+        assert_eq!(report.moves.moved, ["42", "43"]);
         assert_eq!(fs.init, [1, 7, 42, 43]);
     }
 
@@ -2474,7 +2985,7 @@ mod tests {
         let (root, init) = (Path::new("/cg"), Path::new("/cg/init"));
         // A process that shows up on every look never lets the write through.
         let mut fs = fake(&[1], &(100..200).collect::<Vec<_>>());
-        let report = enable_controllers(&mut fs, root, init, None);
+        let report = enable_controllers(&mut fs, root, Some(init));
         assert_eq!(report.attempts, V2_ENABLE_ATTEMPTS);
         assert!(report.busy.is_some());
         assert!(report.enabled.is_empty());
@@ -2487,18 +2998,66 @@ mod tests {
         fs.enabled = ["cpuset", "cpu", "io", "memory", "pids"]
             .map(str::to_owned)
             .to_vec();
-        assert_eq!(move_pids(&mut fs, root, init, None), 1);
-        let report = enable_controllers(&mut fs, root, init, None);
+        assert_eq!(move_pids(&mut fs, root, init).moved, ["5"]);
+        let report = enable_controllers(&mut fs, root, Some(init));
         assert!(report.enabled.is_empty() && report.attempts == 0);
         assert_eq!(fs.writes, 1, "only the one move");
     }
 
     #[test]
-    fn v2_only_moves_itself_when_not_pid1() {
+    fn v2_moves_pid1_and_siblings_too() {
+        // `docker run --init`: docker-init (tini) is PID 1, dind-init its child, a sibling
+        // beside them. Every one of them must leave the namespace's root.
         let (root, init) = (Path::new("/cg"), Path::new("/cg/init"));
-        let mut fs = fake(&[1, 5, 9], &[]);
-        assert_eq!(move_pids(&mut fs, root, init, Some(5)), 1);
-        assert_eq!(fs.init, [5]);
+        let mut fs = fake(&[1, 7, 9], &[]);
+        let report = move_pids(&mut fs, root, init);
+        assert_eq!(report.moved, ["1 (docker-init)", "7 (dind-init)", "9"]);
+        assert!(report.refused.is_empty());
+        assert_eq!(fs.init, [1, 7, 9]);
+        assert!(fs.root.is_empty());
+    }
+
+    #[test]
+    fn v2_busy_reason_names_who_stayed() {
+        let (root, init) = (Path::new("/cg"), Path::new("/cg/init"));
+        // 13 cannot be moved (EINVAL), two processes are outside the pid namespace.
+        let mut fs = fake(&[0, 0, 1, 13], &[]);
+        let moved = move_pids(&mut fs, root, init);
+        assert_eq!(moved.moved, ["1 (docker-init)"]);
+        assert_eq!(moved.refused.len(), 1);
+        let report = enable_controllers(&mut fs, root, Some(init));
+        let busy = report.busy.as_ref().unwrap();
+        assert_eq!(busy.remaining, ["13 (stuck)"]);
+        assert_eq!(busy.hidden, 2);
+        let reason = reason_v2_busy(busy);
+        for needle in [
+            "13 (stuck): cannot move it: ",
+            "2 process(es) outside this pid namespace",
+            "after 10 attempts",
+            "; fix: ",
+        ] {
+            assert!(reason.contains(needle), "{needle}: {reason}");
+        }
+        assert!(!reason.contains('\n'));
+    }
+
+    #[test]
+    fn v2_true_root_moves_nothing() {
+        // The machine's root cgroup (no cgroup.type) holds the kernel's threads; it is
+        // exempt from "no internal processes", so enabling works with them there.
+        let root = Path::new("/cg");
+        let mut fs = fake(&[1, 2, 3], &[]);
+        fs.exempt = true;
+        let report = enable_controllers(&mut fs, root, None);
+        assert_eq!(report.enabled, ["cpuset", "io", "memory", "pids"]);
+        assert_eq!(report.attempts, 1);
+        assert!(report.moves.moved.is_empty() && fs.init.is_empty());
+        assert_eq!(fs.root, [1, 2, 3]);
+        // Were it busy anyway, nothing is moved and it is said at once.
+        let mut fs = fake(&[1], &[]);
+        let report = enable_controllers(&mut fs, root, None);
+        assert_eq!(report.attempts, 1);
+        assert!(report.busy.is_some() && fs.init.is_empty());
     }
 
     #[test]
@@ -2506,9 +3065,16 @@ mod tests {
         let (root, init) = (Path::new("/cg"), Path::new("/cg/init"));
         let mut fs = fake(&[], &[]);
         fs.refuse = Some("io");
-        let report = enable_controllers(&mut fs, root, init, None);
+        let report = enable_controllers(&mut fs, root, Some(init));
         assert_eq!(report.enabled, ["cpuset", "memory", "pids"]);
         assert_eq!(report.refused.len(), 1);
         assert_eq!(report.refused[0].0, "io");
+    }
+
+    #[test]
+    fn names_are_cut_after_eight() {
+        let names: Vec<String> = (1..=10).map(|n| n.to_string()).collect();
+        assert_eq!(name_list(&names[..2]), "1, 2");
+        assert_eq!(name_list(&names), "1, 2, 3, 4, 5, 6, 7, 8 and 2 more");
     }
 }

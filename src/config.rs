@@ -198,6 +198,8 @@ pub struct ReadinessConfig {
     pub failure_threshold: u32,
     pub restart_on_unhealthy: bool,
     pub sd_notify: SdNotify,
+    /// What "ready" means: dockerd answers `/_ping`, or a container really ran.
+    pub verify: Verify,
 }
 
 impl Default for ReadinessConfig {
@@ -212,6 +214,7 @@ impl Default for ReadinessConfig {
             failure_threshold: 3,
             restart_on_unhealthy: false,
             sd_notify: SdNotify::Auto,
+            verify: Verify::Ping,
         }
     }
 }
@@ -391,6 +394,23 @@ impl SdNotify {
     }
 }
 
+/// `readiness.verify`: `ping` (ready when dockerd answers `/_ping`) or `container`
+/// (ready once a test container ran; SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    Ping,
+    Container,
+}
+
+impl Verify {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Container => "container",
+        }
+    }
+}
+
 /// What [`choice`] needs: every value, and its spelling.
 trait Choice: Copy + 'static {
     const ALL: &'static [Self];
@@ -454,6 +474,13 @@ impl Choice for NetworkMode {
 
 impl Choice for SdNotify {
     const ALL: &'static [Self] = &[Self::Auto, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for Verify {
+    const ALL: &'static [Self] = &[Self::Ping, Self::Container];
     fn name(self) -> &'static str {
         self.as_str()
     }
@@ -597,7 +624,7 @@ const DOCKERD_KEYS: [&str; 12] = [
     "data_root_tmpfs",
 ];
 
-const READINESS_KEYS: [&str; 9] = [
+const READINESS_KEYS: [&str; 10] = [
     "file",
     "socket",
     "socket_mode",
@@ -607,6 +634,7 @@ const READINESS_KEYS: [&str; 9] = [
     "failure_threshold",
     "restart_on_unhealthy",
     "sd_notify",
+    "verify",
 ];
 
 /// Every key absent from the document keeps its default. In each `match` below the
@@ -678,6 +706,7 @@ fn decode(doc: &DeTable<'_>) -> Result<Config, Located> {
                     "failure_threshold" => r.failure_threshold = number(&f, U32)?,
                     "restart_on_unhealthy" => r.restart_on_unhealthy = boolean(&f)?,
                     "sd_notify" => r.sd_notify = choice(&f)?,
+                    "verify" => r.verify = choice(&f)?,
                     _ => {}
                 }
                 Ok(())
@@ -1876,6 +1905,7 @@ timeout = "500ms"
 failure_threshold = 1
 restart_on_unhealthy = true
 sd_notify = "off"
+verify = "container"
 
 [command]
 wait_for_ready = false
@@ -1925,6 +1955,7 @@ ready_timeout = "2m"
                 failure_threshold: 1,
                 restart_on_unhealthy: true,
                 sd_notify: SdNotify::Off,
+                verify: Verify::Container,
             },
             command: CommandConfig {
                 wait_for_ready: false,
@@ -2174,6 +2205,7 @@ ready_timeout = "2m"
         round_trip("dockerd", "restart", |c| c.dockerd.restart);
         round_trip("network", "mode", |c| c.network.mode);
         round_trip("readiness", "sd_notify", |c| c.readiness.sd_notify);
+        round_trip("readiness", "verify", |c| c.readiness.verify);
     }
 
     /// The `toml` crate's own rejections (syntax, TOML's rules) and TOML types that no key
