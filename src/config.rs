@@ -135,6 +135,10 @@ pub struct DockerdConfig {
     pub restart_window: Duration,
     pub stop_timeout: Duration,
     pub log_tail: usize,
+    /// The size of a tmpfs to mount at dockerd's data-root before its first start, as
+    /// the mount option takes it (`8g`, `512m`); `None` (the file's `""`) means none
+    /// (SPEC §11).
+    pub data_root_tmpfs: Option<String>,
 }
 
 impl Default for DockerdConfig {
@@ -151,6 +155,7 @@ impl Default for DockerdConfig {
             restart_window: Duration::from_secs(5 * 60),
             stop_timeout: Duration::from_secs(8),
             log_tail: 200,
+            data_root_tmpfs: None,
         }
     }
 }
@@ -604,7 +609,7 @@ const TABLES: [&str; 7] = [
     "command",
 ];
 
-const DOCKERD_KEYS: [&str; 11] = [
+const DOCKERD_KEYS: [&str; 12] = [
     "path",
     "args",
     "socket",
@@ -616,6 +621,7 @@ const DOCKERD_KEYS: [&str; 11] = [
     "restart_window",
     "stop_timeout",
     "log_tail",
+    "data_root_tmpfs",
 ];
 
 const READINESS_KEYS: [&str; 10] = [
@@ -679,6 +685,7 @@ fn decode(doc: &DeTable<'_>) -> Result<Config, Located> {
                     "restart_window" => d.restart_window = duration(&f)?,
                     "stop_timeout" => d.stop_timeout = duration(&f)?,
                     "log_tail" => d.log_tail = number(&f, "a non-negative whole number")?,
+                    "data_root_tmpfs" => d.data_root_tmpfs = size(&f)?,
                     _ => {}
                 }
                 Ok(())
@@ -826,6 +833,62 @@ fn socket_mode(f: &Field<'_, '_>) -> Result<u32, Located> {
         ))),
         _ => Err(f.type_error("an octal mode string such as \"0660\"")),
     }
+}
+
+/// `dockerd.data_root_tmpfs`: `""` (none) or a size.
+fn size(f: &Field<'_, '_>) -> Result<Option<String>, Located> {
+    match f.item.get_ref() {
+        DeValue::String(v) if v.is_empty() => Ok(None),
+        DeValue::String(v) => parse_size(v).map(Some).map_err(|m| f.error(m)),
+        // A bare number would be bytes to the kernel: almost never what was meant.
+        DeValue::Integer(i) => {
+            let i = short(&i.to_string()).into_owned();
+            Err(f.error(format!(
+                "invalid size `{i}`: write a quoted number with a unit, e.g. \"{i}g\""
+            )))
+        }
+        _ => Err(f.type_error("a size string such as \"8g\", or \"\" for none")),
+    }
+}
+
+/// The largest tmpfs size accepted: 1 PiB, far above any machine, far below overflow.
+const MAX_SIZE_BYTES: u128 = 1 << 50;
+
+/// Checks a tmpfs size as written in `init.toml`: digits and one unit of `k`, `m`, `g`
+/// or `t` (either case; the kernel's and gVisor's tmpfs both read them as powers of
+/// 1024), not zero, at most 1 PiB. Returns it as the `size=` mount option takes it.
+pub fn parse_size(text: &str) -> Result<String, String> {
+    let invalid = |why: &str| {
+        format!(
+            "invalid size `{}`: {why}; expected a number followed by k, m, g or t, e.g. \"8g\" or \"512m\", or \"\" for none",
+            short(text)
+        )
+    };
+    let Some(unit) = text.chars().last() else {
+        return Err(invalid("empty"));
+    };
+    let shift = match unit.to_ascii_lowercase() {
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        't' => 40,
+        _ => return Err(invalid("no unit")),
+    };
+    let digits = &text[..text.len() - unit.len_utf8()];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("not a whole number"));
+    }
+    let value: u128 = match digits.parse() {
+        Ok(v) if digits.len() <= 20 => v,
+        _ => return Err(invalid("too large")),
+    };
+    if value == 0 {
+        return Err(invalid("zero"));
+    }
+    if value << shift > MAX_SIZE_BYTES {
+        return Err(invalid("larger than 1 PiB"));
+    }
+    Ok(format!("{value}{}", unit.to_ascii_lowercase()))
 }
 
 fn tcp(f: &Field<'_, '_>) -> Result<Option<SocketAddr>, Located> {
@@ -1827,6 +1890,7 @@ max_restarts = 0
 restart_window = "1h"
 stop_timeout = "1s"
 log_tail = 100000
+data_root_tmpfs = "8G"
 
 [network]
 mode = "off"
@@ -1876,6 +1940,7 @@ ready_timeout = "2m"
                 restart_window: Duration::from_secs(3600),
                 stop_timeout: Duration::from_secs(1),
                 log_tail: 100_000,
+                data_root_tmpfs: Some("8g".to_owned()),
             },
             network: NetworkConfig {
                 mode: NetworkMode::Off,
@@ -1960,6 +2025,18 @@ ready_timeout = "2m"
         ("bad network", "[network]\nmode = \"on\"\n", "t.toml:2:8: network.mode: ", "expected one of: auto, off"),
         ("bad sd_notify", "[readiness]\nsd_notify = \"on\"\n", "t.toml:2:13: readiness.sd_notify: ", "expected one of: auto, off"),
         ("bad format", "[log]\nformat = \"logfmt\"\n", "t.toml:2:10: log.format: ", "expected one of: text, json"),
+        // data_root_tmpfs
+        ("size no unit", "[dockerd]\ndata_root_tmpfs = \"8\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8`: no unit; expected a number followed by k, m, g or t"),
+        ("size integer", "[dockerd]\ndata_root_tmpfs = 8\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8`: write a quoted number with a unit, e.g. \"8g\""),
+        ("size zero", "[dockerd]\ndata_root_tmpfs = \"0g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `0g`: zero"),
+        ("size fraction", "[dockerd]\ndata_root_tmpfs = \"1.5g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `1.5g`: not a whole number"),
+        ("size sign", "[dockerd]\ndata_root_tmpfs = \"-1g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `-1g`: not a whole number"),
+        ("size unit only", "[dockerd]\ndata_root_tmpfs = \"g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `g`: not a whole number"),
+        ("size bad unit", "[dockerd]\ndata_root_tmpfs = \"8gb\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8gb`: no unit"),
+        ("size percent", "[dockerd]\ndata_root_tmpfs = \"50%\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `50%`: no unit"),
+        ("size huge", "[dockerd]\ndata_root_tmpfs = \"2000t\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "larger than 1 PiB"),
+        ("size overflow", "[dockerd]\ndata_root_tmpfs = \"999999999999999999999999g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "too large"),
+        ("size boolean", "[dockerd]\ndata_root_tmpfs = true\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "expected a size string such as \"8g\""),
         // socket_mode
         ("mode not octal", "[readiness]\nsocket_mode = \"0980\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `0980`: expected 3 or 4 octal digits"),
         ("mode too long", "[readiness]\nsocket_mode = \"00660\"\n", "t.toml:2:15: readiness.socket_mode: ", "invalid mode `00660`"),
@@ -2073,6 +2150,15 @@ ready_timeout = "2m"
                 c.dockerd.backoff_initial == c.dockerd.backoff_max
             }),
             ("[dockerd]\nlog_tail = 1", |c| c.dockerd.log_tail == 1),
+            ("[dockerd]\ndata_root_tmpfs = \"\"", |c| {
+                c.dockerd.data_root_tmpfs.is_none()
+            }),
+            ("[dockerd]\ndata_root_tmpfs = \"512m\"", |c| {
+                c.dockerd.data_root_tmpfs.as_deref() == Some("512m")
+            }),
+            ("[dockerd]\ndata_root_tmpfs = \"1024T\"", |c| {
+                c.dockerd.data_root_tmpfs.as_deref() == Some("1024t")
+            }),
             ("[dockerd]\nmax_restarts = 4294967295", |c| {
                 c.dockerd.max_restarts == u32::MAX
             }),
