@@ -56,6 +56,8 @@ command -v busybox >/dev/null || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables-legacy >/dev/null || need+=(iptables)
 command -v curl >/dev/null || need+=(curl)
+# The TLS contract's tests (tests/tls.rs, tests/ci_recipes.rs) make certificates with it.
+command -v openssl >/dev/null || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   apt_install "${need[@]}"
