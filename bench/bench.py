@@ -1118,6 +1118,12 @@ def e2e_once(tmp, env, cg, who):
             if watch:
                 tf = watch.wait_for("appear", 0, 1.0)
                 w = watch.wall.get(tf)
+                # The init logs its `ready` state right after the rename: when the
+                # benchmark's own inotify thread saw it later than that, it was late.
+                st = next((tt for tt, tgt, text in ev if of(tgt, "dind_init")
+                           and 'state="ready"' in text), None)
+                if w and st:
+                    w = min(w, st)
             elif prev and re.fullmatch(r"\d+\.\d+", prev):
                 sec, frac = prev.split(".")
                 w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
