@@ -1166,3 +1166,108 @@ fn metrics_are_valid_and_follow_events() {
     );
     stop(init);
 }
+
+/// A TCP port another process holds stops the boot with one line naming
+/// `readiness.tcp` (exit 2), like a taken socket path; nothing is started.
+#[test]
+fn a_taken_tcp_port_is_a_boot_error_naming_the_key() {
+    if !require_root("a_taken_tcp_port_is_a_boot_error_naming_the_key") {
+        return;
+    }
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = TempDir::new("tcp-taken");
+    let config = TestConfig {
+        readiness: format!("tcp = \"127.0.0.1:{port}\""),
+        ..Default::default()
+    }
+    .write(&dir);
+    // The init shares the test's network namespace, so the port is taken for it.
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    assert_eq!(init.wait_code(SHORT), 2, "{}", init.describe());
+    let err = init.stderr();
+    assert!(
+        err.lines()
+            .any(|l| l.contains("readiness.tcp") && l.contains(&format!("127.0.0.1:{port}"))),
+        "{err}"
+    );
+    assert!(
+        !dir.join("dockerd.report").exists(),
+        "dockerd never started"
+    );
+    assert!(
+        !dir.join("init.sock").exists(),
+        "no status socket left behind"
+    );
+    drop(holder);
+}
+
+/// A client that shuts down its side after `wait` (as `printf 'wait 30s\n' | socat
+/// - UNIX-CONNECT:...` does) still gets its answer when dockerd turns ready.
+#[test]
+fn a_half_closed_wait_is_answered() {
+    if !require_root("a_half_closed_wait_is_answered") {
+        return;
+    }
+    let dir = TempDir::new("halfwait");
+    let init = start(&dir, Some(700), TestConfig::default());
+    let mut c = UnixStream::connect(dir.join("init.sock")).unwrap();
+    c.set_read_timeout(Some(SHORT)).unwrap();
+    c.write_all(b"wait 30s\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["state"], "ready", "{out}");
+    assert!(
+        v.get("log_tail").is_none(),
+        "a wait's answer has no log tail: {out}"
+    );
+    stop(init);
+}
+
+/// Clients connecting and closing in a tight loop (a storm on the listeners) never
+/// keep the init from acting on SIGTERM: accepts are bounded per turn.
+#[test]
+fn a_connection_storm_does_not_hold_off_a_stop() {
+    if !require_root("a_connection_storm_does_not_hold_off_a_stop") {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = TempDir::new("storm");
+    let mut init = start(&dir, Some(0), TestConfig::default());
+    let sock = dir.join("init.sock");
+    wait_ready(&sock);
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let storm: Vec<_> = (0..8)
+        .map(|_| {
+            let sock = sock.clone();
+            let stop_flag = stop_flag.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop_flag.load(Ordering::Relaxed) {
+                    if UnixStream::connect(&sock).is_ok() {
+                        n += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    init.signal(Signal::SIGTERM);
+    // The storm goes on until the init has exited (or the test gives up).
+    let exited = wait_until(SHORT, || init.child.try_wait().unwrap().is_some());
+    stop_flag.store(true, Ordering::Relaxed);
+    let made: u64 = storm.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        exited,
+        "the init did not stop amid {made} connections\n{}",
+        init.describe()
+    );
+    assert!(made > 100, "the storm was real: {made} connections");
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}

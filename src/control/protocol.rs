@@ -74,6 +74,9 @@ pub trait Answers {
     fn is_final(&self) -> bool;
     /// The status JSON document (one line, no newline), with the log tail.
     fn status_json(&self) -> String;
+    /// The same without the log tail: the answer to `wait`, which may go to dozens
+    /// of clients at once.
+    fn wait_json(&self) -> String;
     /// A short text for a 503 body: the state and reason.
     fn not_ready_text(&self) -> String;
     /// What `/metrics` shows, but the listener's own counters.
@@ -95,7 +98,7 @@ pub fn answer(request: &Request, answers: &dyn Answers, stats: ConnStats) -> Opt
     let line = |s: String| (s + "\n").into_bytes();
     Some(match request {
         Request::Status => line(answers.status_json()),
-        Request::Wait(_) if answers.is_ready() || answers.is_final() => line(answers.status_json()),
+        Request::Wait(_) if answers.is_ready() || answers.is_final() => line(answers.wait_json()),
         Request::Wait(_) => return None,
         Request::Invalid(why) => line(format!("error: {why}")),
         Request::Http { method, path } if method != "GET" => http(
@@ -187,6 +190,9 @@ mod tests {
         }
         fn status_json(&self) -> String {
             r#"{"state":"x"}"#.to_owned()
+        }
+        fn wait_json(&self) -> String {
+            self.status_json()
         }
         fn not_ready_text(&self) -> String {
             "starting".to_owned()

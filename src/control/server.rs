@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll::EventFlags;
@@ -40,6 +41,13 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_CONNECTIONS: usize = 64;
 /// Parked `wait`s at most; the other slots stay free for `status` and probes.
 pub const MAX_WAITS: usize = 56;
+/// Connections accepted per readiness event at most: a client that connects in a
+/// tight loop must not keep the loop from signals, reaping and deadlines (the
+/// listener is level-triggered, so the rest are accepted on the next turns).
+pub const ACCEPTS_PER_EVENT: usize = 64;
+/// Reads of a parked `wait`'s connection per event at most (stray bytes are
+/// dropped; a client streaming them cannot hold the loop).
+const WAIT_READS_PER_EVENT: usize = 16;
 /// A connection that has not sent a complete request can be closed to make room
 /// only once it is this old: a good client's request (over TCP especially) may
 /// arrive a moment after its connection is accepted. Newcomers wait in the listen
@@ -98,7 +106,8 @@ enum Phase {
     /// A `wait` parked until ready or its deadline.
     Waiting,
     /// Sending the answer.
-    Writing { out: Vec<u8>, sent: usize },
+    /// The answer is shared when many parked `wait`s get the same one.
+    Writing { out: Rc<[u8]>, sent: usize },
 }
 
 #[derive(Debug)]
@@ -133,23 +142,25 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds the TCP listener if `tcp` is set, then the unix socket (replacing a
-    /// dead one, never anything else) with `mode`. The unix socket listens only once its mode is
-    /// set, and after the TCP listener: a client that reaches the unix socket
-    /// never sees the wrong mode or a TCP port not open yet.
+    /// dead one, never anything else) with `mode`. The unix socket listens only once
+    /// its mode is set, and after the TCP listener: a client that reaches the unix
+    /// socket never sees the wrong mode or a TCP port not open yet. A TCP listener
+    /// that cannot be made does not keep the unix socket from being served: its error
+    /// comes back beside the server.
     pub fn bind(
         path: &Path,
         mode: u32,
         tcp: Option<SocketAddr>,
         registry: &Registry,
-    ) -> io::Result<Self> {
-        let tcp = match tcp {
-            Some(addr) => {
-                let l = tcp_listener(addr)?;
-                let w = Watched::new(registry, l, Token::ListenerTcp, EventFlags::IN)
-                    .map_err(|(_, e)| e)?;
-                Some(w)
-            }
-            None => None,
+    ) -> io::Result<(Self, Option<io::Error>)> {
+        let (tcp, tcp_error) = match tcp.map(|addr| {
+            tcp_listener(addr).and_then(|l| {
+                Watched::new(registry, l, Token::ListenerTcp, EventFlags::IN).map_err(|(_, e)| e)
+            })
+        }) {
+            Some(Ok(w)) => (Some(w), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
         };
         let fd = unix_socket::bind(path, SocketType::STREAM)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
@@ -161,7 +172,7 @@ impl ControlServer {
             EventFlags::IN,
         )
         .map_err(|(_, e)| e)?;
-        Ok(ControlServer {
+        let server = ControlServer {
             unix,
             unix_path: path.to_owned(),
             tcp,
@@ -172,7 +183,8 @@ impl ControlServer {
             paused_until: None,
             waiting_for_room: false,
             stats: ConnStats::default(),
-        })
+        };
+        Ok((server, tcp_error))
     }
 
     /// The earliest connection deadline, or the end of an accept pause.
@@ -205,7 +217,7 @@ impl ControlServer {
     /// clients that keep reconnecting cannot starve a probe. Only when every slot
     /// holds a complete request or a parked `wait` is the newcomer closed at once.
     pub fn accept(&mut self, tcp: bool, answers: &dyn Answers, now: Instant) {
-        loop {
+        for _ in 0..ACCEPTS_PER_EVENT {
             let mut full = false;
             if self.conns.len() >= MAX_CONNECTIONS {
                 match self.make_room(answers, now) {
@@ -352,8 +364,9 @@ impl ControlServer {
         let keep = match conn.phase {
             Phase::Reading => read_request(conn, answers, now, waiting, stats),
             // A parked wait is watched for input only to notice that its client
-            // left: EOF (a TCP peer that closed sits in CLOSE_WAIT, which never
-            // raises EPOLLHUP) or an error closes it; stray bytes are ignored.
+            // left: EPOLLHUP or an error closes it; after EOF (a half-closed client,
+            // or a TCP peer in CLOSE_WAIT) it stays parked until its answer, whose
+            // write fails if nobody reads; stray bytes are ignored.
             Phase::Waiting => !hangup && client_still_there(conn),
             Phase::Writing { .. } => write_answer(conn),
         };
@@ -392,10 +405,10 @@ impl ControlServer {
         if ids.is_empty() {
             return;
         }
-        let answer = (answers.status_json() + "\n").into_bytes();
+        let answer: Rc<[u8]> = (answers.wait_json() + "\n").into_bytes().into();
         for id in ids {
             if let Some(conn) = self.conns.get_mut(&id) {
-                if !start_writing(conn, answer.clone(), now) {
+                if !start_writing(conn, Rc::clone(&answer), now) {
                     self.conns.remove(&id);
                 }
             }
@@ -417,14 +430,15 @@ impl ControlServer {
             .filter(|(_, c)| c.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        let mut answer: Option<Vec<u8>> = None;
+        let mut answer: Option<Rc<[u8]>> = None;
         for id in due {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
             if matches!(conn.phase, Phase::Waiting) {
-                let out = answer.get_or_insert_with(|| (answers.status_json() + "\n").into_bytes());
-                if start_writing(conn, out.clone(), now) {
+                let out =
+                    answer.get_or_insert_with(|| (answers.wait_json() + "\n").into_bytes().into());
+                if start_writing(conn, Rc::clone(out), now) {
                     continue;
                 }
             }
@@ -464,7 +478,7 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Switches the connection to sending `out` and sends what the socket takes.
 /// Returns whether the connection stays open.
-fn start_writing(conn: &mut Conn, out: Vec<u8>, now: Instant) -> bool {
+fn start_writing(conn: &mut Conn, out: Rc<[u8]>, now: Instant) -> bool {
     conn.phase = Phase::Writing { out, sent: 0 };
     conn.deadline = now + CLIENT_TIMEOUT;
     if !write_answer(conn) {
@@ -518,7 +532,7 @@ fn read_request(
         None => return true, // wait for more, until the deadline
     };
     match answer(&request, answers, stats) {
-        Some(out) => start_writing(conn, out, now),
+        Some(out) => start_writing(conn, out.into(), now),
         None => {
             let Request::Wait(d) = request else {
                 return false;
@@ -526,7 +540,7 @@ fn read_request(
             if waiting >= MAX_WAITS {
                 // Keep room for `status` and /readyz, whatever waits pile up.
                 let out = format!("error: too many pending waits ({MAX_WAITS}); try again later\n");
-                return start_writing(conn, out.into_bytes(), now);
+                return start_writing(conn, out.into_bytes().into(), now);
             }
             conn.phase = Phase::Waiting;
             conn.deadline = now + d;
@@ -538,15 +552,19 @@ fn read_request(
 /// Reads from a parked `wait`'s connection: false once the client is gone.
 fn client_still_there(conn: &mut Conn) -> bool {
     let mut buf = [0u8; 256];
-    loop {
+    for _ in 0..WAIT_READS_PER_EVENT {
         match conn.stream.get_mut().read(&mut buf) {
-            Ok(0) => return false,
+            // The client shut down its side after the request (`printf 'wait 30s\n' |
+            // socat ...`): it may still read the answer. Stop watching for input and
+            // keep the wait; a client that really left costs one failed write later.
+            Ok(0) => return conn.stream.set(EventFlags::empty()).is_ok(),
             Ok(_) => continue, // stray bytes after the request: ignored
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
         }
     }
+    true // more stray bytes: read on the next turn
 }
 
 /// Writes what the socket takes. Returns whether the connection stays open.

@@ -130,7 +130,25 @@ pub fn open_status_socket(cfg: &Config, poller: &Poller) -> Result<Option<Contro
         cfg.readiness.tcp,
         poller.registry(),
     ) {
-        Ok(server) => Ok(Some(server)),
+        // A port another process holds: like a socket path that is taken, the
+        // orchestrator's probes could only ever reach the other process.
+        Ok((server, Some(e))) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            server.remove();
+            let addr = cfg.readiness.tcp.map(|a| a.to_string()).unwrap_or_default();
+            Err(Error::SocketPath {
+                key: "readiness.tcp",
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("{addr}: another process listens there ({e})"),
+                ),
+            })
+        }
+        Ok((server, Some(e))) => {
+            error!(tcp = ?cfg.readiness.tcp, error = %e,
+                "could not open the TCP status listener; the unix socket is served");
+            Ok(Some(server))
+        }
+        Ok((server, None)) => Ok(Some(server)),
         Err(e)
             if matches!(
                 e.kind(),

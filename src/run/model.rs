@@ -157,6 +157,10 @@ impl Answers for Model {
         self.status(true).to_json()
     }
 
+    fn wait_json(&self) -> String {
+        self.status(false).to_json()
+    }
+
     fn not_ready_text(&self) -> String {
         match self.shown() {
             (state, Some(r)) => format!("{}: {r}", state.as_str()),
