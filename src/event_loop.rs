@@ -40,6 +40,7 @@ use crate::config::{format_duration, Config};
 use crate::control::{Answers, ControlServer, Interest};
 use crate::diagnose;
 use crate::dockerd::{self, Launch};
+use crate::limits;
 use crate::network;
 use crate::output::{LineSplitter, Stream, Tail, MAX_LINE};
 use crate::poller::{self, Poller};
@@ -296,6 +297,8 @@ pub struct Init {
     orphans_reaped: u64,
     /// Lines of dockerd output cut at [`MAX_LINE`].
     truncated_lines: u64,
+    /// Known limits seen in this dockerd run's output (SPEC §7).
+    limits: limits::Seen,
     /// Nested networking: set up before each dockerd start; its latest outcome.
     network: network::Setup,
 }
@@ -370,6 +373,7 @@ impl Init {
             children_left: false,
             orphans_reaped: 0,
             truncated_lines: 0,
+            limits: limits::Seen::default(),
             network: network::Setup::new(settings.network.clone()),
             signals,
             poller,
@@ -733,6 +737,7 @@ impl Init {
         }
         self.tail.new_run();
         self.truncated_lines = 0;
+        self.limits.clear();
         match dockerd::spawn(&self.settings.launch) {
             Ok(started) => {
                 info!(pid = started.pid, program = %self.settings.launch.program,
@@ -839,6 +844,9 @@ impl Init {
         }
         for line in lines {
             info!(target: "dockerd", stream = stream.as_str(), "{line}");
+            if let Some(limit) = self.limits.observe(&line) {
+                warn!(cause = limit.cause, "{}", limit.warning);
+            }
             self.tail.push(stream, line);
         }
     }
@@ -1244,6 +1252,7 @@ impl Init {
                 pid: self.supervisor.pid(),
                 restarts: self.supervisor.restarts(),
                 last_exit: self.supervisor.last_exit().map(Into::into),
+                warnings: self.limits.warnings(),
             },
             cgroup: self.settings.cgroup.clone(),
             environment: self.settings.environment.clone(),

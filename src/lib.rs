@@ -9,6 +9,7 @@ pub mod dockerd;
 pub mod environment;
 pub mod error;
 pub mod event_loop;
+pub mod limits;
 pub mod log;
 pub mod netlink;
 pub mod network;

@@ -162,6 +162,9 @@ pub fn table(s: &Status) -> String {
         s.environment.cgroup,
         yes(s.environment.pid1),
     );
+    for w in &s.dockerd.warnings {
+        out.push_str(&format!("warning:     {w}\n"));
+    }
     out.push_str(&network_lines(&s.network));
     if let Some(lines) = &s.log_tail {
         let last: Vec<&String> = lines.iter().rev().take(20).collect();

@@ -32,6 +32,10 @@ pub struct DockerdStatus {
     pub pid: Option<i32>,
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
+    /// Known limits seen in this dockerd run's output (`limits.rs`): dockerd
+    /// answers, but containers cannot run. One line each, with cause and fix.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `{"code": N}` or `{"signal": N}`.
@@ -163,6 +167,7 @@ mod tests {
                 pid: Some(7),
                 restarts: 2,
                 last_exit: Some(LastExit::Signal(9)),
+                warnings: vec!["containers cannot start: ...".into()],
             },
             cgroup: CgroupStatus {
                 mode: "v1".into(),
@@ -189,6 +194,7 @@ mod tests {
         assert_eq!(v["state"], "ready");
         assert_eq!(v["reason"], serde_json::Value::Null);
         assert_eq!(v["dockerd"]["last_exit"]["signal"], 9);
+        assert_eq!(v["dockerd"]["warnings"][0], "containers cannot start: ...");
         assert_eq!(v["environment"]["gvisor"], true);
         assert!(v.get("log_tail").is_none());
         assert_eq!(v["network"]["uplink"], "eth0 10.0.0.2");

@@ -9,6 +9,7 @@ mod common;
 
 use std::fs;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -624,4 +625,57 @@ fn only_startup_failures_are_diagnosed() {
     );
     init.signal(Signal::SIGTERM);
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+}
+
+#[test]
+fn known_limits_in_running_output_become_status_warnings() {
+    if !require_root("known_limits_in_running_output_become_status_warnings") {
+        return;
+    }
+    let dir = TempDir::new("limits");
+    // dockerd is ready, then (as on a failed `docker run`) logs runc's refusal, twice.
+    let line = r#"level=error msg="Handler for POST /v1.51/containers/x/start returned error: OCI runtime create failed: runc create failed: unsafe procfs detected: incorrect procfs root inode number 86: unknown""#;
+    let print = format!("sleep 0.3; echo '{line}' >&2; echo '{line}' >&2");
+    let config = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            format!("--fake-spawn={print}"),
+        ],
+        ..Default::default()
+    }
+    .write(&dir);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let v = wait_status(&dir, SHORT, |v| {
+        v["state"] == "ready"
+            && v["dockerd"]["warnings"]
+                .as_array()
+                .is_some_and(|w| !w.is_empty())
+    });
+    let warnings = v["dockerd"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "once per run: {v}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(
+        w.contains("unsafe procfs") && w.contains("use runc older than 1.2.8"),
+        "{w}"
+    );
+    // The human table shows it too.
+    let table = Command::new(INIT)
+        .args(["status", "--socket", s(&dir.join("init.sock"))])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("warning:     containers cannot start"),
+        "{table}"
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let err = init.stderr();
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("runc refuses gVisor's /proc"))
+            .count(),
+        1,
+        "logged once: {err}"
+    );
 }
