@@ -377,12 +377,37 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            // SIGKILL of the init kills its namespace; of runsc, its sandbox.
+            // SIGKILL of the init kills its namespace. runsc's sandbox and gofer are
+            // its children and may outlive it (seen when a nested container hung), so
+            // the whole tree goes, by pid.
+            for pid in descendants(self.child.id() as i32) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
             let _ = kill(Pid::from_raw(self.target), Signal::SIGKILL);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
+}
+
+/// Host pids of every descendant of `root` (through /proc/<pid>/task/*/children).
+fn descendants(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        for task in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let children = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                out.push(child);
+                todo.push(child);
+            }
+        }
+    }
+    out
 }
 
 fn spawn(mut cmd: Command, dir: &TempDir) -> Child {
