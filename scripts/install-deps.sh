@@ -86,6 +86,21 @@ if [ ! -x "$OLD_RUNSC_DIR/usr/bin/runsc" ]; then
   rm -rf "$tmp"
 fi
 
+# promtool validates the /metrics output in the tests; only the binary is taken from
+# Debian's prometheus package (installing it would add a server and 96 MB).
+PROMTOOL_DIR="${DIND_INIT_PROMTOOL_DIR:-/var/cache/dind-init/promtool}"
+if [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
+  log "unpacking promtool (Debian's prometheus package) into $PROMTOOL_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+  mkdir -p "$PROMTOOL_DIR"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$PROMTOOL_DIR/usr/bin"
+  cp "$tmp/x/usr/bin/promtool" "$PROMTOOL_DIR/usr/bin/promtool.new"
+  mv "$PROMTOOL_DIR/usr/bin/promtool.new" "$PROMTOOL_DIR/usr/bin/promtool"
+  rm -rf "$tmp"
+fi
+
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
   || rustup target add x86_64-unknown-linux-musl
 log "ok: dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,), runsc $(dpkg-query -W -f='${Version}' runsc), old runsc in $OLD_RUNSC_DIR"

@@ -1730,7 +1730,7 @@ fn best_effort(snap: &Snapshot, env: &Environment, out: &mut CgroupOutcome) {
 
 /// dockerd's pid file: `--pidfile`/`-p` from `args`, else its default.
 fn dockerd_pidfile(args: &[String]) -> PathBuf {
-    crate::dockerd::option_value(args, &["--pidfile", "-p"])
+    crate::prepare::launch::option_value(args, &["--pidfile", "-p"])
         .map_or_else(|| PathBuf::from("/var/run/docker.pid"), PathBuf::from)
 }
 

@@ -27,6 +27,12 @@ pub enum Error {
     SpawnCommand { program: String, source: io::Error },
     /// Creating the event loop's epoll instance failed (boot only).
     Poll(io::Error),
+    /// A socket path of the config names something that must not be replaced: a
+    /// file, a directory, a socket another process serves (boot only, exit 2).
+    SocketPath {
+        key: &'static str,
+        source: io::Error,
+    },
     /// mount(2) of a file system failed (cgroup preparation, securityfs).
     Mount {
         /// What was being mounted: `tmpfs`, `cgroup cpu,cpuacct`, `cgroup2`.
@@ -49,7 +55,7 @@ impl Error {
     /// The exit code of the init when this error ends it during boot.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::SocketPath { .. } => 2,
             // Like a shell: 127 when the program is missing, 126 when it cannot run.
             Error::SpawnCommand { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound => 127,
@@ -70,6 +76,7 @@ impl fmt::Display for Error {
                 write!(f, "failed to start COMMAND `{program}`: {source}")
             }
             Error::Poll(e) => write!(f, "failed to create the event loop's epoll instance: {e}"),
+            Error::SocketPath { key, source } => write!(f, "{key}: {source}"),
             Error::Mount {
                 what,
                 target,
@@ -99,7 +106,8 @@ impl std::error::Error for Error {
             | Error::SpawnCommand { source, .. }
             | Error::Mount { source, .. }
             | Error::Remount { source, .. }
-            | Error::Fs { source, .. } => Some(source),
+            | Error::Fs { source, .. }
+            | Error::SocketPath { source, .. } => Some(source),
             Error::Subreaper(e) | Error::Poll(e) => Some(e),
         }
     }

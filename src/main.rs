@@ -2,8 +2,8 @@
 //!
 //! This file is the command line's entry point and the one exit point of the
 //! process: it parses the arguments (`cli.rs`), loads the config (`config.rs`),
-//! sets up logging (`log.rs`) and signals (`signals.rs`), and hands over to the
-//! event loop (`event_loop.rs`). Boot errors (usage, config, signal setup) end the
+//! sets up logging (`log.rs`) and signals (`sys/signals.rs`), prepares what
+//! dockerd needs, and hands over to the event loop (`run/`). Boot errors (usage, config, signal setup) end the
 //! process here with their exit code; once the loop runs, nothing ends it but the
 //! shutdown sequence.
 
@@ -11,12 +11,15 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::PathBuf;
 
 use dind_init::cli::{self, Invocation, RunArgs};
+use dind_init::client::probe;
 use dind_init::config::{self, Config};
+use dind_init::control::status::{CgroupStatus, EnvironmentStatus};
 use dind_init::error::Error;
-use dind_init::event_loop::{self, Init, Settings};
-use dind_init::poller::Poller;
-use dind_init::status::{CgroupStatus, EnvironmentStatus};
-use dind_init::{cgroup, dockerd, environment, log, network, preflight, probe, signals};
+use dind_init::prepare::launch;
+use dind_init::run::{self, Init, Settings};
+use dind_init::sys::poller::Poller;
+use dind_init::sys::signals;
+use dind_init::{cgroup, environment, log, network, preflight};
 use tracing::{info, warn};
 
 fn main() {
@@ -197,10 +200,10 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         if pid1 { "" } else { " as a child subreaper (not PID 1)" }
     );
     // Served from the first moment: clients wait in the backlog until the loop runs.
-    let control = event_loop::open_status_socket(cfg);
-    let notify_path = event_loop::notify_path(cfg);
-    let upstream_notify =
-        event_loop::upstream_notify(cfg, std::env::var_os("NOTIFY_SOCKET").as_deref());
+    let control = run::open_status_socket(cfg, &poller)?;
+    let inherited_notify = std::env::var_os("NOTIFY_SOCKET");
+    let notify_path = run::notify_path(cfg, inherited_notify.as_deref());
+    let upstream_notify = run::upstream_notify(cfg, inherited_notify.as_deref());
     let env = environment::detect(cfg);
     info!(
         gvisor = env.gvisor,
@@ -213,18 +216,19 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     );
     // Never fails: a failure is in the outcome and blocks dockerd (it is certain).
     let outcome = cgroup::prepare(cfg, &env);
-    let mut launch = dockerd::launch(
-        cfg,
-        env.gvisor,
-        &outcome.dockerd_args,
-        &args.dockerd_args,
-        &notify_path,
-    );
     // In gVisor, dockerd's PATH starts with iptables → iptables-legacy links (SPEC §7a).
     let init_path = std::env::var_os("PATH");
     let network = network::Plan::new(cfg.network.mode, env.gvisor, init_path.as_deref());
-    network.set_dockerd_path(&mut launch, init_path.as_deref());
-    Ok(Init::new(
+    let launch = launch::build(launch::Inputs {
+        config: cfg,
+        gvisor: env.gvisor,
+        cgroup_args: &outcome.dockerd_args,
+        path_prefix: network.path_prefix(),
+        init_path: init_path.as_deref(),
+        extra: &args.dockerd_args,
+        notify: &notify_path,
+    });
+    Init::new(
         Settings {
             pid1,
             config: cfg.clone(),
@@ -251,5 +255,5 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         signals,
         poller,
         control,
-    ))
+    )
 }

@@ -28,49 +28,40 @@
 //! still starts, with less networking. Outside gVisor, or with `[network] mode = "off"`,
 //! nothing here runs.
 //!
-//! Why the iptables commands run synchronously: each is a short external command
-//! (measured in runsc 0.0~20240729: about 20 ms each when spawned as [`run_bounded`] does;
-//! the whole setup, netlink included, 70 to 80 ms at a first start and about 70 ms at a
-//! restart, when only the `-C` run). They run from the event
-//! loop right before dockerd is spawned, one after another, each bounded by
-//! [`COMMAND_TIMEOUT`] (then SIGKILL); once one has timed out, or the whole setup has
-//! used [`SETUP_BUDGET`], the rest are skipped (and tried again at the next start), so the
-//! loop is held for at most the budget plus one command's timeout, and never past a
-//! stop: a SIGTERM, SIGINT or SIGQUIT waiting in the signalfd ends the setup at once
-//! (`signals::stop_requested`). At that moment there is nothing to
-//! supervise yet (dockerd is not running), and nothing is lost while the loop waits:
-//! signals queue in the signalfd, clients in the listen backlog. Doing it in the
-//! background would not make dockerd ready sooner in a useful way: readiness would have to
-//! wait for the rules anyway (a `docker build` started on "ready" needs the SNAT rules).
-//!
-//! The init reaps every child with `wait(-1)` in its loop; this module waits only for its
-//! own iptables child, by pid (`waitpid(pid, WNOHANG)` through `Child::try_wait`), before
-//! it returns to the loop, so the loop's reaper never sees that child. A child killed at
-//! its timeout is not waited for here: the reaper collects it with the next SIGCHLD.
+//! How the iptables commands run: each is a short helper process (about 20-35 ms in
+//! runsc 0.0~20240729), and the whole recipe is a few of them. They run beside dockerd's
+//! start, never before it: [`Setup::begin`] makes the links and reads the uplink (file
+//! operations and one netlink dump, a millisecond), and returns a [`RulesJob`], a pure
+//! state machine that says which command to run next given how the last one ended. The
+//! event loop runs each command as a child it watches like any other: its stderr through
+//! the poller, its exit through the reaper, its time limit ([`COMMAND_TIMEOUT`], then
+//! SIGKILL) as a deadline, so nothing blocks reaping, signals or clients meanwhile. Once
+//! one command has timed out, or the job has run for [`SETUP_BUDGET`], the rest are
+//! skipped (and tried again at the next start). dockerd is declared ready only once the
+//! job is done too: a `docker build` started on "ready" needs the SNAT rules.
 //!
 //! Not done here: IPv6 rules (dockerd 20.10 has IPv6 off by default), DNS settings, and
 //! anything outside gVisor. `check` uses [`inspect`], which only reads: a netlink dump and
-//! `iptables -C`.
+//! `iptables -C`, run to their end by [`run_blocking`] (`check` is a short-lived process,
+//! never the init's loop).
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, info, warn};
 
 use crate::config::NetworkMode;
-use crate::dockerd::Launch;
-use crate::environment::DEFAULT_PATH;
+use crate::control::status::NetworkStatus;
 use crate::netlink::{self, Route};
-use crate::status::NetworkStatus;
+use crate::sys::reaper::ExitStatus;
+use crate::sys::spawn;
 
 /// docker:dind's directory of iptables → iptables-legacy links (its Dockerfile makes it;
 /// its entrypoint puts it first in PATH when nft does not work).
@@ -261,33 +252,13 @@ impl Plan {
         Plan { mode, legacy }
     }
 
-    /// In gVisor with a legacy directory: puts it first in dockerd's PATH, in front of the
-    /// PATH dockerd would have had (`dockerd.env`'s, else the init's `init_path`, else
-    /// Docker's default). Anywhere else `launch` is left as it is.
-    pub fn set_dockerd_path(&self, launch: &mut Launch, init_path: Option<&OsStr>) {
-        if self.mode != Mode::Gvisor {
-            return;
+    /// In gVisor with a legacy directory: the directory that must lead dockerd's PATH
+    /// (the launch builder puts it there). Anywhere else none.
+    pub fn path_prefix(&self) -> Option<&Path> {
+        match self.mode {
+            Mode::Gvisor => self.legacy.dir(),
+            Mode::Off | Mode::Host => None,
         }
-        let Some(dir) = self.legacy.dir() else {
-            return;
-        };
-        let dir = dir.display().to_string();
-        let base = launch
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .or_else(|| init_path.map(|p| p.to_string_lossy().into_owned()))
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        let path = if base.split(':').next() == Some(dir.as_str()) {
-            base
-        } else {
-            format!("{dir}:{base}")
-        };
-        launch.env.retain(|(k, _)| k != "PATH");
-        launch.env.push(("PATH".to_owned(), path));
     }
 }
 
@@ -366,9 +337,6 @@ pub fn wanted_rules(uplink: Option<&Route>) -> Vec<Rule> {
     rules
 }
 
-/// Why an iptables command was not run or was ended early.
-const STOPPING: &str = "the init is stopping";
-
 /// How one iptables command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ran {
@@ -379,26 +347,26 @@ pub enum Ran {
     TimedOut,
 }
 
-/// Runs iptables with some arguments. A trait so that the rule logic is tested without
-/// processes.
-pub trait Runner {
-    fn run(&mut self, args: &[String]) -> Ran;
-}
-
-/// The real runner: one bounded child process per call.
-#[derive(Debug)]
-pub struct Iptables {
-    pub program: PathBuf,
-    pub timeout: Duration,
-}
-
-impl Runner for Iptables {
-    fn run(&mut self, args: &[String]) -> Ran {
-        run_bounded(&self.program, args, self.timeout)
+impl Ran {
+    /// How a helper process ended, from its exit status and the end of its stderr.
+    pub fn from_exit(status: ExitStatus, stderr: &[u8]) -> Ran {
+        if status == ExitStatus::Code(0) {
+            return Ran::Ok;
+        }
+        let how = match status {
+            ExitStatus::Code(c) => format!("exit code {c}"),
+            ExitStatus::Signal(_) => "killed by a signal".to_owned(),
+        };
+        let line = last_line(stderr);
+        Ran::Failed(if line.is_empty() {
+            how
+        } else {
+            format!("{how}: {line}{}", hint(&line))
+        })
     }
 }
 
-/// What [`ensure_rules`] found and did.
+/// What a [`RulesJob`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RulesOutcome {
     /// Every rule in place now, in order (found or added).
@@ -408,59 +376,109 @@ pub struct RulesOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Checks each rule with `-C` and adds it with `-A` when the check fails. `-C` exits 1
-/// both for "no such rule" and for other errors, so it only decides whether to try `-A`;
-/// the `-A` error is the one reported. After a timeout, or past `deadline`, the remaining
-/// rules are skipped.
-pub fn ensure_rules(runner: &mut dyn Runner, rules: &[Rule], deadline: Instant) -> RulesOutcome {
-    let mut out = RulesOutcome::default();
-    let mut timed_out = false;
-    for rule in rules {
-        let text = rule.text();
-        if timed_out {
-            out.warnings.push(format!(
-                "skipped iptables rule `{text}`: an earlier iptables command timed out"
-            ));
-            continue;
-        }
-        if Instant::now() >= deadline {
-            out.warnings.push(format!(
-                "skipped iptables rule `{text}`: the network setup used its {} s",
-                SETUP_BUDGET.as_secs()
-            ));
-            continue;
-        }
-        if crate::signals::stop_requested() {
-            out.warnings
-                .push(format!("skipped iptables rule `{text}`: {STOPPING}"));
-            continue;
-        }
-        let result = match runner.run(&rule.args("-C")) {
-            Ran::Ok => {
-                out.in_place.push(text);
-                continue;
-            }
-            Ran::TimedOut => Ran::TimedOut,
-            Ran::Failed(_) => runner.run(&rule.args("-A")),
-        };
-        match result {
-            Ran::Ok => {
-                out.in_place.push(text.clone());
-                out.added.push(text);
-            }
-            Ran::Failed(why) => out
-                .warnings
-                .push(format!("could not add iptables rule `{text}`: {why}")),
-            Ran::TimedOut => {
-                timed_out = true;
-                out.warnings.push(format!(
-                    "could not add iptables rule `{text}`: iptables did not finish within {} s and was killed",
-                    COMMAND_TIMEOUT.as_secs()
-                ));
-            }
+/// Whether the current rule is being checked (`-C`) or added (`-A`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Check,
+    Add,
+}
+
+/// Checks each rule with `-C` and adds it with `-A` when the check fails, one helper
+/// process at a time: a pure state machine the event loop drives. `-C` exits 1 both for
+/// "no such rule" and for other errors, so it only decides whether to try `-A`; the `-A`
+/// error is the one reported. After a timeout, or past the budget, the remaining rules
+/// are skipped.
+#[derive(Debug, Clone)]
+pub struct RulesJob {
+    program: PathBuf,
+    rules: Vec<Rule>,
+    /// The rule being worked on.
+    next: usize,
+    op: Op,
+    /// No command starts after this.
+    budget_end: Instant,
+    timed_out: bool,
+    out: RulesOutcome,
+}
+
+impl RulesJob {
+    pub fn new(program: PathBuf, rules: Vec<Rule>, now: Instant) -> RulesJob {
+        RulesJob {
+            program,
+            rules,
+            next: 0,
+            op: Op::Check,
+            budget_end: now + SETUP_BUDGET,
+            timed_out: false,
+            out: RulesOutcome::default(),
         }
     }
-    out
+
+    /// The iptables binary the commands run.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The arguments of the next command, given how the last one ended (`None` the
+    /// first time); `None` when the job is done.
+    pub fn step(&mut self, last: Option<Ran>, now: Instant) -> Option<Vec<String>> {
+        if let (Some(ran), Some(rule)) = (last, self.rules.get(self.next)) {
+            let text = rule.text();
+            match (self.op, ran) {
+                (_, Ran::Ok) => {
+                    if self.op == Op::Add {
+                        self.out.added.push(text.clone());
+                    }
+                    self.out.in_place.push(text);
+                }
+                (Op::Check, Ran::Failed(_)) => {
+                    self.op = Op::Add;
+                    return Some(rule.args("-A"));
+                }
+                (Op::Add, Ran::Failed(why)) => self
+                    .out
+                    .warnings
+                    .push(format!("could not add iptables rule `{text}`: {why}")),
+                (_, Ran::TimedOut) => {
+                    self.timed_out = true;
+                    self.out.warnings.push(format!(
+                        "could not add iptables rule `{text}`: iptables did not finish within {} s and was killed",
+                        COMMAND_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+            self.next += 1;
+        }
+        while let Some(rule) = self.rules.get(self.next) {
+            let skip = if self.timed_out {
+                "an earlier iptables command timed out".to_owned()
+            } else if now >= self.budget_end {
+                format!("the network setup used its {} s", SETUP_BUDGET.as_secs())
+            } else {
+                self.op = Op::Check;
+                return Some(rule.args("-C"));
+            };
+            self.out
+                .warnings
+                .push(format!("skipped iptables rule `{}`: {skip}", rule.text()));
+            self.next += 1;
+        }
+        None
+    }
+
+    /// Gives up on what is left (the init is stopping): each remaining rule is a warning.
+    pub fn abandon(&mut self, why: &str) {
+        while let Some(rule) = self.rules.get(self.next) {
+            self.out
+                .warnings
+                .push(format!("skipped iptables rule `{}`: {why}", rule.text()));
+            self.next += 1;
+        }
+    }
+
+    pub fn outcome(&self) -> &RulesOutcome {
+        &self.out
+    }
 }
 
 /// Makes `dir` hold exactly-named symlinks to `links`' targets; a link that already points
@@ -506,6 +524,7 @@ pub struct Setup {
     plan: Plan,
     status: NetworkStatus,
     logged: BTreeSet<String>,
+    pending: Option<Pending>,
 }
 
 impl Setup {
@@ -518,6 +537,7 @@ impl Setup {
             plan,
             status,
             logged: BTreeSet::new(),
+            pending: None,
         }
     }
 
@@ -536,17 +556,17 @@ impl Setup {
         self.logged.insert(key)
     }
 
-    /// Right before each dockerd start: the legacy links, the uplink, the rules. In gVisor
-    /// with `mode = "auto"` only; never fails, every problem is a warning.
-    pub fn before_start(&mut self) {
+    /// At each dockerd start: the legacy links and the uplink, done at once (file
+    /// operations and a netlink dump), and the rules as a job for the event loop to run
+    /// beside dockerd's start. `None` when there is nothing to run (not gVisor, mode
+    /// "off", no legacy iptables): the setup is complete then. In gVisor with `mode =
+    /// "auto"` only; never fails, every problem is a warning.
+    pub fn begin(&mut self, now: Instant) -> Option<RulesJob> {
         if self.plan.mode != Mode::Gvisor {
-            return;
+            return None;
         }
-        let started = Instant::now();
         let mut warnings = Vec::new();
-        // What is new this time, logged at the end through one call site (each call site
-        // costs binary size); (message, detail, key that makes it once-only).
-        let mut news: Vec<(&str, String, String)> = Vec::new();
+        let mut news: Vec<(&'static str, String, String)> = Vec::new();
         let legacy = self.plan.legacy.clone();
         let legacy_on_path = match &legacy {
             Legacy::Missing => {
@@ -617,19 +637,34 @@ impl Setup {
             other if legacy_on_path => other.dir().map(|d| d.join("iptables")),
             other => other.iptables_now(),
         };
-        let rules = match program {
-            Some(program) => {
-                let mut runner = Iptables {
-                    program,
-                    timeout: COMMAND_TIMEOUT,
-                };
-                ensure_rules(
-                    &mut runner,
-                    &wanted_rules(uplink.as_ref()),
-                    started + SETUP_BUDGET,
-                )
+        let job = program.map(|p| RulesJob::new(p, wanted_rules(uplink.as_ref()), now));
+        self.pending = Some(Pending {
+            started: now,
+            uplink,
+            legacy_on_path,
+            warnings,
+            news,
+        });
+        match job {
+            Some(job) => Some(job),
+            None => {
+                self.finish(&RulesOutcome::default(), now);
+                None
             }
-            None => RulesOutcome::default(),
+        }
+    }
+
+    /// The job is done (or was abandoned): logs what is new and updates the status.
+    pub fn finish(&mut self, rules: &RulesOutcome, now: Instant) {
+        let Some(Pending {
+            started,
+            uplink,
+            legacy_on_path,
+            mut warnings,
+            mut news,
+        }) = self.pending.take()
+        else {
+            return;
         };
         for rule in &rules.in_place {
             let key = format!("rule {rule}");
@@ -653,17 +688,29 @@ impl Setup {
             }
         }
         debug!(
-            took_ms = started.elapsed().as_millis() as u64,
+            took_ms = now.saturating_duration_since(started).as_millis() as u64,
             "nested networking set up"
         );
         self.status = outcome_status(
             self.plan.mode,
             uplink.as_ref(),
-            &rules,
+            rules,
             legacy_on_path,
             warnings,
         );
     }
+}
+
+/// What [`Setup::begin`] found, kept until the rules job is done.
+#[derive(Debug)]
+struct Pending {
+    started: Instant,
+    uplink: Option<Route>,
+    legacy_on_path: bool,
+    warnings: Vec<String>,
+    /// What is new this time, logged at the end through one call site (each call site
+    /// costs binary size): (message, detail, key that makes it once-only).
+    news: Vec<(&'static str, String, String)>,
 }
 
 /// What `check` reports about nested networking; found without changing anything.
@@ -692,16 +739,12 @@ pub fn inspect(plan: &Plan) -> Report {
     let wanted = wanted_rules(uplink.as_ref().ok().and_then(Option::as_ref));
     let rules = match plan.legacy.iptables_now() {
         Some(program) => {
-            let mut runner = Iptables {
-                program,
-                timeout: COMMAND_TIMEOUT,
-            };
             let mut timed_out = false;
             wanted
                 .iter()
                 .map(|r| {
                     let found = !timed_out
-                        && match runner.run(&r.args("-C")) {
+                        && match run_blocking(&program, &r.args("-C"), COMMAND_TIMEOUT) {
                             Ran::Ok => true,
                             Ran::Failed(_) => false,
                             Ran::TimedOut => {
@@ -723,103 +766,57 @@ pub fn inspect(plan: &Plan) -> Report {
     }
 }
 
-/// Runs `program args` with stdin and stdout on /dev/null and stderr captured, for at
-/// most `timeout`; then SIGKILL. Waits only for this child, by pid.
-///
-/// No `pre_exec` here, unlike dockerd and COMMAND: without one, std starts the child with
-/// posix_spawn(3) (a vfork-style clone) instead of fork, which in gVisor saves about 15 ms
-/// per command (measured in runsc 0.0~20240729: about 21 ms against 35 ms for one
-/// `iptables-legacy -C`). std's posix_spawn resets SIGPIPE, the only signal the init
-/// ignores (`signals.rs`), to its default (`POSIX_SPAWN_SETSIGDEF`), but it leaves the
-/// signal mask as the init's: the child starts with the init's handled signals blocked
-/// (checked: /proc/PID/status `SigBlk`). iptables neither waits for nor handles
-/// signals, so that costs nothing here, and the timeout kills with SIGKILL, which no
-/// mask holds back. (COMMAND and dockerd, which must get every signal, are spawned
-/// with a reset in `pre_exec`.)
-pub fn run_bounded(program: &Path, args: &[String], timeout: Duration) -> Ran {
-    // A stop waiting in the signalfd must not wait for iptables (`docker stop`
-    // gives 10 s): run nothing more, and end a command that runs.
-    if crate::signals::stop_requested() {
-        return Ran::Failed(STOPPING.to_owned());
-    }
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
+/// Runs `program args` (a helper process: stdin and stdout on /dev/null, stderr
+/// captured) to its end, for at most `timeout`; then SIGKILL. For `check` only, a
+/// short-lived process that may wait for its own child by pid; the init's loop never
+/// blocks on a helper (it runs [`RulesJob`]'s commands as watched children).
+pub fn run_blocking(program: &Path, args: &[String], timeout: Duration) -> Ran {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let spawned = match spawn::spawn(&spawn::Spec::helper(program.as_os_str(), &args)) {
+        Ok(s) => s,
         Err(e) => return Ran::Failed(format!("cannot run {}: {e}", program.display())),
     };
-    let mut stderr: Option<OwnedFd> = child.stderr.take().map(OwnedFd::from);
-    if let Some(fd) = &stderr {
-        if rustix::io::ioctl_fionbio(fd, true).is_err() {
-            // A blocking read could hang past the deadline: do without the text.
-            stderr = None;
-        }
-    }
+    let pid = nix::unistd::Pid::from_raw(spawned.pid);
     let deadline = Instant::now() + timeout;
     let mut text = Vec::new();
-    loop {
-        if let Some(fd) = &stderr {
-            if drain(fd, &mut text) {
-                stderr = None;
+    let mut timed_out = false;
+    if let Some(fd) = &spawned.stderr {
+        // EOF comes when iptables exits.
+        while !drain(fd, &mut text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                timed_out = true;
+                break;
             }
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                if let Some(fd) = &stderr {
-                    drain(fd, &mut text);
-                }
-                if status.success() {
-                    return Ran::Ok;
-                }
-                let how = match status.code() {
-                    Some(c) => format!("exit code {c}"),
-                    None => "killed by a signal".to_owned(),
-                };
-                let line = last_line(&text);
-                return Ran::Failed(if line.is_empty() {
-                    how
-                } else {
-                    format!("{how}: {line}{}", hint(&line))
-                });
-            }
-            Ok(None) => {}
-            Err(e) => return Ran::Failed(format!("cannot wait for {}: {e}", program.display())),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            // Not waited for here: the loop's reaper collects it with the next SIGCHLD.
-            let _ = child.kill();
-            return Ran::TimedOut;
-        }
-        if crate::signals::stop_requested() {
-            let _ = child.kill();
-            return Ran::Failed(STOPPING.to_owned());
-        }
-        // Wait for output or the child's end: on the pipe while it is open (EOF comes at
-        // exit), else in short steps (the exit follows the pipe's EOF closely).
-        let step = (deadline - now).min(Duration::from_millis(5));
-        match &stderr {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd, PollFlags::IN)];
-                let ts = Timespec {
-                    tv_sec: 0,
-                    tv_nsec: i64::from(step.subsec_nanos()),
-                };
-                let _ = poll(&mut fds, Some(&ts));
-            }
-            None => std::thread::sleep(step.min(Duration::from_millis(1))),
+            let ts = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let _ = poll(&mut fds, Some(&ts));
         }
     }
+    if timed_out {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let status = loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => break ExitStatus::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => break ExitStatus::Signal(sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Ran::Failed(format!("cannot wait for {}: {e}", program.display())),
+        }
+    };
+    if timed_out {
+        return Ran::TimedOut;
+    }
+    Ran::from_exit(status, &text)
 }
 
 /// Reads what is available into `buf`, keeping its last [`STDERR_CAP`] bytes; true at
 /// EOF.
-fn drain(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
+pub fn drain(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 1024];
     loop {
         match rustix::io::read(fd, &mut chunk) {
@@ -832,7 +829,8 @@ fn drain(fd: &OwnedFd, buf: &mut Vec<u8>) -> bool {
                 }
             }
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return false, // EAGAIN: nothing more for now
+            Err(rustix::io::Errno::AGAIN) => return false, // nothing more for now
+            Err(_) => return true,                         // as good as the end
         }
     }
 }
@@ -978,101 +976,27 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
     }
 
-    fn launch(env: &[(&str, &str)]) -> Launch {
-        Launch {
-            program: "dockerd".into(),
-            args: Vec::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            socket: PathBuf::from("/var/run/docker.sock"),
-        }
-    }
-
-    fn path_of(l: &Launch) -> Option<&str> {
-        l.env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str())
-    }
-
     #[test]
-    fn dockerd_path_table() {
-        let own = Plan {
-            mode: Mode::Gvisor,
-            legacy: Legacy::Own {
-                dir: PathBuf::from("/run/dind-init/iptables-legacy"),
-                links: Vec::new(),
-            },
+    fn path_prefix_table() {
+        let own = Legacy::Own {
+            dir: PathBuf::from("/run/dind-init/iptables-legacy"),
+            links: Vec::new(),
         };
-        let dind = Plan {
-            mode: Mode::Gvisor,
-            legacy: Legacy::Dind(PathBuf::from(DIND_LEGACY_DIR)),
-        };
-        let missing = Plan {
-            mode: Mode::Gvisor,
-            legacy: Legacy::Missing,
-        };
-        let host = Plan {
-            mode: Mode::Host,
-            legacy: own.legacy.clone(),
-        };
-        let off = Plan {
-            mode: Mode::Off,
-            legacy: own.legacy.clone(),
-        };
-        let init = Some(OsStr::new("/usr/bin:/bin"));
-        // (plan, dockerd.env, the init's PATH, dockerd's PATH)
-        type Case<'a> = (
-            &'a Plan,
-            Vec<(&'a str, &'a str)>,
-            Option<&'a OsStr>,
-            Option<&'a str>,
-        );
-        let cases: Vec<Case> = vec![
+        let dind = Legacy::Dind(PathBuf::from(DIND_LEGACY_DIR));
+        let cases = [
             (
-                &own,
-                vec![],
-                init,
-                Some("/run/dind-init/iptables-legacy:/usr/bin:/bin"),
+                Mode::Gvisor,
+                own.clone(),
+                Some("/run/dind-init/iptables-legacy"),
             ),
-            (
-                &dind,
-                vec![],
-                init,
-                Some("/usr/local/sbin/.iptables-legacy:/usr/bin:/bin"),
-            ),
-            // dockerd.env's PATH is the base, and appears once.
-            (
-                &own,
-                vec![("PATH", "/opt/bin")],
-                init,
-                Some("/run/dind-init/iptables-legacy:/opt/bin"),
-            ),
-            // No PATH at all: Docker's default.
-            (
-                &own,
-                vec![],
-                None,
-                Some("/run/dind-init/iptables-legacy:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-            ),
-            // Already first: not added twice.
-            (
-                &own,
-                vec![("PATH", "/run/dind-init/iptables-legacy:/bin")],
-                init,
-                Some("/run/dind-init/iptables-legacy:/bin"),
-            ),
-            (&missing, vec![], init, None),
-            (&host, vec![], init, None),
-            (&off, vec![], init, None),
+            (Mode::Gvisor, dind, Some(DIND_LEGACY_DIR)),
+            (Mode::Gvisor, Legacy::Missing, None),
+            (Mode::Host, own.clone(), None),
+            (Mode::Off, own, None),
         ];
-        for (plan, env, init_path, want) in cases {
-            let mut l = launch(&env);
-            plan.set_dockerd_path(&mut l, init_path);
-            assert_eq!(path_of(&l), want, "{plan:?} {env:?}");
-            assert!(l.env.iter().filter(|(k, _)| k == "PATH").count() <= 1);
+        for (mode, legacy, want) in cases {
+            let plan = Plan { mode, legacy };
+            assert_eq!(plan.path_prefix(), want.map(Path::new), "{plan:?}");
         }
     }
 
@@ -1122,44 +1046,24 @@ mod tests {
         );
     }
 
-    /// Answers from a script, and records what it was asked.
-    struct Scripted {
-        answers: VecDeque<Ran>,
-        asked: Vec<String>,
-    }
-
-    impl Runner for Scripted {
-        fn run(&mut self, args: &[String]) -> Ran {
-            self.asked.push(args.join(" "));
-            self.answers.pop_front().unwrap_or(Ran::Ok)
+    /// Runs a job against scripted answers; returns the outcome and the commands run.
+    fn run_job(rules: &[Rule], answers: &[Ran], now: Instant) -> (RulesOutcome, Vec<String>) {
+        let mut job = RulesJob::new(PathBuf::from("/x/iptables"), rules.to_vec(), now);
+        let mut answers: VecDeque<Ran> = answers.iter().cloned().collect();
+        let mut asked = Vec::new();
+        let mut last = None;
+        while let Some(args) = job.step(last.take(), now) {
+            asked.push(args.join(" "));
+            last = Some(answers.pop_front().unwrap_or(Ran::Ok));
         }
-    }
-
-    #[test]
-    fn a_pending_stop_skips_the_rules() {
-        crate::signals::with_signal_pending(nix::sys::signal::Signal::SIGTERM, || {
-            let mut r = Scripted {
-                answers: Default::default(),
-                asked: Vec::new(),
-            };
-            let rules = wanted_rules(None);
-            let out = ensure_rules(&mut r, &rules, Instant::now() + SETUP_BUDGET);
-            assert!(r.asked.is_empty(), "nothing run: {:?}", r.asked);
-            assert_eq!(out.warnings.len(), rules.len());
-            assert!(
-                out.warnings.iter().all(|w| w.ends_with(STOPPING)),
-                "{out:?}"
-            );
-            // No process either.
-            let ran = run_bounded(Path::new("/bin/true"), &[], COMMAND_TIMEOUT);
-            assert_eq!(ran, Ran::Failed(STOPPING.to_owned()));
-        });
+        (job.outcome().clone(), asked)
     }
 
     #[test]
     fn rules_check_before_add_table() {
         let fail = |s: &str| Ran::Failed(s.to_owned());
         let rules = wanted_rules(None);
+        let now = Instant::now();
         // (answers in order, in place, added, warnings, commands run)
         let cases: Vec<(Vec<Ran>, usize, usize, usize, usize)> = vec![
             // Both present: two -C, nothing added.
@@ -1189,79 +1093,58 @@ mod tests {
             (vec![fail("no rule"), Ran::TimedOut], 0, 0, 2, 2),
         ];
         for (answers, in_place, added, warnings, asked) in cases {
-            let mut r = Scripted {
-                answers: answers.clone().into(),
-                asked: Vec::new(),
-            };
-            let out = ensure_rules(&mut r, &rules, Instant::now() + SETUP_BUDGET);
+            let (out, run) = run_job(&rules, &answers, now);
             assert_eq!(
                 (
                     out.in_place.len(),
                     out.added.len(),
                     out.warnings.len(),
-                    r.asked.len()
+                    run.len()
                 ),
                 (in_place, added, warnings, asked),
-                "{answers:?}: {out:?} {:?}",
-                r.asked
+                "{answers:?}: {out:?} {run:?}"
             );
-            assert!(r.asked[0].contains(" -C FORWARD "), "{:?}", r.asked);
+            assert!(run[0].contains(" -C FORWARD "), "{run:?}");
         }
-        let mut r = Scripted {
-            answers: vec![fail("x"), fail("exit code 1: Invalid argument")].into(),
-            asked: Vec::new(),
-        };
-        let out = ensure_rules(&mut r, &rules[..1], Instant::now() + SETUP_BUDGET);
+        let (out, run) = run_job(
+            &rules[..1],
+            &[fail("x"), fail("exit code 1: Invalid argument")],
+            now,
+        );
         assert_eq!(
             out.warnings,
             ["could not add iptables rule `FORWARD -i docker0 -o docker0 -j DROP`: exit code 1: Invalid argument"]
         );
-        assert!(r.asked[1].contains(" -A FORWARD "), "{:?}", r.asked);
+        assert!(run[1].contains(" -A FORWARD "), "{run:?}");
         // Past the budget nothing more is run.
-        let mut r = Scripted {
-            answers: VecDeque::new(),
-            asked: Vec::new(),
-        };
-        let out = ensure_rules(&mut r, &rules, Instant::now());
-        assert!(r.asked.is_empty());
-        assert_eq!(out.warnings.len(), 2);
-        assert!(out.warnings[0].contains("the network setup used its 10 s"));
+        let mut job = RulesJob::new(PathBuf::from("/x/iptables"), rules.clone(), now);
+        assert!(job.step(None, now + SETUP_BUDGET).is_none());
+        assert_eq!(job.outcome().warnings.len(), 2);
+        assert!(job.outcome().warnings[0].contains("the network setup used its 10 s"));
+        // Abandoned half way: the rest are warnings.
+        let mut job = RulesJob::new(PathBuf::from("/x/iptables"), rules, now);
+        assert!(job.step(None, now).is_some());
+        job.abandon("the init is stopping");
+        assert_eq!(job.outcome().warnings.len(), 2);
+        assert!(job.step(None, now).is_none());
     }
 
     #[test]
-    fn bounded_commands() {
-        let sh = Path::new("/bin/sh");
-        let args = |s: &str| vec!["-c".to_owned(), s.to_owned()];
-        assert_eq!(run_bounded(sh, &args("exit 0"), COMMAND_TIMEOUT), Ran::Ok);
+    fn helper_exits_are_judged_from_status_and_stderr() {
+        assert_eq!(Ran::from_exit(ExitStatus::Code(0), b"noise"), Ran::Ok);
         assert_eq!(
-            run_bounded(
-                sh,
-                &args("echo \"iptables v1.8.9 (legacy): can't initialize iptables table \\`filter'\" >&2; echo 'Perhaps iptables or your kernel needs to be upgraded.' >&2; exit 3"),
-                COMMAND_TIMEOUT
+            Ran::from_exit(
+                ExitStatus::Code(3),
+                b"iptables v1.8.9 (legacy): can't initialize iptables table `filter'\nPerhaps iptables or your kernel needs to be upgraded.\n"
             ),
             Ran::Failed(
                 "exit code 3: iptables v1.8.9 (legacy): can't initialize iptables table `filter' (without CAP_NET_RAW gVisor has no iptables: start runsc with --net-raw)"
                     .to_owned()
             )
         );
-        // Far more stderr than a pipe holds does not block it.
         assert_eq!(
-            run_bounded(
-                sh,
-                &args("i=0; while [ $i -lt 3000 ]; do echo 0123456789012345678901234567890123456789 >&2; i=$((i+1)); done; exit 1"),
-                COMMAND_TIMEOUT
-            ),
-            Ran::Failed("exit code 1: 0123456789012345678901234567890123456789".to_owned())
+            Ran::from_exit(ExitStatus::Signal(9), b""),
+            Ran::Failed("killed by a signal".to_owned())
         );
-        let started = Instant::now();
-        assert_eq!(
-            run_bounded(sh, &args("exec sleep 30"), Duration::from_millis(200)),
-            Ran::TimedOut
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(matches!(
-            run_bounded(Path::new("/nonexistent/iptables"), &[], COMMAND_TIMEOUT),
-            Ran::Failed(why) if why.starts_with("cannot run /nonexistent/iptables")
-        ));
     }
 }

@@ -579,3 +579,104 @@ fn forced_gvisor_mode_on_the_host_with_a_fake_dockerd() {
     );
     assert!(!listed.contains("-A FORWARD"), "{listed}");
 }
+
+/// SPEC §7a / issue "architecture" item 3: the nested-network setup runs iptables as
+/// helper processes the loop watches, so a hanging one blocks nothing: orphans are
+/// reaped and `status` answered while it hangs, readiness waits for the setup, and the
+/// helper is killed at its time limit (5 s) with a warning, after which dockerd is ready.
+#[test]
+fn a_hanging_iptables_blocks_nothing() {
+    if !require(
+        "a_hanging_iptables_blocks_nothing",
+        &[
+            ("root", nix::unistd::geteuid().is_root()),
+            ("/usr/bin/unshare", Path::new("/usr/bin/unshare").exists()),
+            ("ip", which("ip").is_some()),
+        ],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("net-hang");
+    let d = dir.path().display();
+    // The image's iptables-legacy hangs (in the init's private mount namespace only).
+    let hang = dir.join("hang-iptables");
+    fs::write(
+        &hang,
+        format!("#!/bin/sh\necho $$ >> {d}/hang.pids\nexec sleep 60\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tc = TestConfig {
+        // Ready at once, and 300 orphans that become zombies re-parented to the init.
+        fake_args: vec![
+            "--fake-ready-after-ms=0".into(),
+            "--fake-orphans=300".into(),
+        ],
+        readiness: "interval = \"0s\"".to_owned(),
+        other:
+            "[environment]\ngvisor = \"yes\"\n[cgroup]\nmode = \"off\"\n[log]\njournald = \"off\"\n"
+                .to_owned(),
+        ..TestConfig::default()
+    };
+    let config = tc.write(&dir);
+    let mut init = Launch::new(&dir)
+        .args(&["--config", s(&config)])
+        .unshare_args(&["--net"])
+        .start_wrapped(
+            "",
+            &format!(
+                "ip link set lo up\nmount -t tmpfs tmpfs /run\n\
+                 mount --bind {} /usr/sbin/iptables-legacy",
+                s(&hang)
+            ),
+        );
+    // The helper hangs...
+    let pids = dir.join("hang.pids");
+    assert!(
+        wait_until(Duration::from_secs(30), || pids.exists()),
+        "iptables never ran\n{}",
+        init.describe()
+    );
+    let helper: i32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+    // ...while dockerd made its orphans: every zombie is reaped, and status answers.
+    assert!(
+        wait_until(Duration::from_secs(30), || events(
+            &report(&dir.join("dockerd.report")),
+            "orphans"
+        )
+        .len()
+            == 1),
+        "{}",
+        init.describe()
+    );
+    let zombies = zombies_under_settled(init.init_pid());
+    let v = status(&dir);
+    let still_hanging = Path::new(&format!("/proc/{helper}")).exists();
+    assert!(still_hanging, "the check must happen while iptables hangs");
+    assert!(
+        zombies.is_empty(),
+        "zombies while iptables hangs: {zombies:?}"
+    );
+    // dockerd answers /_ping, but readiness waits for the network setup.
+    assert_eq!(v["state"], "starting", "{v}");
+    // At its time limit the helper is killed; the rest is skipped; then ready.
+    let v = wait_status(&dir, Duration::from_secs(30), |v| v["state"] == "ready");
+    let warnings = v["network"]["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 5 s and was killed"),
+        "{v}"
+    );
+    assert_eq!(warnings.len(), 2, "{v}");
+    // Killed and reaped like any child.
+    assert!(zombies_under_settled(init.init_pid()).is_empty());
+    init.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        init.wait_code(Duration::from_secs(30)),
+        0,
+        "{}",
+        init.describe()
+    );
+}

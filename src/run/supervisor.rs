@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::config::{format_duration, Config, RestartPolicy};
-use crate::reaper::ExitStatus;
+use crate::sys::reaper::ExitStatus;
 
 /// After this long ready, the backoff starts again from `backoff_initial`.
 pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);

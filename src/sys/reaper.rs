@@ -21,6 +21,8 @@ use nix::unistd::Pid;
 use rustix::process::{wait, WaitOptions};
 use tracing::debug;
 
+use crate::sys::procfs;
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -44,7 +46,7 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => write!(f, "signal {}", crate::signals::name(*s)),
+            ExitStatus::Signal(s) => write!(f, "signal {}", crate::sys::signals::name(*s)),
         }
     }
 }
@@ -100,23 +102,10 @@ pub fn signal_remaining(sig: Signal, pid1: bool) -> usize {
 /// A process may exit or fork while this runs; callers repeat the signal in the
 /// next shutdown stage, so a snapshot is enough.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some(ppid) = parent_from_stat(&stat) {
-            children.entry(ppid).or_default().push(pid);
+    for pid in procfs::pids() {
+        if let Some(stat) = procfs::stat(pid) {
+            children.entry(stat.ppid).or_default().push(pid);
         }
     }
     let mut out = Vec::new();
@@ -133,16 +122,6 @@ pub fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-/// The parent pid in a /proc/<pid>/stat line. The command name (field 2) is in
-/// parentheses and may itself contain spaces and parentheses, so parse after the
-/// last `)`: then come the state and the ppid (proc(5)).
-fn parent_from_stat(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let _state = fields.next()?;
-    fields.next()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,19 +133,5 @@ mod tests {
         assert_eq!(ExitStatus::Signal(15).as_exit_code(), 143);
         assert_eq!(ExitStatus::Signal(9).as_exit_code(), 137);
         assert_eq!(ExitStatus::Signal(9).to_string(), "signal SIGKILL");
-    }
-
-    #[test]
-    fn stat_parsing_table() {
-        let cases = [
-            ("1 (init) S 0 1 1 0", Some(0)),
-            ("42 (a b) c) R 7 42 42", Some(7)),
-            ("42 ((x)) Z 3 1", Some(3)),
-            ("garbage", None),
-            ("5 (x) S", None),
-        ];
-        for (line, want) in cases {
-            assert_eq!(parent_from_stat(line), want, "{line}");
-        }
     }
 }

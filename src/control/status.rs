@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::reaper::ExitStatus;
+use crate::sys::reaper::ExitStatus;
 
 /// The status JSON document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,10 +15,10 @@
 //! And [`ReadyFile`], the file orchestrators look for, written atomically (write
 //! to a temp file, rename(2)) so that a reader never sees half a file.
 //!
-//! This module does not decide states; the supervisor does.
+//! This module does only the I/O: when to ping and what an answer means for the
+//! state is decided by the prober (`prober.rs`) and the supervisor.
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
@@ -26,7 +26,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use rustix::fs::inotify;
 use rustix::io::Errno;
@@ -34,6 +33,9 @@ use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketAddrUnix,
     SocketFlags, SocketType,
 };
+
+use crate::run::prober::Outcome;
+use crate::sys::unix_socket;
 
 /// One parsed sd_notify datagram.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,24 +61,6 @@ pub fn parse_notify(payload: &[u8]) -> NotifyMessage {
     msg
 }
 
-/// A non-blocking, close-on-exec unix socket of `kind` bound at `path`, after
-/// removing a stale socket file left there by an earlier run.
-pub fn bind_unix_socket(path: &Path, kind: SocketType) -> io::Result<OwnedFd> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        kind,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
-    Ok(fd)
-}
-
 /// The datagram socket dockerd gets as `NOTIFY_SOCKET`.
 #[derive(Debug)]
 pub struct NotifySocket {
@@ -85,9 +69,10 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// Binds a fresh socket at `path` (a stale one from an earlier run is removed).
+    /// Binds a fresh socket at `path` (a dead one from an earlier run is removed;
+    /// anything else there is an error, see `sys/unix_socket.rs`).
     pub fn bind(path: &Path) -> io::Result<Self> {
-        let fd = bind_unix_socket(path, SocketType::DGRAM)?;
+        let fd = unix_socket::bind(path, SocketType::DGRAM)?;
         // Ask the kernel to attach each sender's pid/uid/gid (unix(7) SO_PASSCRED).
         rustix::net::sockopt::set_socket_passcred(&fd, true)?;
         Ok(NotifySocket {
@@ -196,41 +181,11 @@ impl AsFd for SocketWatch {
     }
 }
 
-/// How a ping ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PingOutcome {
-    /// 200 OK.
-    Ok,
-    /// The socket does not exist yet: wait for it to be created.
-    NoListener(String),
-    /// The socket exists but refuses connections: dockerd has bound it and not
-    /// yet called listen(2) (a stale socket is removed before each start).
-    NotListening(String),
-    /// Any other failure (bad status, closed early, timed out).
-    Failed(String),
-}
-
-impl fmt::Display for PingOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PingOutcome::Ok => f.write_str("200 OK"),
-            PingOutcome::NoListener(why) => write!(f, "no socket yet: {why}"),
-            PingOutcome::NotListening(why) => write!(f, "not listening yet: {why}"),
-            PingOutcome::Failed(why) => f.write_str(why),
-        }
-    }
-}
-
 /// One `GET /_ping` in flight, never blocking.
 #[derive(Debug)]
 pub struct Ping {
-    /// Unique to this ping (its poller key, see `poller.rs`).
-    pub serial: u64,
     stream: UnixStream,
     response: Vec<u8>,
-    /// When it gives up (health pings); `None` waits as long as dockerd takes.
-    pub deadline: Option<Instant>,
-    pub started: Instant,
 }
 
 /// Largest response head read before judging the status line.
@@ -242,37 +197,23 @@ const PING_REQUEST: &[u8] =
 impl Ping {
     /// Connects and sends the request. The request is small enough to sit in the
     /// socket buffer, so the write completes at once.
-    pub fn start(
-        socket: &Path,
-        now: Instant,
-        timeout: Option<Duration>,
-    ) -> Result<Ping, PingOutcome> {
+    pub fn start(socket: &Path) -> Result<Ping, Outcome> {
         let fd = rustix::net::socket_with(
             AddressFamily::UNIX,
             SocketType::STREAM,
             SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
             None,
         )
-        .map_err(|e| PingOutcome::Failed(format!("socket: {e}")))?;
+        .map_err(|e| Outcome::Failed(format!("socket: {e}")))?;
         let addr = SocketAddrUnix::new(socket)
-            .map_err(|e| PingOutcome::Failed(format!("bad socket path: {e}")))?;
+            .map_err(|e| Outcome::Failed(format!("bad socket path: {e}")))?;
         match rustix::net::connect(&fd, &addr) {
             Ok(()) => {}
-            Err(e @ Errno::NOENT) => {
-                return Err(PingOutcome::NoListener(format!(
-                    "{}: {e}",
-                    socket.display()
-                )))
-            }
-            Err(e @ Errno::CONNREFUSED) => {
-                return Err(PingOutcome::NotListening(format!(
-                    "{}: {e}",
-                    socket.display()
-                )))
-            }
+            Err(Errno::NOENT) => return Err(Outcome::NoListener),
+            Err(Errno::CONNREFUSED) => return Err(Outcome::NotListening),
             // EAGAIN: the listen backlog is full.
             Err(e) => {
-                return Err(PingOutcome::Failed(format!(
+                return Err(Outcome::Failed(format!(
                     "connect {}: {e}",
                     socket.display()
                 )))
@@ -281,24 +222,17 @@ impl Ping {
         let mut stream = UnixStream::from(fd);
         match stream.write(PING_REQUEST) {
             Ok(n) if n == PING_REQUEST.len() => {}
-            Ok(_) => {
-                return Err(PingOutcome::Failed(
-                    "short write of the ping request".into(),
-                ))
-            }
-            Err(e) => return Err(PingOutcome::Failed(format!("write: {e}"))),
+            Ok(_) => return Err(Outcome::Failed("short write of the ping request".into())),
+            Err(e) => return Err(Outcome::Failed(format!("write: {e}"))),
         }
         Ok(Ping {
-            serial: crate::poller::next_serial(),
             stream,
             response: Vec::new(),
-            deadline: timeout.map(|t| now + t),
-            started: now,
         })
     }
 
     /// Reads what arrived; `Some` once the outcome is known.
-    pub fn on_readable(&mut self) -> Option<PingOutcome> {
+    pub fn on_readable(&mut self) -> Option<Outcome> {
         let mut buf = [0u8; 1024];
         loop {
             match self.stream.read(&mut buf) {
@@ -311,7 +245,7 @@ impl Ping {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) => return Some(PingOutcome::Failed(format!("read: {e}"))),
+                Err(e) => return Some(Outcome::Failed(format!("read: {e}"))),
             }
         }
     }
@@ -324,19 +258,19 @@ impl AsFd for Ping {
 }
 
 /// Judges a response by its status line.
-fn judge(response: &[u8]) -> PingOutcome {
+fn judge(response: &[u8]) -> Outcome {
     let text = String::from_utf8_lossy(response);
     let Some(line) = text.lines().next() else {
-        return PingOutcome::Failed("no response".into());
+        return Outcome::Failed("no response".into());
     };
     let mut parts = line.split_ascii_whitespace();
     match (parts.next(), parts.next()) {
-        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => PingOutcome::Ok,
+        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Outcome::Ok,
         (Some(v), Some(code)) if v.starts_with("HTTP/1.") => {
-            PingOutcome::Failed(format!("/_ping answered {code}"))
+            Outcome::Failed(format!("/_ping answered {code}"))
         }
-        _ if line.is_empty() => PingOutcome::Failed("connection closed without a response".into()),
-        _ => PingOutcome::Failed(format!("not an HTTP response: {:.60}", line)),
+        _ if line.is_empty() => Outcome::Failed("connection closed without a response".into()),
+        _ => Outcome::Failed(format!("not an HTTP response: {:.60}", line)),
     }
 }
 
@@ -458,20 +392,20 @@ mod tests {
 
     #[test]
     fn response_judging_table() {
-        let cases: &[(&[u8], PingOutcome)] = &[
+        let cases: &[(&[u8], Outcome)] = &[
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",
-                PingOutcome::Ok,
+                Outcome::Ok,
             ),
-            (b"HTTP/1.0 200 OK\r\n", PingOutcome::Ok),
+            (b"HTTP/1.0 200 OK\r\n", Outcome::Ok),
             (
                 b"HTTP/1.1 500 Internal Server Error\r\n",
-                PingOutcome::Failed("/_ping answered 500".into()),
+                Outcome::Failed("/_ping answered 500".into()),
             ),
-            (b"", PingOutcome::Failed("no response".into())),
+            (b"", Outcome::Failed("no response".into())),
             (
                 b"garbage\n",
-                PingOutcome::Failed("not an HTTP response: garbage".into()),
+                Outcome::Failed("not an HTTP response: garbage".into()),
             ),
         ];
         for (response, want) in cases {

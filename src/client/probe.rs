@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::format_duration;
-use crate::status::{LastExit, NetworkStatus, Status};
+use crate::control::status::{LastExit, NetworkStatus, Status};
 
 /// How long a `status` answer may take (the init answers at once when alive).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -139,7 +139,7 @@ pub fn table(s: &Status) -> String {
     let last_exit = match s.dockerd.last_exit {
         None => "-".to_owned(),
         Some(LastExit::Code(c)) => format!("code {c}"),
-        Some(LastExit::Signal(n)) => format!("signal {}", crate::signals::name(n)),
+        Some(LastExit::Signal(n)) => format!("signal {}", crate::sys::signals::name(n)),
     };
     let mut out = format!(
         "state:       {} (since {})\n\

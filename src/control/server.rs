@@ -1,0 +1,471 @@
+//! The status socket's transport (SPEC §8): a unix stream socket (mode
+//! `socket_mode`) and, when `tcp` is set, a TCP listener, with their connections,
+//! all non-blocking and served from the event loop. The protocol (`protocol.rs`)
+//! turns each request into its answer.
+//!
+//! Every listener and connection is registered in the poller when it is made and
+//! removed when it is closed ([`Watched`]). A client that connects and sends nothing
+//! is dropped after [`CLIENT_TIMEOUT`] and never delays reaping, signals or other
+//! clients. At most [`MAX_CONNECTIONS`] are open at once (pending `wait`s included);
+//! beyond that a newcomer takes the place of the oldest client that has not sent a
+//! complete request ([`ControlServer::accept`]).
+//!
+//! The server never sees the loop's state: it is handed `&dyn Answers` (the model)
+//! for each event it handles.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::event::epoll::EventFlags;
+use rustix::net::SocketType;
+use tracing::{debug, warn};
+
+use crate::control::metrics::ConnStats;
+use crate::control::protocol::{
+    answer, complete_request, parse_request, Answers, Request, MAX_HTTP_HEAD,
+};
+use crate::sys::poller::{Registry, Token, Watched};
+use crate::sys::unix_socket;
+
+/// How long a client may take to send its request and read the answer.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections open at once, pending `wait`s included.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Parked `wait`s at most; the other slots stay free for `status` and probes.
+pub const MAX_WAITS: usize = 56;
+/// After accept(2) fails (EMFILE...), the listeners rest this long.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// The unix listener's backlog (the kernel caps it at its somaxconn): a burst
+/// of probes waits there while the loop accepts.
+const LISTEN_BACKLOG: i32 = 4096;
+
+#[derive(Debug)]
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading the request.
+    Reading,
+    /// A `wait` parked until ready or its deadline.
+    Waiting,
+    /// Sending the answer.
+    Writing { out: Vec<u8>, sent: usize },
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: Watched<Stream>,
+    input: Vec<u8>,
+    phase: Phase,
+    deadline: Instant,
+}
+
+/// The listeners and open connections.
+#[derive(Debug)]
+pub struct ControlServer {
+    unix: Watched<UnixListener>,
+    unix_path: PathBuf,
+    tcp: Option<Watched<TcpListener>>,
+    conns: BTreeMap<u64, Conn>,
+    next_id: u64,
+    registry: Registry,
+    /// Whether the last accept(2) failed (EMFILE...), to log an episode once.
+    accept_failing: bool,
+    /// After a failed accept(2), the listeners are quiet until then.
+    paused_until: Option<Instant>,
+    stats: ConnStats,
+}
+
+impl ControlServer {
+    /// Binds the TCP listener if `tcp` is set, then the unix socket (replacing a
+    /// dead one, never anything else) with `mode`. The unix socket listens only once its mode is
+    /// set, and after the TCP listener: a client that reaches the unix socket
+    /// never sees the wrong mode or a TCP port not open yet.
+    pub fn bind(
+        path: &Path,
+        mode: u32,
+        tcp: Option<SocketAddr>,
+        registry: &Registry,
+    ) -> io::Result<Self> {
+        let tcp = match tcp {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                let w = Watched::new(registry, l, Token::ListenerTcp, EventFlags::IN)
+                    .map_err(|(_, e)| e)?;
+                Some(w)
+            }
+            None => None,
+        };
+        let fd = unix_socket::bind(path, SocketType::STREAM)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        rustix::net::listen(&fd, LISTEN_BACKLOG)?;
+        let unix = Watched::new(
+            registry,
+            UnixListener::from(fd),
+            Token::ListenerUnix,
+            EventFlags::IN,
+        )
+        .map_err(|(_, e)| e)?;
+        Ok(ControlServer {
+            unix,
+            unix_path: path.to_owned(),
+            tcp,
+            conns: BTreeMap::new(),
+            next_id: 0,
+            registry: registry.clone(),
+            accept_failing: false,
+            paused_until: None,
+            stats: ConnStats::default(),
+        })
+    }
+
+    /// The earliest connection deadline, or the end of an accept pause.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .map(|c| c.deadline)
+            .chain(self.paused_until)
+            .min()
+    }
+
+    /// Makes the listeners quiet (after a failed accept) or watched again.
+    fn set_listening(&self, on: bool) {
+        let flags = if on {
+            EventFlags::IN
+        } else {
+            EventFlags::empty()
+        };
+        let _ = self.unix.set(flags);
+        if let Some(t) = &self.tcp {
+            let _ = t.set(flags);
+        }
+    }
+
+    /// Accepts every pending connection on the unix (or TCP) listener, and answers
+    /// each one whose request has arrived already.
+    ///
+    /// Fair admission (SPEC §8): when the table is full, a new connection replaces
+    /// the oldest one that has not sent a complete request, so slow or silent
+    /// clients that keep reconnecting cannot starve a probe. Only when every slot
+    /// holds a complete request or a parked `wait` is the newcomer closed at once.
+    pub fn accept(&mut self, tcp: bool, answers: &dyn Answers, now: Instant) {
+        loop {
+            let accepted = if tcp {
+                match &self.tcp {
+                    Some(l) => l.get().accept().map(|(s, _)| Stream::Tcp(s)),
+                    None => return,
+                }
+            } else {
+                self.unix.get().accept().map(|(s, _)| Stream::Unix(s))
+            };
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays queued and the
+                    // listener readable. Stop watching the listeners for a moment
+                    // (else the loop spins), and say so once per episode.
+                    if !self.accept_failing {
+                        warn!(error = %e, "status socket: accept failed; pausing new connections");
+                    }
+                    self.accept_failing = true;
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
+                    self.set_listening(false);
+                    return;
+                }
+            };
+            self.accept_failing = false;
+            self.stats.accepted += 1;
+            let ok = match &stream {
+                Stream::Unix(s) => s.set_nonblocking(true),
+                Stream::Tcp(s) => s.set_nonblocking(true),
+            };
+            if ok.is_err() {
+                self.stats.rejected += 1;
+                continue;
+            }
+            let id = self.next_id;
+            let Ok(stream) = Watched::new(&self.registry, stream, Token::Conn(id), EventFlags::IN)
+            else {
+                self.stats.rejected += 1;
+                continue; // cannot be watched: closed at once
+            };
+            self.next_id += 1;
+            let mut conn = Conn {
+                stream,
+                input: Vec::new(),
+                phase: Phase::Reading,
+                deadline: now + CLIENT_TIMEOUT,
+            };
+            // A good client has sent its request by the time it is accepted:
+            // answered now, it never holds a slot (and is never taken for a slow one).
+            if !read_request(&mut conn, answers, now, self.waiting(), self.stats()) {
+                continue;
+            }
+            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest() {
+                debug!(
+                    open = self.conns.len(),
+                    "status socket: every slot holds a request or a wait; closing a new connection"
+                );
+                self.stats.rejected += 1;
+                continue; // dropped: closed at once
+            }
+            self.conns.insert(id, conn);
+        }
+    }
+
+    /// Closes the oldest connection that has not sent a complete request yet (a
+    /// slow or silent client), to make room for a newer one. Returns false when
+    /// every slot holds a complete request or a parked `wait`.
+    fn evict_slowest(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .find(|(_, c)| matches!(c.phase, Phase::Reading))
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => {
+                debug!(
+                    id,
+                    "status socket: table full; closing the oldest client that has sent no request"
+                );
+                self.conns.remove(&id);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the server has done since boot (for `/metrics`).
+    pub fn stats(&self) -> ConnStats {
+        ConnStats {
+            open: self.conns.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Handles readiness of connection `id`: readable, writable, or `hangup`
+    /// (EPOLLHUP/EPOLLERR: the client is gone).
+    pub fn on_event(&mut self, id: u64, hangup: bool, answers: &dyn Answers, now: Instant) {
+        let waiting = self.waiting();
+        let stats = self.stats();
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let keep = match conn.phase {
+            Phase::Reading => read_request(conn, answers, now, waiting, stats),
+            // A parked wait is watched for input only to notice that its client
+            // left: EOF (a TCP peer that closed sits in CLOSE_WAIT, which never
+            // raises EPOLLHUP) or an error closes it; stray bytes are ignored.
+            Phase::Waiting => !hangup && client_still_there(conn),
+            Phase::Writing { .. } => write_answer(conn),
+        };
+        if !keep {
+            self.conns.remove(&id);
+        }
+    }
+
+    /// Parked `wait`s.
+    fn waiting(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| matches!(c.phase, Phase::Waiting))
+            .count()
+    }
+
+    /// Answers every parked `wait` (when the state becomes ready, or final).
+    pub fn release_waits(&mut self, answers: &dyn Answers, now: Instant) {
+        let ids: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Waiting))
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let answer = (answers.status_json() + "\n").into_bytes();
+        for id in ids {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                if !start_writing(conn, answer.clone(), now) {
+                    self.conns.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Handles deadlines: silent or slow clients are dropped; a `wait` whose
+    /// duration ended gets the current status; an accept pause ends.
+    pub fn on_deadlines(&mut self, answers: &dyn Answers, now: Instant) {
+        if self.paused_until.is_some_and(|t| now >= t) {
+            self.paused_until = None;
+            self.set_listening(true);
+        }
+        let due: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut answer: Option<Vec<u8>> = None;
+        for id in due {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if matches!(conn.phase, Phase::Waiting) {
+                let out = answer.get_or_insert_with(|| (answers.status_json() + "\n").into_bytes());
+                if start_writing(conn, out.clone(), now) {
+                    continue;
+                }
+            }
+            debug!(id, "status socket: dropping a slow client");
+            self.conns.remove(&id);
+        }
+    }
+
+    /// Removes the unix socket file (at exit).
+    pub fn remove(&self) {
+        let _ = fs::remove_file(&self.unix_path);
+    }
+}
+
+/// Switches the connection to sending `out` and sends what the socket takes.
+/// Returns whether the connection stays open.
+fn start_writing(conn: &mut Conn, out: Vec<u8>, now: Instant) -> bool {
+    conn.phase = Phase::Writing { out, sent: 0 };
+    conn.deadline = now + CLIENT_TIMEOUT;
+    if !write_answer(conn) {
+        return false;
+    }
+    // The rest when the socket has room.
+    conn.stream.set(EventFlags::OUT).is_ok()
+}
+
+/// Reads what the client sent; answers once a request is complete. Returns
+/// whether the connection stays open.
+fn read_request(
+    conn: &mut Conn,
+    answers: &dyn Answers,
+    now: Instant,
+    waiting: usize,
+    stats: ConnStats,
+) -> bool {
+    let mut buf = [0u8; 1024];
+    let mut eof = false;
+    loop {
+        match conn.stream.get_mut().read(&mut buf) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => {
+                conn.input.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+                if conn.input.len() > MAX_HTTP_HEAD {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    let request = match complete_request(&conn.input) {
+        Some(r) => r,
+        // The client finished sending: what it sent is the whole request (a line
+        // without its line end, an HTTP head without its blank line).
+        None if eof && !conn.input.is_empty() => {
+            let mut input = conn.input.clone();
+            input.push(b'\n');
+            match complete_request(&input) {
+                Some(r) => r,
+                None => parse_request(&String::from_utf8_lossy(&conn.input)),
+            }
+        }
+        None if eof => return false,
+        None => return true, // wait for more, until the deadline
+    };
+    match answer(&request, answers, stats) {
+        Some(out) => start_writing(conn, out, now),
+        None => {
+            let Request::Wait(d) = request else {
+                return false;
+            };
+            if waiting >= MAX_WAITS {
+                // Keep room for `status` and /readyz, whatever waits pile up.
+                let out = format!("error: too many pending waits ({MAX_WAITS}); try again later\n");
+                return start_writing(conn, out.into_bytes(), now);
+            }
+            conn.phase = Phase::Waiting;
+            conn.deadline = now + d;
+            true
+        }
+    }
+}
+
+/// Reads from a parked `wait`'s connection: false once the client is gone.
+fn client_still_there(conn: &mut Conn) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match conn.stream.get_mut().read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue, // stray bytes after the request: ignored
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes what the socket takes. Returns whether the connection stays open.
+fn write_answer(conn: &mut Conn) -> bool {
+    let Phase::Writing { out, sent } = &mut conn.phase else {
+        return false;
+    };
+    while *sent < out.len() {
+        match conn.stream.get_mut().write(out.get(*sent..).unwrap_or(&[])) {
+            Ok(0) => return false,
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+    false // all sent: close
+}
