@@ -878,3 +878,103 @@ fn time_to_ready_from_the_init_log() {
     assert_eq!(time_to_ready(log), Some((1518, 1418)));
     assert_eq!(time_to_ready("nothing"), None);
 }
+
+#[test]
+fn support_table_renders_the_newest_row_of_each_kind() {
+    if !require(
+        "support_table_renders_the_newest_row_of_each_kind",
+        &[("python3", which("python3").is_some())],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("support-table");
+    let row = |docker: &str, runtime: &str, run: bool, result: &str, note: &str| {
+        serde_json::json!({
+            "docker": docker, "runtime": runtime, "host_cgroup": "v1", "init": "pid1",
+            "checks": {"ready": true, "run": run, "build": run, "user_network_dns": run, "stop": true},
+            "result": result, "note": note, "runc": "1.3.6", "ready_ms": 412,
+        })
+        .to_string()
+    };
+    let results = dir.join("results.jsonl");
+    let lines = [
+        row("28.5.2", "gvisor", true, "fail", "an old failure"),
+        row("20.10.24", "runc-host", true, "ok", ""),
+        row(
+            "28.5.2",
+            "gvisor",
+            false,
+            "known-limit",
+            "runc refuses /proc | fix",
+        ),
+        row(
+            "3.0.0",
+            "gvisor",
+            false,
+            "known-limit",
+            "runc refuses /proc | fix",
+        ),
+    ];
+    fs::write(&results, lines.join("\n") + "\n").unwrap();
+    let readme = dir.join("README.md");
+    fs::write(
+        &readme,
+        "# x\n\n<!-- support-table:begin -->\nold\n<!-- support-table:end -->\n\nafter\n",
+    )
+    .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/support-table.py");
+    let ran = run_timeout(
+        Command::new("python3")
+            .arg(script)
+            .arg("--results")
+            .arg(&results)
+            .arg("--readme")
+            .arg(&readme),
+        &dir,
+        "table",
+        Duration::from_secs(60),
+    );
+    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    let text = fs::read_to_string(&readme).unwrap();
+    let table: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ---"))
+        .collect();
+    // A header and three rows: the older 28.5.2 gVisor row gave way to the newer one;
+    // sorted by version as numbers (3.0.0 before 20.10.24).
+    assert_eq!(table.len(), 4, "{text}");
+    assert!(table[1].starts_with("| 3.0.0 |"), "{text}");
+    assert!(table[2].starts_with("| 20.10.24 |"), "{text}");
+    assert!(
+        table[3].contains(
+            "| gVisor | v1 | PID 1 | yes | no | no | no | yes | known limit [1] | 0.4 s |"
+        ),
+        "{text}"
+    );
+    // One footnote for the same note.
+    assert!(text.contains("\n[1] runc refuses /proc | fix\n"), "{text}");
+    assert!(!text.contains("[2]") && !text.contains("old failure") && !text.contains("\nold\n"));
+    assert!(
+        text.starts_with("# x\n\n<!-- support-table:begin -->\n| Docker |"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("<!-- support-table:end -->\n\nafter\n"),
+        "{text}"
+    );
+    // No rows: an error, the README untouched.
+    fs::write(&results, "").unwrap();
+    let ran = run_timeout(
+        Command::new("python3")
+            .arg(script)
+            .arg("--results")
+            .arg(&results)
+            .arg("--readme")
+            .arg(&readme),
+        &dir,
+        "table-empty",
+        Duration::from_secs(60),
+    );
+    assert_ne!(ran.code(), Some(0), "{}", ran.describe());
+    assert_eq!(fs::read_to_string(&readme).unwrap(), text);
+}
