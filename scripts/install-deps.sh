@@ -101,6 +101,17 @@ if [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
   rm -rf "$tmp"
 fi
 
+# The cgroup v2 VM tests (tests/vm.rs, scripts/vm/harness.sh): qemu's x86 system
+# emulator from bookworm-backports (the machine's qemu-utils is the backports build,
+# which bookworm's qemu-system-x86 conflicts with) and zstd for the initramfs. The
+# kernel is not installed: the harness fetches it with `apt-get download`.
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v zstd >/dev/null; then
+  backports_source
+  apt_updated=0
+  log "installing qemu-system-x86 (bookworm-backports) and zstd"
+  apt_install -t bookworm-backports qemu-system-x86 zstd
+fi
+
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
   || rustup target add x86_64-unknown-linux-musl
 log "ok: dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,), runsc $(dpkg-query -W -f='${Version}' runsc), old runsc in $OLD_RUNSC_DIR"

@@ -28,11 +28,13 @@ import sys
 BEGIN = "<!-- support-table:begin -->"
 END = "<!-- support-table:end -->"
 
+# The checks, in column order; a column appears when some row has its check.
 CHECKS = [
     ("ready", "ready"),
     ("run", "`docker run`"),
     ("build", "`docker build`"),
     ("user_network_dns", "names on a user network"),
+    ("memory_limit", "`docker run -m` enforced"),
     ("stop", "stop (exit 0)"),
 ]
 RUNTIMES = {
@@ -41,7 +43,10 @@ RUNTIMES = {
 }
 INITS = {
     "pid1": "PID 1",
+    "pid1-vm": "PID 1 of the machine",
     "subreaper": "subreaper (not PID 1)",
+    "pid1-cgroupns": "PID 1, own cgroup namespace",
+    "child-cgroupns": "child of docker-init (`--init`)",
 }
 RESULTS = {"ok": "works", "known-limit": "known limit", "fail": "**fails**"}
 
@@ -87,7 +92,7 @@ def render(rows):
 
     def note_ref(row):
         note = row.get("note", "").strip()
-        if not note or row["result"] == "ok":
+        if not note:
             return ""
         for i, (text, _) in enumerate(notes):
             if text == note:
@@ -95,8 +100,9 @@ def render(rows):
         notes.append((note, None))
         return f" [{len(notes)}]"
 
+    checks_shown = [(k, label) for k, label in CHECKS if any(k in r["checks"] for r in rows)]
     head = ["Docker", "runc", "environment", "host cgroup", "dind-init as"]
-    head += [label for _, label in CHECKS]
+    head += [label for _, label in checks_shown]
     head += ["result", "time to ready"]
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
@@ -106,7 +112,7 @@ def render(rows):
         docker = r["docker"] + (f" ({r['suite']})" if r.get("suite") else "")
         checks = r["checks"]
         marks = []
-        for key, _ in CHECKS:
+        for key, _ in checks_shown:
             value = checks.get(key)
             marks.append("yes" if value is True else "no" if value is False else "-")
         ready = r.get("ready_ms")

@@ -193,6 +193,8 @@ pub struct ReadinessConfig {
     pub failure_threshold: u32,
     pub restart_on_unhealthy: bool,
     pub sd_notify: SdNotify,
+    /// What "ready" means: dockerd answers `/_ping`, or a container really ran.
+    pub verify: Verify,
 }
 
 impl Default for ReadinessConfig {
@@ -207,6 +209,7 @@ impl Default for ReadinessConfig {
             failure_threshold: 3,
             restart_on_unhealthy: false,
             sd_notify: SdNotify::Auto,
+            verify: Verify::Ping,
         }
     }
 }
@@ -386,6 +389,23 @@ impl SdNotify {
     }
 }
 
+/// `readiness.verify`: `ping` (ready when dockerd answers `/_ping`) or `container`
+/// (ready once a test container ran; SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    Ping,
+    Container,
+}
+
+impl Verify {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Container => "container",
+        }
+    }
+}
+
 /// What [`choice`] needs: every value, and its spelling.
 trait Choice: Copy + 'static {
     const ALL: &'static [Self];
@@ -449,6 +469,13 @@ impl Choice for NetworkMode {
 
 impl Choice for SdNotify {
     const ALL: &'static [Self] = &[Self::Auto, Self::Off];
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Choice for Verify {
+    const ALL: &'static [Self] = &[Self::Ping, Self::Container];
     fn name(self) -> &'static str {
         self.as_str()
     }
@@ -591,7 +618,7 @@ const DOCKERD_KEYS: [&str; 11] = [
     "log_tail",
 ];
 
-const READINESS_KEYS: [&str; 9] = [
+const READINESS_KEYS: [&str; 10] = [
     "file",
     "socket",
     "socket_mode",
@@ -601,6 +628,7 @@ const READINESS_KEYS: [&str; 9] = [
     "failure_threshold",
     "restart_on_unhealthy",
     "sd_notify",
+    "verify",
 ];
 
 /// Every key absent from the document keeps its default. In each `match` below the
@@ -671,6 +699,7 @@ fn decode(doc: &DeTable<'_>) -> Result<Config, Located> {
                     "failure_threshold" => r.failure_threshold = number(&f, U32)?,
                     "restart_on_unhealthy" => r.restart_on_unhealthy = boolean(&f)?,
                     "sd_notify" => r.sd_notify = choice(&f)?,
+                    "verify" => r.verify = choice(&f)?,
                     _ => {}
                 }
                 Ok(())
@@ -1812,6 +1841,7 @@ timeout = "500ms"
 failure_threshold = 1
 restart_on_unhealthy = true
 sd_notify = "off"
+verify = "container"
 
 [command]
 wait_for_ready = false
@@ -1860,6 +1890,7 @@ ready_timeout = "2m"
                 failure_threshold: 1,
                 restart_on_unhealthy: true,
                 sd_notify: SdNotify::Off,
+                verify: Verify::Container,
             },
             command: CommandConfig {
                 wait_for_ready: false,
@@ -2088,6 +2119,7 @@ ready_timeout = "2m"
         round_trip("dockerd", "restart", |c| c.dockerd.restart);
         round_trip("network", "mode", |c| c.network.mode);
         round_trip("readiness", "sd_notify", |c| c.readiness.sd_notify);
+        round_trip("readiness", "verify", |c| c.readiness.verify);
     }
 
     /// The `toml` crate's own rejections (syntax, TOML's rules) and TOML types that no key

@@ -29,7 +29,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Snapshot};
+use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Securityfs, Snapshot};
 use crate::config::{CgroupMode, Config};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -128,6 +128,12 @@ pub fn check(cfg: &Config) -> i32 {
     );
     let net = network::inspect(&net_plan);
     problems.extend(network_problems(&net, env.gvisor));
+    if let Ok(s) = &snap {
+        problems.extend(securityfs_problems(cgroup::securityfs_here(
+            &s.visible_mounts(),
+            &env,
+        )));
+    }
     let runtime = Runtime::learn(cfg, &env);
     problems.extend(predict(&runtime));
     let mut text = render_report(&env, plan.as_ref(), Some(&net), &problems);
@@ -262,6 +268,22 @@ pub fn assess(
     problems
 }
 
+/// What the securityfs decision means for the user (SPEC §5, AppArmor). Pure.
+pub fn securityfs_problems(decision: Securityfs) -> Vec<Problem> {
+    match decision {
+        Securityfs::Warn => vec![Problem::from_reason(
+            Severity::Warning,
+            &cgroup::reason_apparmor_parser_missing(),
+        )],
+        Securityfs::Skip => vec![Problem::new(
+            Severity::Note,
+            cgroup::securityfs_skipped(),
+            "to confine nested containers with AppArmor, install the apparmor package in the image",
+        )],
+        Securityfs::Leave | Securityfs::Mount => Vec::new(),
+    }
+}
+
 /// The problems of the nested-networking report. Pure.
 pub fn network_problems(report: &Report, gvisor: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -377,19 +399,13 @@ impl Runtime {
     /// Looks, and runs `runc --version` / `dockerd --version` only when needed.
     pub fn learn(cfg: &Config, env: &Environment) -> Runtime {
         let procfs_root_inode = environment::procfs_root_inode().map_err(|e| e.to_string());
-        // dockerd, containerd and its shim find runc on dockerd's PATH: `[dockerd] env`'s
-        // when it sets one, else the init's own (Docker's default when unset).
-        let path_env = cfg
-            .dockerd
-            .env
-            .get("PATH")
-            .map(std::ffi::OsString::from)
-            .or_else(|| std::env::var_os("PATH"));
+        // dockerd, containerd and its shim find runc on dockerd's PATH.
+        let path_env = environment::dockerd_path_env(cfg, std::env::var_os("PATH").as_deref());
         let runc = match procfs_root_inode {
             Ok(1) => None,
             _ => Some(Tool::ask(environment::locate_program(
                 std::ffi::OsStr::new("runc"),
-                path_env.as_deref(),
+                Some(&path_env),
                 environment::DEFAULT_PATH,
             ))),
         };
@@ -611,6 +627,14 @@ pub fn render_report(
             for (i, action) in plan.actions.iter().enumerate() {
                 let _ = writeln!(out, "  {}. {action}", i + 1);
             }
+            if plan.replan {
+                let _ = writeln!(
+                    out,
+                    "  then plan again on what the new cgroup2 mount shows: at the machine's \
+                     root cgroup enable every controller and move nothing, else move every \
+                     process of the root cgroup into init first"
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "cgroup plan: none (the mount table cannot be read)");
@@ -651,7 +675,7 @@ pub fn render_report(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::environment::Capabilities;
+    use crate::environment::{AppArmor, Capabilities};
     use std::path::{Path, PathBuf};
 
     fn env(gvisor: bool) -> Environment {
@@ -671,6 +695,7 @@ mod tests {
             },
             dockerd: DockerdBinary::Found(PathBuf::from("/usr/bin/dockerd")),
             stray_systemd: false,
+            apparmor: AppArmor::default(),
         }
     }
 
@@ -1076,5 +1101,49 @@ mod tests {
         let problems = assess(&c, &env(false), &Some(plan), None);
         assert_eq!(exit_code(&problems), 1);
         assert_eq!(problems[0].fix, "set cgroup.mode = \"auto\" (or \"v2\")");
+    }
+
+    #[test]
+    fn apparmor_without_parser_warns_with_the_fix() {
+        let warn = securityfs_problems(Securityfs::Warn);
+        assert_eq!(warn.len(), 1);
+        assert_eq!(warn[0].severity, Severity::Warning);
+        assert!(warn[0].cause.contains("docker-default"), "{:?}", warn[0]);
+        assert!(
+            warn[0].fix.contains("install the apparmor package")
+                && warn[0].fix.contains("--security-opt apparmor=unconfined"),
+            "{:?}",
+            warn[0]
+        );
+        // A warning: dockerd starts, `docker run` fails; check still exits 0.
+        assert_eq!(exit_code(&warn), 0);
+        let skip = securityfs_problems(Securityfs::Skip);
+        assert_eq!(skip.len(), 1);
+        assert_eq!(skip[0].severity, Severity::Note);
+        assert!(securityfs_problems(Securityfs::Mount).is_empty());
+        assert!(securityfs_problems(Securityfs::Leave).is_empty());
+    }
+
+    #[test]
+    fn bare_cgroup2_kernel_plan_is_shown_with_its_second_step() {
+        let (_, plan) = fixture_plan("vm-bare", false);
+        let text = render(
+            &Environment {
+                cgroup: CgroupKind::V2,
+                ..env(false)
+            },
+            Some(&plan),
+            &[],
+        );
+        assert!(text.contains("cgroup plan (mode v2):"), "{text}");
+        assert!(
+            text.contains("1. mount cgroup2 on /sys/fs/cgroup"),
+            "{text}"
+        );
+        assert!(text.contains("then plan again"), "{text}");
+        let (_, root) = fixture_plan("vm-true-root", false);
+        let text = render(&env(false), Some(&root), &[]);
+        assert!(text.contains("nothing is moved"), "{text}");
+        assert!(!text.contains("then plan again"), "{text}");
     }
 }

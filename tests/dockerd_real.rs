@@ -509,3 +509,127 @@ fn gvisor_dockerd_that_exits_at_once_is_restarted_then_failed() {
         ran.describe()
     );
 }
+
+/// SPEC §8 `verify = "container"` on the real dockerd: ready only once a test
+/// container ran on the default bridge; with a runtime that fails, `degraded` with a
+/// reason naming the step (ready file absent, /readyz 503, probe exit 1, COMMAND's
+/// gate open with a warning); once the runtime works, `ready` without restarting
+/// dockerd; and a second start of dockerd reuses the imported image.
+#[test]
+fn host_verify_container_degraded_then_ready_without_a_restart() {
+    if !require(
+        "host_verify_container_degraded_then_ready_without_a_restart",
+        &requirements(),
+    ) {
+        return;
+    }
+    let runc = which("runc").unwrap_or_else(|| "/usr/sbin/runc".into());
+    let dir = TempDir::new("real-verify");
+    let d = dir.path().display();
+    // An OCI runtime that refuses to create containers until `fixed` exists.
+    let flaky = dir.join("flaky-runc");
+    fs::write(
+        &flaky,
+        format!(
+            "#!/bin/sh\nif [ -e {d}/fixed ]; then exec {} \"$@\"; fi\n\
+             echo 'flaky-runc: broken on purpose' >&2; exit 1\n",
+            runc.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&flaky, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cgroups = TestCgroups::create("realverify", true, true);
+    let args = [
+        format!("--data-root={d}/data"),
+        format!("--exec-root={d}/exec"),
+        format!("--pidfile={d}/docker.pid"),
+        "--iptables=false".to_owned(),
+        format!("--add-runtime=flaky={}", flaky.display()),
+        "--default-runtime=flaky".to_owned(),
+    ];
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let config = dir.config(&format!(
+        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n\
+         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\nverify = \"container\"\n\
+         [command]\nready_timeout = \"10m\"\n",
+        args.join(", ")
+    ));
+    let command_ran = dir.join("command.ran");
+    // The static build: the check imports the running binary as a one-file image.
+    let mut init = Launch::new(&dir)
+        .binary(static_init())
+        .args(&[
+            "--config",
+            s(&config),
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!("touch {}; exec sleep 600", command_ran.display()),
+        ])
+        .unshare_args(&["--cgroup", "--net"])
+        .start_wrapped(&cgroups.join_command(), "ip link set lo up");
+    let v = wait_status(&dir, LONG, |v| v["state"] == "degraded");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("start failed"), "{v}");
+    assert_eq!(v["verify"]["last"]["ok"], false, "{v}");
+    assert_eq!(v["verify"]["last"]["step"], "start", "{v}");
+    assert!(!dir.join("ready").exists(), "no ready file while degraded");
+    let probe = Command::new(INIT)
+        .args(["probe", "--socket", s(&dir.join("init.sock"))])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1), "{probe:?}");
+    let readyz = {
+        let mut c = UnixStream::connect(dir.join("init.sock")).unwrap();
+        c.write_all(b"GET /readyz HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(readyz.starts_with("HTTP/1.1 503 "), "{readyz}");
+    // COMMAND's gate treats degraded like failed: it started, with a warning.
+    assert!(
+        wait_until(SHORT, || command_ran.exists()),
+        "{}",
+        init.describe()
+    );
+    assert!(
+        init.stderr().contains(
+            "dockerd is degraded (a test container did not run); starting COMMAND anyway"
+        ),
+        "{}",
+        init.describe()
+    );
+    let pid = v["dockerd"]["pid"].clone();
+    // The runtime is fixed: the next retry (1 s doubling) passes, same dockerd.
+    fs::write(dir.join("fixed"), "").unwrap();
+    let v = wait_status(&dir, LONG, |v| v["state"] == "ready");
+    assert_eq!(v["dockerd"]["pid"], pid, "{v}");
+    assert_eq!(v["dockerd"]["restarts"], 0, "{v}");
+    assert_eq!(v["verify"]["last"]["ok"], true, "{v}");
+    assert!(dir.join("ready").exists());
+    let (ok, out) = docker(&dir, &["images", "--format", "{{.Repository}}"]);
+    assert!(ok && out.contains("dind-init-verify"), "{out}");
+    let (ok, out) = docker(
+        &dir,
+        &["ps", "-a", "--filter", "label=dind-init.verify", "-q"],
+    );
+    assert!(
+        ok && out.trim().is_empty(),
+        "test containers are removed: {out}"
+    );
+    // A killed dockerd comes back and is checked again, without a new import.
+    let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
+    kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+    let v = wait_status(&dir, LONG, |v| {
+        v["state"] == "ready" && v["dockerd"]["restarts"] == 1
+    });
+    assert_eq!(v["verify"]["last"]["ok"], true, "{v}");
+    let log = init.stderr();
+    assert!(
+        log.matches("POST /images/create").count() <= 1,
+        "imported once at most"
+    );
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 143, "{}", init.describe());
+}

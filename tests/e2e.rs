@@ -107,8 +107,11 @@ fn runsc_do_init_runs_docker_and_stops_on_sigterm() {
     }
     let _serial = serial();
     let dir = TempDir::new("e2e-do");
-    // The defaults, except that COMMAND starts at once: it then waits with `probe --wait`.
-    let config = dir.config("[command]\nwait_for_ready = false\n[log]\njournald = \"off\"\n");
+    // The defaults, except that COMMAND starts at once (it then waits with `probe
+    // --wait`) and ready means a container ran (SPEC §8 `verify`).
+    let config = dir.config(
+        "[command]\nwait_for_ready = false\n[log]\njournald = \"off\"\n[readiness]\nverify = \"container\"\n",
+    );
     let root = test_rootfs(&dir, Some(&config));
     let script = format!(
         r#"set -u
@@ -180,6 +183,13 @@ while :; do sleep 1 & wait $!; done
     assert_eq!(st["environment"]["pid1"], true, "{st}");
     assert_eq!(st["dockerd"]["restarts"], 0, "{st}");
     assert!(st["dockerd"]["pid"].is_u64(), "{st}");
+    // Ready only once the test container ran: the check passed in gVisor.
+    assert_eq!(st["verify"]["mode"], "container", "{st}");
+    assert_eq!(st["verify"]["last"]["ok"], true, "{st}");
+    eprintln!(
+        "runsc do: container check took {} ms",
+        st["verify"]["last"]["took_ms"]
+    );
     assert!(
         st["cgroup"]["mounted"]
             .as_array()

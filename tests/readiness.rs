@@ -625,7 +625,40 @@ fn sd_notify_upward() {
         seen.iter().any(|m| m.starts_with("STATUS=dockerd ready")),
         "{seen:?}"
     );
+    // Every state change goes up as STATUS=, the first one included.
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("STATUS=dockerd starting"),
+        "{seen:?}"
+    );
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+
+    // A NOTIFY_SOCKET that cannot be reached: one warning per kind, in the log and
+    // in status, and the init carries on.
+    let missing = dir.join("gone.sock");
+    let config = TestConfig::default().write(&dir);
+    let mut init = Launch::new(&dir)
+        .env("NOTIFY_SOCKET", s(&missing))
+        .args(&["--config", s(&config)])
+        .start();
+    let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
+    let warnings = v["sd_notify"]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+    assert_eq!(v["sd_notify"]["sent"], 0, "{v}");
+    init.signal(Signal::SIGTERM);
+    assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+    let err = init.stderr();
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("sd_notify to NOTIFY_SOCKET"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -959,7 +992,7 @@ fn probes_are_answered_while_slow_clients_keep_reconnecting() {
             } else if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
                 held.push(Box::new(c));
             }
-            if j % 100 == 50 {
+            if j % 50 == 25 {
                 burst_tried += 1;
                 let answered = if (round + j) % 2 == 0 {
                     good_unix(&sock)

@@ -162,6 +162,23 @@ pub fn table(s: &Status) -> String {
         s.environment.cgroup,
         yes(s.environment.pid1),
     );
+    if let Some(driver) = &s.dockerd.storage_driver {
+        out.push_str(&format!("storage:     {driver}\n"));
+    }
+    if s.verify.mode == "container" {
+        let last = match &s.verify.last {
+            None => "no check yet".to_owned(),
+            Some(r) if r.ok => format!("a test container ran ({} ms, at {})", r.took_ms, r.at),
+            Some(r) => format!(
+                "the test container failed at {} ({} ms, at {}): {}",
+                r.step.as_deref().unwrap_or("?"),
+                r.took_ms,
+                r.at,
+                r.message.as_deref().unwrap_or("")
+            ),
+        };
+        out.push_str(&format!("verify:      container; {last}\n"));
+    }
     for w in &s.dockerd.warnings {
         out.push_str(&format!("warning:     {w}\n"));
     }

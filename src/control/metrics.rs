@@ -14,10 +14,11 @@
 use std::fmt::Write as _;
 
 /// The states `dind_init_state` has a series for, in this order.
-pub const STATES: [&str; 6] = [
+pub const STATES: [&str; 7] = [
     "starting",
     "ready",
     "unhealthy",
+    "degraded",
     "restarting",
     "failed",
     "stopping",

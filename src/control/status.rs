@@ -22,6 +22,12 @@ pub struct Status {
     /// still parses.
     #[serde(default)]
     pub network: NetworkStatus,
+    /// What "ready" means and how the last check went (SPEC §8 `verify`).
+    #[serde(default)]
+    pub verify: VerifyStatus,
+    /// sd_notify to the init's own supervisor (`NOTIFY_SOCKET`).
+    #[serde(default)]
+    pub sd_notify: SdNotifyStatus,
     /// dockerd's last output lines; only over the socket.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_tail: Option<Vec<String>>,
@@ -36,6 +42,41 @@ pub struct DockerdStatus {
     /// answers, but containers cannot run. One line each, with cause and fix.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The storage driver dockerd reported (`GET /info`) once ready, this run.
+    #[serde(default)]
+    pub storage_driver: Option<String>,
+}
+
+/// The init's own sd_notify messages upward.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdNotifyStatus {
+    /// The inherited NOTIFY_SOCKET; null when there is none (or sd_notify = "off").
+    pub socket: Option<String>,
+    /// Messages delivered.
+    pub sent: u64,
+    /// One line per kind of failure seen (each logged once), with the fix.
+    pub warnings: Vec<String>,
+}
+
+/// `readiness.verify` and the last check of it (SPEC §8).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyStatus {
+    /// "ping" or "container".
+    pub mode: String,
+    /// The last container check; null before the first (and always with "ping").
+    pub last: Option<VerifyResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    pub ok: bool,
+    /// The step that failed (inspect, import, create, start, wait); null when ok.
+    pub step: Option<String>,
+    /// dockerd's words, when it failed.
+    pub message: Option<String>,
+    pub took_ms: u64,
+    /// RFC 3339, when it ended.
+    pub at: String,
 }
 
 /// `{"code": N}` or `{"signal": N}`.
@@ -168,6 +209,7 @@ mod tests {
                 restarts: 2,
                 last_exit: Some(LastExit::Signal(9)),
                 warnings: vec!["containers cannot start: ...".into()],
+                storage_driver: Some("overlay2".into()),
             },
             cgroup: CgroupStatus {
                 mode: "v1".into(),
@@ -188,6 +230,17 @@ mod tests {
                 legacy_iptables: true,
                 warnings: vec![],
             },
+            sd_notify: SdNotifyStatus::default(),
+            verify: VerifyStatus {
+                mode: "container".into(),
+                last: Some(VerifyResult {
+                    ok: false,
+                    step: Some("start".into()),
+                    message: Some("unsafe procfs detected".into()),
+                    took_ms: 180,
+                    at: "2026-12-02T06:04:25.123Z".into(),
+                }),
+            },
             log_tail: None,
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
@@ -199,6 +252,8 @@ mod tests {
         assert!(v.get("log_tail").is_none());
         assert_eq!(v["network"]["uplink"], "eth0 10.0.0.2");
         assert_eq!(v["network"]["legacy_iptables"], true);
+        assert_eq!(v["verify"]["last"]["step"], "start");
+        assert_eq!(v["dockerd"]["storage_driver"], "overlay2");
         let back: Status = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(back, s);
         // A status line without `network` (an older init) still parses.

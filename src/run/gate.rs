@@ -3,7 +3,8 @@
 //!
 //! COMMAND starts once dockerd is ready; or, with a warning, after `ready_timeout`;
 //! or, with a warning, as soon as dockerd reaches `failed` (it will not become
-//! ready); or at once without `wait_for_ready`. Without COMMAND, dockerd reaching
+//! ready) or `degraded` (it answers, but no container can run); or at once without
+//! `wait_for_ready`. Without COMMAND, dockerd reaching
 //! `failed` means giving up: the init stops and exits 1, so the orchestrator
 //! restarts the container. Nothing starts once the init is stopping.
 
@@ -45,6 +46,8 @@ pub enum Why {
     Timeout,
     /// dockerd reached `failed`.
     Failed,
+    /// dockerd answers, but a test container could not run.
+    Degraded,
 }
 
 /// dockerd's state as far as the gate cares.
@@ -53,6 +56,8 @@ pub enum Dockerd {
     Ready,
     /// It will not become ready (failed).
     Failed,
+    /// It answers, but containers cannot run (it may recover).
+    Degraded,
     /// Anything else (starting, restarting, unhealthy...).
     Other,
 }
@@ -117,6 +122,9 @@ impl Gate {
         match (dockerd, self.command) {
             (Dockerd::Ready, Command::Pending) => Some(Action::Start),
             (Dockerd::Failed, Command::Pending) => Some(Action::StartAnyway(Why::Failed)),
+            // Like failed for COMMAND (SPEC §8); without COMMAND the init stays up
+            // and keeps checking.
+            (Dockerd::Degraded, Command::Pending) => Some(Action::StartAnyway(Why::Degraded)),
             (Dockerd::Failed, Command::None) => {
                 self.gave_up = true;
                 Some(Action::GiveUp)
@@ -208,6 +216,14 @@ mod tests {
                 None,
                 Some(Action::StartAnyway(Why::Failed)),
             ),
+            (
+                true,
+                true,
+                Dockerd::Degraded,
+                None,
+                Some(Action::StartAnyway(Why::Degraded)),
+            ),
+            (false, true, Dockerd::Degraded, None, None),
             (true, false, Dockerd::Other, Some(Action::Start), None),
             (false, true, Dockerd::Ready, None, None),
             (false, true, Dockerd::Failed, None, Some(Action::GiveUp)),

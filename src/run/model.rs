@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::control::metrics::Snapshot;
 use crate::control::protocol::Answers;
 use crate::control::status::{
-    self, CgroupStatus, DockerdStatus, EnvironmentStatus, NetworkStatus, Status,
+    self, CgroupStatus, DockerdStatus, EnvironmentStatus, NetworkStatus, SdNotifyStatus, Status,
+    VerifyStatus,
 };
 use crate::run::limits;
 use crate::run::output::Tail;
@@ -22,6 +23,8 @@ pub enum Shown {
     Starting,
     Ready,
     Unhealthy,
+    /// dockerd answers, but a test container could not run.
+    Degraded,
     Restarting,
     Failed,
     Stopping,
@@ -33,6 +36,7 @@ impl Shown {
             Shown::Starting => "starting",
             Shown::Ready => "ready",
             Shown::Unhealthy => "unhealthy",
+            Shown::Degraded => "degraded",
             Shown::Restarting => "restarting",
             Shown::Failed => "failed",
             Shown::Stopping => "stopping",
@@ -53,7 +57,16 @@ pub struct Model {
     /// What the last nested-network setup found and did.
     pub network: NetworkStatus,
     pub counters: Counters,
+    /// `readiness.verify` and the last container check.
+    pub verify: VerifyStatus,
+    /// The storage driver dockerd reported once ready, this run.
+    pub storage_driver: Option<String>,
+    /// sd_notify upward: where, how many, what failed.
+    pub sd_notify: SdNotifyStatus,
 }
+
+/// The warning for dockerd's `vfs` storage driver (SPEC §11).
+pub const VFS_WARNING: &str = "dockerd uses the vfs storage driver (every layer a full copy: slow builds, much disk): overlay2 cannot be mounted on this data root (in gVisor the sandbox's root is an overlay); put dockerd's data root on a tmpfs ([dockerd] data_root_tmpfs = \"8g\", or docker run --tmpfs /var/lib/docker:exec,size=8g)";
 
 /// What the init counted since boot, and when dockerd last started and got ready
 /// (for `/metrics`).
@@ -78,6 +91,7 @@ impl Model {
             State::Starting => Shown::Starting,
             State::Ready => Shown::Ready,
             State::Unhealthy => Shown::Unhealthy,
+            State::Degraded => Shown::Degraded,
             State::Restarting => Shown::Restarting,
             State::Failed => Shown::Failed,
             State::Stopping | State::Stopped => Shown::Stopping,
@@ -101,11 +115,14 @@ impl Model {
                 pid: self.supervisor.pid(),
                 restarts: self.supervisor.restarts(),
                 last_exit: self.supervisor.last_exit().map(Into::into),
-                warnings: self.limits.warnings(),
+                warnings: self.warnings(),
+                storage_driver: self.storage_driver.clone(),
             },
             cgroup: self.cgroup.clone(),
             environment: self.environment.clone(),
             network: self.network.clone(),
+            verify: self.verify.clone(),
+            sd_notify: self.sd_notify.clone(),
             log_tail: with_tail.then(|| {
                 self.tail
                     .lines()
@@ -113,6 +130,17 @@ impl Model {
                     .collect()
             }),
         }
+    }
+}
+
+impl Model {
+    /// dockerd's warnings: the known limits seen in its output, and vfs.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.limits.warnings();
+        if self.storage_driver.as_deref() == Some("vfs") {
+            w.push(VFS_WARNING.to_owned());
+        }
+        w
     }
 }
 
@@ -154,7 +182,7 @@ impl Answers for Model {
             connections: Default::default(),
             warnings: (self.cgroup.warnings.len()
                 + self.network.warnings.len()
-                + self.limits.limits().len()) as u64,
+                + self.warnings().len()) as u64,
         }
     }
 }

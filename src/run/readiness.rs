@@ -336,6 +336,23 @@ impl ReadyFile {
     }
 }
 
+/// The warning for a failed sd_notify upward: what failed and the likely fix, the
+/// same text for every failure of one kind (so it is logged once).
+pub fn notify_failure(target: &OsStr, e: &io::Error) -> String {
+    let socket = target.to_string_lossy();
+    let fix = match e.raw_os_error().map(Errno::from_raw_os_error) {
+        // Measured with Podman 4.3 and runsc 0.0~20240729: the sandbox cannot
+        // connect to a host socket bind-mounted in unless runsc allows it.
+        Some(Errno::INVAL) | Some(Errno::PERM) | Some(Errno::ACCESS) => {
+            "the sandbox may not reach the host's socket: under runsc start it with --host-uds=open (e.g. in Podman's or containerd's runsc runtime flags)"
+        }
+        Some(Errno::CONNREFUSED) => "nothing listens on it any more (the supervisor above is gone?)",
+        Some(Errno::NOENT) => "the path does not exist in this container: mount the supervisor's socket in, or unset NOTIFY_SOCKET",
+        _ => "the supervisor above will not learn that dockerd is ready",
+    };
+    format!("sd_notify to NOTIFY_SOCKET={socket} failed: {e}; {fix}")
+}
+
 /// Sends one sd_notify message to `target` (a path, or `@name` for the abstract
 /// namespace), from an unbound datagram socket. Used upward, to the init's own
 /// supervisor.

@@ -26,6 +26,8 @@ pub enum State {
     Ready,
     /// Ready before, but `failure_threshold` pings in a row failed.
     Unhealthy,
+    /// dockerd answers, but a test container could not run (`verify = "container"`).
+    Degraded,
     /// Exited; waiting out the backoff before the next start.
     Restarting,
     /// Given up: not found, certain to fail, or too many restarts.
@@ -44,6 +46,7 @@ impl State {
             State::Starting => "starting",
             State::Ready => "ready",
             State::Unhealthy => "unhealthy",
+            State::Degraded => "degraded",
             State::Restarting => "restarting",
             State::Failed => "failed",
             State::Stopping | State::Stopped => "stopping",
@@ -70,8 +73,11 @@ pub enum Event {
         status: ExitStatus,
         diagnosis: Option<String>,
     },
-    /// dockerd answered its first /_ping (after READY=1 or its socket appeared).
+    /// dockerd is ready: it answered its first /_ping (after READY=1 or its socket
+    /// appeared) and, with `verify = "container"`, a test container ran.
     Ready,
+    /// dockerd answers, but a test container could not run: why.
+    Degraded(String),
     /// A health ping succeeded.
     PingOk,
     /// A health ping failed or timed out.
@@ -253,12 +259,22 @@ impl Supervisor {
                 self.after_exit(Some(reason), now)
             }
             Event::Ready => {
-                if matches!(self.state, State::Starting | State::Unhealthy) && self.pid.is_some() {
-                    if self.state == State::Starting {
+                if matches!(
+                    self.state,
+                    State::Starting | State::Unhealthy | State::Degraded
+                ) && self.pid.is_some()
+                {
+                    if matches!(self.state, State::Starting | State::Degraded) {
                         self.ready_since = Some(now);
                     }
                     self.ping_failures = 0;
                     self.set_state(State::Ready, None, now);
+                }
+                Vec::new()
+            }
+            Event::Degraded(reason) => {
+                if matches!(self.state, State::Starting | State::Degraded) && self.pid.is_some() {
+                    self.set_state(State::Degraded, Some(reason), now);
                 }
                 Vec::new()
             }
@@ -749,6 +765,38 @@ mod tests {
             t0,
         );
         sup.handle(Event::Ready, t0);
+        assert_eq!(sup.state(), State::Restarting);
+    }
+
+    #[test]
+    fn degraded_until_a_container_runs_then_ready() {
+        let t0 = Instant::now();
+        let mut sup = Supervisor::new(policy(), t0);
+        sup.handle(Event::Spawned { pid: 5 }, t0);
+        sup.handle(Event::Degraded("start failed".into()), t0);
+        assert_eq!(sup.state(), State::Degraded);
+        assert_eq!(sup.reason(), Some("start failed"));
+        // Health pings say nothing about containers.
+        sup.handle(Event::PingFailed, t0);
+        assert_eq!(sup.state(), State::Degraded);
+        sup.handle(Event::Degraded("still".into()), t0);
+        assert_eq!(sup.reason(), Some("still"));
+        sup.handle(Event::Ready, t0);
+        assert_eq!(sup.state(), State::Ready);
+        // Once ready, a late failure report does not take it back.
+        sup.handle(Event::Degraded("late".into()), t0);
+        assert_eq!(sup.state(), State::Ready);
+        // A degraded dockerd that exits is restarted like any other.
+        let mut sup = Supervisor::new(policy(), t0);
+        sup.handle(Event::Spawned { pid: 5 }, t0);
+        sup.handle(Event::Degraded("x".into()), t0);
+        sup.handle(
+            Event::Exited {
+                status: ExitStatus::Code(1),
+                diagnosis: None,
+            },
+            t0,
+        );
         assert_eq!(sup.state(), State::Restarting);
     }
 }

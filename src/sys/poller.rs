@@ -51,6 +51,8 @@ pub enum Token {
     Conn(u64),
     /// The stderr pipe of a helper process (iptables).
     Helper,
+    /// A Docker API call in flight (`run/api.rs`).
+    Api,
 }
 
 impl Token {
@@ -67,6 +69,7 @@ impl Token {
             Token::ListenerTcp => (7, 0),
             Token::Conn(id) => (8, id),
             Token::Helper => (9, 0),
+            Token::Api => (10, 0),
         };
         (id << 8) | kind
     }
@@ -84,6 +87,7 @@ impl Token {
             7 => Token::ListenerTcp,
             8 => Token::Conn(id),
             9 => Token::Helper,
+            10 => Token::Api,
             _ => return None,
         })
     }
@@ -254,6 +258,7 @@ mod tests {
             Token::Conn(0),
             Token::Conn(u64::MAX >> 8),
             Token::Helper,
+            Token::Api,
         ] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }

@@ -17,6 +17,35 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub const INIT: &str = env!("CARGO_BIN_EXE_dind-init");
+
+/// The static (musl) release build of the current source, built once per test
+/// process (cargo rebuilds only what changed). Tests that put the binary where no
+/// library exists need it: a test image, or `verify = "container"`, which imports the
+/// running binary as a one-file image.
+pub fn static_init() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new("cargo")
+                .current_dir(root)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "x86_64-unknown-linux-musl",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "static build failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            root.join("target/x86_64-unknown-linux-musl/release/dind-init")
+        })
+        .clone()
+}
 pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-dockerd");
 
 /// Whether this test can run: it needs root and `unshare`. Under CI=true a missing
@@ -171,6 +200,8 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// Whether to add `--config` with [`base_config`] when the args have none.
     pub default_config: bool,
+    /// The init binary: [`INIT`] unless set (e.g. [`static_init`]).
+    pub binary: PathBuf,
 }
 
 impl<'a> Launch<'a> {
@@ -181,7 +212,14 @@ impl<'a> Launch<'a> {
             args: Vec::new(),
             env: Vec::new(),
             default_config: true,
+            binary: PathBuf::from(INIT),
         }
+    }
+
+    /// Runs `binary` as the init instead of the debug build.
+    pub fn binary(mut self, binary: PathBuf) -> Self {
+        self.binary = binary;
+        self
     }
 
     pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
@@ -205,7 +243,7 @@ impl<'a> Launch<'a> {
         let mut cmd = Command::new("unshare");
         cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
             .args(&self.unshare)
-            .arg(INIT);
+            .arg(&self.binary);
         self.spawn(cmd)
     }
 
@@ -598,7 +636,7 @@ impl<'a> Launch<'a> {
             .args(&self.unshare)
             .arg("/bin/sh")
             .arg(&inner_path)
-            .arg(INIT);
+            .arg(&self.binary);
         self.spawn(cmd)
     }
 }
@@ -643,7 +681,10 @@ pub fn gvisor_docker_requirements() -> Vec<(&'static str, bool)> {
 /// fails the test with its output when it fails.
 pub fn build_test_image(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) {
     let mut cmd = Command::new("bash");
-    cmd.arg(IMAGE_BUILD).args(["--dind-init", INIT]).args(args);
+    cmd.arg(IMAGE_BUILD)
+        .arg("--dind-init")
+        .arg(static_init())
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
