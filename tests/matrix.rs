@@ -8,7 +8,8 @@
 //! Each run is the way users run it, as the image's ENTRYPOINT with a COMMAND
 //! (`dind-init -- /bin/sh /matrix.sh`, [`SCRIPT`]):
 //! - gVisor: `runsc --network=none --net-raw do -root <overlay>` (the sandbox's root is
-//!   runsc's in-memory overlay on the test's overlay of the cached root);
+//!   runsc's in-memory overlay on the test's overlay of the cached root), with a tmpfs on
+//!   /var/lib/docker as users mount one (`docker run --tmpfs`), so dockerd uses overlay2;
 //! - host: `unshare --pid --fork --mount --mount-proc --net --cgroup` after joining the
 //!   test's own child cgroups ([`TestCgroups`]), `lo` up, the overlay with its own /proc,
 //!   /sys, /dev, tmpfs on /run, /tmp and /var/lib/docker, then `chroot` into it: dockerd
@@ -451,9 +452,13 @@ fn overlay_setup(dir: &TempDir, root: &Path, old_runc: Option<&Path>) -> String 
 
 /// Starts dind-init as PID 1 of a gVisor sandbox on the overlay.
 fn start_gvisor(dir: &TempDir, root: &Path, old_runc: Option<&Path>) -> Running {
+    // dockerd's data root on a tmpfs, as users give it (`docker run --tmpfs
+    // /var/lib/docker`): on the sandbox's overlay root dockerd would fall back to vfs.
+    // The shell mounts it and execs the init, which stays PID 1.
     let outer = format!(
         "set -e\n{}exec {RUNSC} --network=none --net-raw do -root \"$m\" -cwd / \
-         /usr/local/bin/dind-init -- /bin/sh /matrix.sh\n",
+         /bin/sh -c 'mkdir -p /var/lib/docker && busybox mount -t tmpfs -o size=4g tmpfs /var/lib/docker \
+         && exec /usr/local/bin/dind-init -- /bin/sh /matrix.sh'\n",
         overlay_setup(dir, root, old_runc)
     );
     fs::write(dir.join("outer.sh"), outer).unwrap();
