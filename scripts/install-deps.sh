@@ -2,7 +2,9 @@
 # Installs what the tests and the main job need on a fresh Debian bookworm machine:
 # Docker (docker.io), gVisor's runsc from bookworm-backports (0.0~20240729, which
 # mounts the devices cgroup), the old runsc 0.0~20221219 unpacked for negative
-# tests, busybox-static for nested images, and small tools. Safe to run again.
+# tests, busybox-static for nested images, mmdebstrap (scripts/docker-roots.sh builds
+# the Docker version matrix's roots with it, at test time), and small tools. Safe to
+# run again.
 #
 # No mirror address is written anywhere: the backports entry is derived from the
 # machine's own Debian source file by changing only its Suites line.
@@ -33,10 +35,10 @@ backports_source() {
 apt_updated=0
 apt_install() {
   if [ "$apt_updated" = 0 ]; then
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # Never let a package start a service on this machine (docker.io would start a
@@ -58,6 +60,9 @@ command -v iptables-legacy >/dev/null || need+=(iptables)
 command -v curl >/dev/null || need+=(curl)
 # The TLS contract's tests (tests/tls.rs, tests/ci_recipes.rs) make certificates with it.
 command -v openssl >/dev/null || need+=(openssl)
+# The version matrix (tests/matrix.rs): Debian roots of other suites, the table script.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v python3 >/dev/null || need+=(python3)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   apt_install "${need[@]}"

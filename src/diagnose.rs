@@ -198,6 +198,25 @@ const SIGNATURES: &[Signature] = &[
         any: &[],
         reason: "dockerd: a daemon setting needs a cgroup feature this kernel or runsc lacks (Your kernel does not support cgroup ...); remove that setting (e.g. --cpu-rt-period, --cpu-rt-runtime) from dockerd's args or daemon.json",
     },
+    // No `iptables` on dockerd's PATH: libnetwork/iptables/iptables.go
+    // ErrIptablesNotFound, "Iptables not found" in 20.10 and "iptables not found" in
+    // 26+ (measured: dockerd 20.10, 26.1, 28.5 under runc with only the
+    // iptables-legacy names, as in an image that copies them alone), wrapped as
+    // "failed to create NAT chain DOCKER: ..."; and exec's own words where a rule is
+    // run. A missing binary, not a missing capability: it must win over the NAT-chain
+    // signature below, which names CAP_NET_ADMIN.
+    Signature {
+        cause: "iptables-missing",
+        all: &[],
+        any: &[
+            "Iptables not found",
+            "iptables not found",
+            "ip6tables not found",
+            "exec: \"iptables\": executable file not found",
+            "exec: \"ip6tables\": executable file not found",
+        ],
+        reason: "dockerd: there is no iptables on its PATH (failed to create NAT chain DOCKER: Iptables not found); install the iptables package in the image (Debian/Ubuntu: apt-get install iptables; Alpine: apk add iptables); an image with only the iptables-legacy names needs a plain iptables too; or pass --iptables=false --ip6tables=false",
+    },
     // iptables-nft / iptables-legacy output, embedded by libnetwork/iptables/
     // iptables.go ("iptables failed: ..."): netfilter refused for lack of
     // CAP_NET_ADMIN (sbx-releases#307).
@@ -545,10 +564,32 @@ mod tests {
             cause: "iptables",
             fix: "iptables-legacy",
         },
+        // As dockerd 20.10 printed it under runc with only iptables-legacy names.
         Case {
-            line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to create NAT chain DOCKER: iptables not found",
+            line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to create NAT chain DOCKER: Iptables not found",
+            cause: "iptables-missing",
+            fix: "install the iptables package in the image",
+        },
+        Case {
+            line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to create NAT chain DOCKER: exit status 4",
             cause: "iptables",
-            fix: "--iptables=false",
+            fix: "CAP_NET_ADMIN",
+        },
+        // Docker 26.1 and 28.5, the same image.
+        Case {
+            line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to register \"bridge\" driver: failed to create NAT chain DOCKER: iptables not found",
+            cause: "iptables-missing",
+            fix: "apt-get install iptables",
+        },
+        Case {
+            line: "time=\"2026-12-06T01:04:44.163562304Z\" level=error msg=\"failed to start daemon: setting up FORWARD policy failed: exec: \\\"iptables\\\": executable file not found in $PATH\"",
+            cause: "iptables-missing",
+            fix: "install the iptables package in the image",
+        },
+        Case {
+            line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to create NAT chain DOCKER: iptables failed: ip6tables --wait -t nat -N DOCKER: exec: \"ip6tables\": executable file not found in $PATH",
+            cause: "iptables-missing",
+            fix: "--ip6tables=false",
         },
         Case {
             line: "failed to start daemon: Error initializing network controller: error obtaining controller instance: setting up FORWARD policy failed: iptables failed: iptables --wait -t filter -P FORWARD DROP: exit status 1",
@@ -676,6 +717,26 @@ mod tests {
             // A signature with no strings would match every line.
             assert!(!sig.all.is_empty() || !sig.any.is_empty(), "{}", sig.reason);
         }
+    }
+
+    #[test]
+    fn a_missing_iptables_is_not_a_missing_capability() {
+        for case in CASES.iter().filter(|c| c.cause == "iptables-missing") {
+            let d = diagnose(&[case.line]).unwrap();
+            assert!(
+                !d.reason.contains("CAP_NET_ADMIN") && !d.reason.contains("NET_ADMIN"),
+                "{}",
+                d.reason
+            );
+            assert!(d.reason.contains("no iptables on its PATH"), "{}", d.reason);
+        }
+        // dockerd's warning that it found none is not the cause; its fatal line is.
+        let tail = [
+            "time=\"2026-12-06T01:04:44Z\" level=warning msg=\"failed to find iptables\" error=\"exec: \\\"iptables\\\": executable file not found in $PATH\"",
+            "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed to create NAT chain DOCKER: Iptables not found",
+        ];
+        assert_eq!(diagnose(&tail[..1]), None);
+        assert_eq!(diagnose(&tail).map(|d| d.cause), Some("iptables-missing"));
     }
 
     #[test]

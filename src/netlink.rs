@@ -9,6 +9,9 @@
 //!   restarting dockerd in gVisor; [`delete_link`] removes one (`RTM_DELLINK`, acked).
 //! - [`default_route_v4`]: the IPv4 default route's device and that device's address,
 //!   the uplink for the SNAT rules of SPEC §7a.
+//! - [`subscribe_link_updates`]: whether this stack lets a socket join the link
+//!   multicast group, as Docker 28 and later do for each container's interface
+//!   (`dind-init check` predicts with it, SPEC §7).
 //!
 //! It speaks `NETLINK_ROUTE` synchronously on a fresh socket per call: one request, then
 //! datagrams until the reply is complete (`NLMSG_DONE` of a dump, or the `NLMSG_ERROR`
@@ -20,8 +23,9 @@
 //! senders other than the kernel are ignored, and malformed input is an error, never a
 //! panic.
 //!
-//! It does not create links, addresses, routes or rules, does not listen to multicast
-//! groups, and does not log: callers decide what a result means and log it.
+//! It does not create links, addresses, routes or rules, never reads from a multicast
+//! group (the subscription test binds and closes), and does not log: callers decide
+//! what a result means and log it.
 //!
 //! See [netlink(7)](https://man7.org/linux/man-pages/man7/netlink.7.html),
 //! [rtnetlink(7)](https://man7.org/linux/man-pages/man7/rtnetlink.7.html) and the kernel's
@@ -72,6 +76,9 @@ const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
+
+/// `RTMGRP_LINK`, the bind(2) group bit of `RTNLGRP_LINK` (1 << (RTNLGRP_LINK - 1)).
+const RTMGRP_LINK: u32 = 1;
 
 // Attribute header: the high bits of the type are flags (NLA_F_NESTED,
 // NLA_F_NET_BYTEORDER), not part of the type.
@@ -191,6 +198,24 @@ pub fn default_route_v4() -> io::Result<Option<Route>> {
         dev: link.name.clone(),
         addr,
     }))
+}
+
+/// Joins the link multicast group (`RTMGRP_LINK`) the way Docker 28 and later do before
+/// they wait for a container's interface (vishvananda/netlink `LinkSubscribe`: bind(2)
+/// with the group bit set), then closes the socket at once. `Err` is the stack's
+/// refusal: runsc's netlink before release-20260810 has no multicast groups and refuses
+/// with a permission error (measured: Docker 28.5 then fails every container on a
+/// bridge with `failed to subscribe to link updates: permission denied`). Linux lets any
+/// process join this group.
+pub fn subscribe_link_updates() -> io::Result<()> {
+    let fd = socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    bind(&fd, &SocketAddrNetlink::new(0, RTMGRP_LINK))?;
+    Ok(())
 }
 
 /// The links dind-init removes before restarting dockerd in gVisor (SPEC §7): `docker0`

@@ -12,12 +12,29 @@
 //! [`cgroup::probe_controller`] mounts it on a private temp directory and detaches it at once.
 //!
 //! Config errors are not handled here: `main` reports them (exit 2) before calling [`check`].
+//!
+//! Predictions (SPEC §7): some runtimes below dockerd cannot work in this environment
+//! although dockerd starts and answers `/_ping`. `check` learns what it can ([`Runtime`])
+//! and [`predict`] says what will fail, as warnings with cause and fix:
+//! - /proc's root inode is not 1 (gVisor: 86) and the `runc` on dockerd's PATH is 1.2.8
+//!   or later: runc refuses this /proc (`unsafe procfs detected`), no container starts;
+//! - a netlink link-group subscription is refused (runsc's netlink has no multicast
+//!   groups) and dockerd is 28 or later: Docker 28 subscribes for each container's
+//!   interface, so bridge networking fails.
+//!
+//! To learn the versions it runs `runc --version` and `dockerd --version`, each bounded
+//! by [`VERSION_TIMEOUT`], and only when the cheap fact before it (the inode, the
+//! subscription) says the version matters. A dockerd configured with another default
+//! runtime (`--default-runtime`) is judged by the `runc` on its PATH all the same.
 
 use std::fmt::Write as _;
 
 use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Securityfs, Snapshot};
 use crate::config::{CgroupMode, Config};
-use crate::environment::{self, DockerdBinary, Environment};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::environment::{self, DockerdBinary, Environment, Version};
 use crate::error::Error;
 use crate::log;
 use crate::network::{self, Legacy, Report};
@@ -117,7 +134,13 @@ pub fn check(cfg: &Config) -> i32 {
             &env,
         )));
     }
-    let text = render_report(&env, plan.as_ref(), Some(&net), &problems);
+    let runtime = Runtime::learn(cfg, &env);
+    problems.extend(predict(&runtime));
+    let mut text = render_report(&env, plan.as_ref(), Some(&net), &problems);
+    // The facts behind the predictions go before the problems.
+    if let Some(at) = text.find("\nproblems:").map(|i| i + 1) {
+        text.insert_str(at, &render_runtime(&runtime));
+    }
     log::print_stdout(&text);
     exit_code(&problems)
 }
@@ -295,6 +318,194 @@ pub fn network_problems(report: &Report, gvisor: bool) -> Vec<Problem> {
         network::Mode::Off | network::Mode::Host => {}
     }
     problems
+}
+
+/// How long `runc --version` or `dockerd --version` may take in `check`.
+pub const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first runc that refuses a /proc whose root inode is not 1 (runc's procfs
+/// hardening of 2025-11, also in 1.3.3 and 1.4; every later release has it). Compared as
+/// numbers, so every 1.3.x counts as later.
+pub const RUNC_PROCFS_CHECK: Version = Version::new(1, 2, 8);
+
+/// The first Docker that subscribes to netlink link updates for each container.
+pub const DOCKER_LINK_SUBSCRIPTION: u32 = 28;
+
+/// What `check` learned about the runtimes below dockerd; each `None` was not asked
+/// (its answer could not change the prediction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    pub gvisor: bool,
+    /// The inode number of /proc's root, or why it could not be read.
+    pub procfs_root_inode: Result<u64, String>,
+    /// `runc` on dockerd's PATH and its version, asked when the inode is not 1.
+    pub runc: Option<Tool>,
+    /// Whether a netlink link-group subscription was accepted (`Err`: the refusal).
+    pub link_subscription: Result<(), String>,
+    /// dockerd's version, asked when the subscription was refused.
+    pub dockerd: Option<Tool>,
+}
+
+/// A program and its version, as far as they could be learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tool {
+    /// Not on the PATH (the text says where it was looked for).
+    NotFound(String),
+    /// There, but its version could not be read (why).
+    Unknown {
+        path: PathBuf,
+        why: String,
+    },
+    Found {
+        path: PathBuf,
+        version: Version,
+    },
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tool::NotFound(searched) => write!(f, "not found ({searched})"),
+            Tool::Unknown { path, why } => {
+                write!(f, "{}, version unknown ({why})", path.display())
+            }
+            Tool::Found { path, version } => write!(f, "{} {version}", path.display()),
+        }
+    }
+}
+
+impl Tool {
+    /// Runs `program --version` (bounded) and reads the version.
+    fn ask(program: DockerdBinary) -> Tool {
+        let path = match program {
+            DockerdBinary::Found(path) => path,
+            DockerdBinary::NotFound { searched } => return Tool::NotFound(searched),
+            DockerdBinary::NotExecutable { path, why } => return Tool::Unknown { path, why },
+        };
+        match environment::version_output(&path, VERSION_TIMEOUT) {
+            Ok(out) => match Version::from_version_output(&out) {
+                Some(version) => Tool::Found { path, version },
+                None => Tool::Unknown {
+                    path,
+                    why: format!("no version in {:?}", out.lines().next().unwrap_or_default()),
+                },
+            },
+            Err(why) => Tool::Unknown { path, why },
+        }
+    }
+}
+
+impl Runtime {
+    /// Looks, and runs `runc --version` / `dockerd --version` only when needed.
+    pub fn learn(cfg: &Config, env: &Environment) -> Runtime {
+        let procfs_root_inode = environment::procfs_root_inode().map_err(|e| e.to_string());
+        // dockerd, containerd and its shim find runc on dockerd's PATH.
+        let path_env = environment::dockerd_path_env(cfg, std::env::var_os("PATH").as_deref());
+        let runc = match procfs_root_inode {
+            Ok(1) => None,
+            _ => Some(Tool::ask(environment::locate_program(
+                std::ffi::OsStr::new("runc"),
+                Some(&path_env),
+                environment::DEFAULT_PATH,
+            ))),
+        };
+        let link_subscription = crate::netlink::subscribe_link_updates().map_err(|e| e.to_string());
+        let dockerd = match (&link_subscription, &env.dockerd) {
+            (Ok(()), _) => None,
+            (Err(_), binary) => Some(Tool::ask(binary.clone())),
+        };
+        Runtime {
+            gvisor: env.gvisor,
+            procfs_root_inode,
+            runc,
+            link_subscription,
+            dockerd,
+        }
+    }
+}
+
+/// What will fail in this runtime although dockerd starts. Pure.
+pub fn predict(rt: &Runtime) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let where_ = if rt.gvisor { "gVisor's" } else { "this" };
+    if let (Ok(inode), Some(runc)) = (&rt.procfs_root_inode, &rt.runc) {
+        if *inode != 1 {
+            match runc {
+                Tool::Found { path, version } if *version >= RUNC_PROCFS_CHECK => {
+                    problems.push(Problem::new(
+                        Severity::Warning,
+                        format!(
+                            "containers cannot start: runc {version} ({}) refuses {where_} /proc (root inode {inode}; runc {RUNC_PROCFS_CHECK} and later want 1 and fail with \"unsafe procfs detected\")",
+                            path.display()
+                        ),
+                        format!("use runc older than {RUNC_PROCFS_CHECK} in the image (Debian trixie's runc 1.1.15 works), or a newer runsc"),
+                    ));
+                }
+                Tool::Unknown { path, why } => problems.push(Problem::new(
+                    Severity::Note,
+                    format!(
+                        "{where_} /proc has root inode {inode}: runc {RUNC_PROCFS_CHECK} and later refuse it (\"unsafe procfs detected\"), and the version of {} could not be read ({why})",
+                        path.display()
+                    ),
+                    format!("make sure the image's runc is older than {RUNC_PROCFS_CHECK}, or use a newer runsc"),
+                )),
+                Tool::Found { .. } | Tool::NotFound(_) => {}
+            }
+        }
+    }
+    if let Err(refused) = &rt.link_subscription {
+        let netlink = if rt.gvisor {
+            "this runsc's netlink has no multicast groups".to_owned()
+        } else {
+            "this network stack refuses netlink multicast subscriptions".to_owned()
+        };
+        match &rt.dockerd {
+            Some(Tool::Found { version, .. }) if version.major >= DOCKER_LINK_SUBSCRIPTION => {
+                problems.push(Problem::new(
+                    Severity::Warning,
+                    format!(
+                        "bridge networking cannot work: {netlink} (a link-update subscription was refused: {refused}), and Docker {version} subscribes to link updates for each container's interface (Docker {DOCKER_LINK_SUBSCRIPTION}+: \"failed to subscribe to link updates\"); only --network=none and --network=host containers will run"
+                    ),
+                    format!("use Docker {} or older in the image, or a newer runsc", DOCKER_LINK_SUBSCRIPTION - 1),
+                ));
+            }
+            Some(Tool::Found { .. }) | Some(Tool::NotFound(_)) | None => {}
+            Some(Tool::Unknown { path, why }) => problems.push(Problem::new(
+                Severity::Note,
+                format!(
+                    "{netlink} (a link-update subscription was refused: {refused}): Docker {DOCKER_LINK_SUBSCRIPTION} and later cannot give containers bridge networking here, and the version of {} could not be read ({why})",
+                    path.display()
+                ),
+                format!("use Docker {} or older in the image, or a newer runsc", DOCKER_LINK_SUBSCRIPTION - 1),
+            )),
+        }
+    }
+    problems
+}
+
+/// The facts behind the predictions, for the report.
+fn render_runtime(rt: &Runtime) -> String {
+    let mut out = String::from("runtime below dockerd:\n");
+    let inode = match &rt.procfs_root_inode {
+        Ok(1) => "1".to_owned(),
+        Ok(n) => format!("{n} (not 1: runc {RUNC_PROCFS_CHECK} and later refuse it)"),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let _ = writeln!(out, "  /proc root inode:     {inode}");
+    if let Some(runc) = &rt.runc {
+        let _ = writeln!(out, "  runc:                 {runc}");
+    }
+    let subscription = match &rt.link_subscription {
+        Ok(()) => "accepted".to_owned(),
+        Err(e) => {
+            format!("refused ({e}): Docker {DOCKER_LINK_SUBSCRIPTION}+ bridge networking fails")
+        }
+    };
+    let _ = writeln!(out, "  netlink link updates: {subscription}");
+    if let Some(dockerd) = &rt.dockerd {
+        let _ = writeln!(out, "  dockerd version:      {dockerd}");
+    }
+    out
 }
 
 /// The nested-networking section of the report.
@@ -735,6 +946,150 @@ mod tests {
             ..env(false)
         };
         assert_eq!(exit_code(&assess(&Config::default(), &e, &plan, None)), 1);
+    }
+
+    fn runtime(inode: u64, runc: Option<Tool>, refused: bool, dockerd: Option<Tool>) -> Runtime {
+        Runtime {
+            gvisor: true,
+            procfs_root_inode: Ok(inode),
+            runc,
+            link_subscription: if refused {
+                Err("Permission denied (os error 13)".to_owned())
+            } else {
+                Ok(())
+            },
+            dockerd,
+        }
+    }
+
+    fn found(path: &str, v: &str) -> Option<Tool> {
+        Some(Tool::Found {
+            path: PathBuf::from(path),
+            version: Version::parse(v).unwrap(),
+        })
+    }
+
+    #[test]
+    fn predictions_from_procfs_runc_and_netlink() {
+        let runc = "/usr/sbin/runc";
+        let dockerd = "/usr/sbin/dockerd";
+        // (case, runtime, causes that must be predicted, each with its severity)
+        type Case = (&'static str, Runtime, Vec<(Severity, &'static str)>);
+        let cases: Vec<Case> = vec![
+            ("a host", runtime(1, None, false, None), vec![]),
+            (
+                "gVisor, Docker 28.5 with runc 1.3.6 (measured: nothing runs)",
+                runtime(86, found(runc, "1.3.6"), true, found(dockerd, "28.5.2")),
+                vec![
+                    (Severity::Warning, "containers cannot start: runc 1.3.6 (/usr/sbin/runc) refuses gVisor's /proc (root inode 86;"),
+                    (Severity::Warning, "bridge networking cannot work: this runsc's netlink has no multicast groups"),
+                ],
+            ),
+            (
+                "gVisor, Docker 26.1 with runc 1.1.15 (measured: works)",
+                runtime(86, found(runc, "1.1.15"), true, found(dockerd, "26.1.5")),
+                vec![],
+            ),
+            (
+                "runc 1.2.8 exactly",
+                runtime(86, found(runc, "1.2.8"), false, None),
+                vec![(Severity::Warning, "runc 1.2.8 (/usr/sbin/runc) refuses")],
+            ),
+            ("runc 1.2.7", runtime(86, found(runc, "1.2.7"), false, None), vec![]),
+            (
+                "runc 1.10.0 (a number, not text)",
+                runtime(86, found(runc, "1.10.0"), false, None),
+                vec![(Severity::Warning, "runc 1.10.0")],
+            ),
+            (
+                "a runc whose version cannot be read",
+                runtime(86, Some(Tool::Unknown { path: PathBuf::from(runc), why: "timed out".to_owned() }), false, None),
+                vec![(Severity::Note, "/proc has root inode 86: runc 1.2.8 and later refuse it")],
+            ),
+            ("no runc", runtime(86, Some(Tool::NotFound("no runc in PATH /bin".to_owned())), false, None), vec![]),
+            (
+                "Docker 28.0.0, runc fine",
+                runtime(86, found(runc, "1.1.15"), true, found(dockerd, "28.0.0")),
+                vec![(Severity::Warning, "and Docker 28.0.0 subscribes to link updates")],
+            ),
+            ("Docker 27.5.1", runtime(86, found(runc, "1.1.15"), true, found(dockerd, "27.5.1")), vec![]),
+            (
+                "Docker 28 where the subscription works",
+                runtime(1, None, false, found(dockerd, "28.5.2")),
+                vec![],
+            ),
+            (
+                "a dockerd whose version cannot be read",
+                runtime(1, None, true, Some(Tool::Unknown { path: PathBuf::from(dockerd), why: "exit status 2".to_owned() })),
+                vec![(Severity::Note, "Docker 28 and later cannot give containers bridge networking here")],
+            ),
+        ];
+        for (case, rt, want) in cases {
+            let got = predict(&rt);
+            assert_eq!(got.len(), want.len(), "{case}: {got:?}");
+            for (p, (severity, cause)) in got.iter().zip(&want) {
+                assert_eq!(p.severity, *severity, "{case}: {p:?}");
+                assert!(
+                    p.cause.contains(cause),
+                    "{case}: {:?} lacks {cause:?}",
+                    p.cause
+                );
+                assert!(!p.fix.is_empty(), "{case}: no fix");
+                assert!(!p.cause.contains('\n'), "{case}");
+            }
+            // A prediction never makes `check` fail: dockerd itself starts.
+            assert_eq!(exit_code(&got), 0, "{case}");
+        }
+        let both = predict(&runtime(
+            86,
+            found(runc, "1.3.6"),
+            true,
+            found(dockerd, "28.5.2"),
+        ));
+        assert_eq!(both[0].fix, "use runc older than 1.2.8 in the image (Debian trixie's runc 1.1.15 works), or a newer runsc");
+        assert!(
+            both[1]
+                .cause
+                .ends_with("only --network=none and --network=host containers will run"),
+            "{}",
+            both[1].cause
+        );
+        assert_eq!(
+            both[1].fix,
+            "use Docker 27 or older in the image, or a newer runsc"
+        );
+        // Outside gVisor the words do not blame runsc.
+        let mut host = runtime(5, found(runc, "1.3.6"), true, found(dockerd, "28.5.2"));
+        host.gvisor = false;
+        let p = predict(&host);
+        assert!(p[0].cause.contains("refuses this /proc"), "{p:?}");
+        assert!(
+            p[1].cause
+                .contains("this network stack refuses netlink multicast"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn runtime_section_of_the_report() {
+        let rt = runtime(
+            86,
+            found("/usr/sbin/runc", "1.3.6"),
+            true,
+            found("/usr/sbin/dockerd", "28.5.2"),
+        );
+        assert_eq!(
+            render_runtime(&rt),
+            "runtime below dockerd:\n\
+             \x20 /proc root inode:     86 (not 1: runc 1.2.8 and later refuse it)\n\
+             \x20 runc:                 /usr/sbin/runc 1.3.6\n\
+             \x20 netlink link updates: refused (Permission denied (os error 13)): Docker 28+ bridge networking fails\n\
+             \x20 dockerd version:      /usr/sbin/dockerd 28.5.2\n"
+        );
+        assert_eq!(
+            render_runtime(&runtime(1, None, false, None)),
+            "runtime below dockerd:\n  /proc root inode:     1\n  netlink link updates: accepted\n"
+        );
     }
 
     #[test]

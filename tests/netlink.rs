@@ -114,6 +114,8 @@ fn inner_private_network_namespace() {
     }
     let lo = assert_fresh_stack().remove(0);
     assert_eq!((lo.kind, lo.up), (None, false), "lo of a new namespace");
+    // Linux lets anyone join the link group (Docker 28+ does for each container).
+    netlink::subscribe_link_updates().unwrap();
     assert_eq!(netlink::default_route_v4().unwrap(), None);
 
     // Link kinds, as Linux reports them.
@@ -233,6 +235,10 @@ fn inner_gvisor() {
         return;
     }
     assert_fresh_stack();
+    // This runsc's netlink has no multicast groups: Docker 28+'s link subscription
+    // is refused, as `dind-init check` predicts.
+    let err = netlink::subscribe_link_updates().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
     // What dockerd leaves behind: its bridges, docker0 the uplink of the nested
     // containers' default route.
     ip("link add docker0 type bridge");

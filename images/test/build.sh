@@ -2,7 +2,8 @@
 # Assembles a dind-init test image from what is installed on this machine, with no
 # registry: busybox-static for a shell and tools, Docker's binaries (dockerd,
 # containerd, containerd-shim-runc-v2, runc, docker-proxy, docker-init, the docker
-# client), iptables-legacy and ip, every library `ldd` lists for them, the dind-init
+# client), legacy iptables (as `iptables` and `iptables-legacy`, and the ip6tables,
+# -save and -restore ones) and ip, every library `ldd` lists for them, the dind-init
 # binary and images/test/init.toml, and `docker import`s it as an image whose
 # ENTRYPOINT is ["dind-init", "--"]: the same shape as the Dockerfiles in images/.
 #
@@ -129,9 +130,13 @@ add_bin runc /usr/sbin/runc /usr/bin/runc
 add_bin docker-init /usr/bin/docker-init
 add_bin ip /usr/sbin/ip /usr/bin/ip /sbin/ip
 add_bin xtables-legacy-multi /usr/sbin/xtables-legacy-multi
+# The -legacy names for dind-init in gVisor, and the plain names for dockerd under runc:
+# it runs `iptables` by that name and crash-loops on "Iptables not found" without it.
+# xtables-legacy-multi picks its tool from the name it is called by.
 for t in iptables ip6tables; do
   for suffix in "" -save -restore; do
     ln -s xtables-legacy-multi "$root/usr/sbin/$t-legacy$suffix"
+    ln -s xtables-legacy-multi "$root/usr/sbin/$t$suffix"
   done
 done
 # iptables' extensions are loaded with dlopen, so ldd of the binary misses them.

@@ -368,6 +368,155 @@ fn check_executable(path: &Path) -> Result<(), Option<String>> {
         .map_err(|e| Some(std::io::Error::from(e).to_string()))
 }
 
+/// A version as `major.minor.patch`, compared number by number (1.3.0 > 1.2.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// The version in a program's `--version` output: the word after `version` on the
+    /// first line that has one, e.g. `runc version 1.3.6+ds1` or `Docker version
+    /// 28.5.2+dfsg4, build 3ef3c07`. Up to three dot-separated numbers are read, each up
+    /// to its first non-digit (`+ds1`, `-rc.1`, `,` end it); a missing minor or patch is
+    /// 0. A pre-release (`1.2.0-rc.1`) therefore counts as its release.
+    pub fn from_version_output(text: &str) -> Option<Version> {
+        text.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            words.find(|w| w.eq_ignore_ascii_case("version"))?;
+            Version::parse(words.next()?)
+        })
+    }
+
+    /// `1.3.6+ds1`, `v28.5.2,`, `20.10` → the numbers; `None` without a leading number.
+    pub fn parse(word: &str) -> Option<Version> {
+        let word = word.strip_prefix('v').unwrap_or(word);
+        let mut parts = [0u32; 3];
+        let mut rest = word;
+        for (i, part) in parts.iter_mut().enumerate() {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                if i == 0 {
+                    return None;
+                }
+                break;
+            }
+            *part = rest.get(..digits)?.parse().ok()?;
+            rest = rest.get(digits..).unwrap_or_default();
+            match rest.strip_prefix('.') {
+                Some(more) => rest = more,
+                None => break,
+            }
+        }
+        let [major, minor, patch] = parts;
+        Some(Version::new(major, minor, patch))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The inode number of /proc's root directory: 1 on Linux (`PROC_ROOT_INO`), another
+/// number in gVisor (86 in runsc 0.0~20240729), which runc 1.2.8 and later refuse.
+pub fn procfs_root_inode() -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc").map(|m| m.ino())
+}
+
+/// Runs `program --version` and returns what it printed on stdout (at most 64 KiB), for
+/// `check`. A short-lived helper for a short-lived command: the running init never
+/// calls it. The program gets no stdin, its stderr is discarded, and it is killed when
+/// it has not finished within `timeout`.
+pub fn version_output(program: &Path, timeout: std::time::Duration) -> Result<String, String> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    const CAP: usize = 64 * 1024;
+    let shown = program.display();
+    let mut child = Command::new(program)
+        .arg("--version")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {shown} --version: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut eof = false;
+    if let Some(stdout) = child.stdout.take() {
+        let fd = std::os::fd::OwnedFd::from(stdout);
+        let mut chunk = [0u8; 4096];
+        while !eof {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let wait = Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&wait)) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(format!("cannot read from {shown}: {e}")),
+            }
+            match rustix::io::read(&fd, &mut chunk) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    out.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    if out.len() > CAP {
+                        eof = true; // enough: a version is on the first lines
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(format!("cannot read from {shown}: {e}")),
+            }
+        }
+    }
+    // Closing stdout first lets a program that writes on exit finish.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.try_wait();
+        return Err(format!(
+            "{shown} --version did not finish within {} ms",
+            timeout.as_millis()
+        ));
+    };
+    if !eof && out.is_empty() {
+        return Err(format!("{shown} --version printed nothing ({status})"));
+    }
+    if !status.success() {
+        return Err(format!("{shown} --version failed ({status})"));
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 // A failing test should panic; the crate-wide denials are for production code.
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -527,6 +676,96 @@ mod tests {
             find_program(OsStr::new("bin"), Some(OsStr::new("/"))),
             Some(PathBuf::from("/bin"))
         );
+    }
+
+    #[test]
+    fn versions_from_version_output() {
+        type Case = (&'static str, Option<(u32, u32, u32)>);
+        let table: &[Case] = &[
+            (
+                "runc version 1.3.6+ds1\ncommit: v1.3.6\nspec: 1.2.1\n",
+                Some((1, 3, 6)),
+            ),
+            ("runc version 1.1.5+ds1\n", Some((1, 1, 5))),
+            ("runc version 1.2.0-rc.1\n", Some((1, 2, 0))),
+            (
+                "Docker version 28.5.2+dfsg4, build 3ef3c07c883b\n",
+                Some((28, 5, 2)),
+            ),
+            (
+                "Docker version 20.10.24+dfsg1, build 5d6db84\n",
+                Some((20, 10, 24)),
+            ),
+            ("Docker version 27.3.1, build ce12230\n", Some((27, 3, 1))),
+            ("Docker version v29.0.0\n", Some((29, 0, 0))),
+            ("Docker version 26.1\n", Some((26, 1, 0))),
+            ("some banner\nrunc version 1.2.8\n", Some((1, 2, 8))),
+            ("runc version unknown\n", None),
+            ("runc version\n", None),
+            ("1.3.6\n", None),
+            ("", None),
+            ("runc version 99999999999.1.1\n", None),
+        ];
+        for (text, want) in table {
+            let got = Version::from_version_output(text).map(|v| (v.major, v.minor, v.patch));
+            assert_eq!(got, *want, "{text:?}");
+        }
+        assert_eq!(Version::new(1, 3, 6).to_string(), "1.3.6");
+    }
+
+    #[test]
+    fn versions_compare_number_by_number() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        // As text "1.3.0" < "1.2.8" would be wrong the other way round for 1.10.
+        assert!(v("1.3.0") > v("1.2.8"));
+        assert!(v("1.2.10") > v("1.2.8"));
+        assert!(v("1.10.0") > v("1.9.9"));
+        assert!(v("1.2.7") < v("1.2.8"));
+        assert!(v("1.1.15") < v("1.2.8"));
+        assert!(v("2") > v("1.99.99"));
+        assert_eq!(v("1.2.8+ds1"), Version::new(1, 2, 8));
+        assert!(v("28.0.0") >= Version::new(28, 0, 0));
+        assert!(v("27.5.1") < Version::new(28, 0, 0));
+    }
+
+    #[test]
+    fn version_output_runs_with_a_deadline() {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("dind-init-ver-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let script = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        // A script just written may be held open for writing by a child that another
+        // test thread forked meanwhile: exec then fails with ETXTBSY for a moment.
+        let run = |p: &Path, t: Duration| loop {
+            match version_output(p, t) {
+                Err(e) if e.contains("Text file busy") => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                other => break other,
+            }
+        };
+        let ok = script("ok", "echo \"runc version 1.3.6+ds1 $1\"; echo noise >&2");
+        assert_eq!(
+            run(&ok, Duration::from_secs(10)).unwrap(),
+            "runc version 1.3.6+ds1 --version\n"
+        );
+        let fails = script("fails", "echo broken; exit 3");
+        let e = run(&fails, Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("failed"), "{e}");
+        let hangs = script("hangs", "exec sleep 30");
+        let started = Instant::now();
+        let e = run(&hangs, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let e = version_output(&dir.join("missing"), Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
