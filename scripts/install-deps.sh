@@ -98,4 +98,16 @@ fi
 
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
   || rustup target add x86_64-unknown-linux-musl
+
+# arm64 (tests/arm64.rs, scripts/release.sh): the aarch64 musl target, linked with the
+# toolchain's own rust-lld (.cargo/config.toml; no cross C toolchain), and Debian's
+# qemu-user-static to run it. qemu is called by name (qemu-aarch64-static), never
+# through binfmt_misc: nothing is registered with this machine's kernel (the package
+# registers formats only through binfmt-support, a Recommends not installed here).
+rustup target list --installed | grep -qx aarch64-unknown-linux-musl \
+  || rustup target add aarch64-unknown-linux-musl
+command -v qemu-aarch64-static >/dev/null || {
+  log "installing qemu-user-static"
+  apt_install qemu-user-static
+}
 log "ok: dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,), runsc $(dpkg-query -W -f='${Version}' runsc), old runsc in $OLD_RUNSC_DIR"
