@@ -56,6 +56,8 @@ command -v busybox >/dev/null || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables-legacy >/dev/null || need+=(iptables)
 command -v curl >/dev/null || need+=(curl)
+# The TLS contract's tests (tests/tls.rs, tests/ci_recipes.rs) make certificates with it.
+command -v openssl >/dev/null || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
   apt_install "${need[@]}"
@@ -94,6 +96,17 @@ if [ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]; then
   cp "$tmp/x/usr/bin/promtool" "$PROMTOOL_DIR/usr/bin/promtool.new"
   mv "$PROMTOOL_DIR/usr/bin/promtool.new" "$PROMTOOL_DIR/usr/bin/promtool"
   rm -rf "$tmp"
+fi
+
+# The cgroup v2 VM tests (tests/vm.rs, scripts/vm/harness.sh): qemu's x86 system
+# emulator from bookworm-backports (the machine's qemu-utils is the backports build,
+# which bookworm's qemu-system-x86 conflicts with) and zstd for the initramfs. The
+# kernel is not installed: the harness fetches it with `apt-get download`.
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v zstd >/dev/null; then
+  backports_source
+  apt_updated=0
+  log "installing qemu-system-x86 (bookworm-backports) and zstd"
+  apt_install -t bookworm-backports qemu-system-x86 zstd
 fi
 
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl \

@@ -42,6 +42,9 @@ pub enum Error {
     },
     /// A read-only mount could not be remounted read-write.
     Remount { target: PathBuf, source: io::Error },
+    /// docker:dind's TLS contract could not be met (`DOCKER_TLS_CERTDIR`): the
+    /// certificates could not be made or the user's do not verify (boot only).
+    Tls { dir: PathBuf, message: String },
     /// A file system operation on a path failed: `op` is the verb phrase
     /// (`create directory`, `read`, `write +memory to`).
     Fs {
@@ -94,6 +97,13 @@ impl fmt::Display for Error {
             Error::Fs { op, path, source } => {
                 write!(f, "failed to {op} {}: {source}", path.display())
             }
+            Error::Tls { dir, message } => {
+                write!(
+                    f,
+                    "TLS certificates in {} (DOCKER_TLS_CERTDIR): {message}",
+                    dir.display()
+                )
+            }
         }
     }
 }
@@ -109,6 +119,7 @@ impl std::error::Error for Error {
             | Error::Fs { source, .. }
             | Error::SocketPath { source, .. } => Some(source),
             Error::Subreaper(e) | Error::Poll(e) => Some(e),
+            Error::Tls { .. } => None,
         }
     }
 }

@@ -15,7 +15,7 @@ use dind_init::client::probe;
 use dind_init::config::{self, Config};
 use dind_init::control::status::{CgroupStatus, EnvironmentStatus};
 use dind_init::error::Error;
-use dind_init::prepare::launch;
+use dind_init::prepare::{launch, storage, tls};
 use dind_init::run::{self, Init, Settings};
 use dind_init::sys::poller::Poller;
 use dind_init::sys::signals;
@@ -126,7 +126,22 @@ fn check(path: Option<PathBuf>) -> i32 {
     match load_config(path) {
         Ok((cfg, source)) => {
             log::print_stdout(&format!("config: ok ({})\n", source_text(&source)));
-            preflight::check(&cfg)
+            // What boot would do for DOCKER_TLS_CERTDIR and data_root_tmpfs (COMMAND's
+            // dockerd words are not known here).
+            let user = launch::user_args(&cfg, &[]);
+            let request = tls::request(std::env::var_os(tls::CERTDIR_ENV).as_deref(), &user);
+            let (tls_line, tls_error) = tls::inspect(&request, std::env::var_os("PATH").as_deref());
+            let storage_line = storage::inspect(
+                cfg.dockerd.data_root_tmpfs.as_deref(),
+                &storage::data_root(&user),
+            );
+            log::print_stdout(&format!("tls: {tls_line}\nstorage: {storage_line}\n"));
+            let code = preflight::check(&cfg);
+            if tls_error {
+                1
+            } else {
+                code
+            }
         }
         Err(e) => {
             log::print_stderr(&format!("dind-init: {e}"));
@@ -216,6 +231,19 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     );
     // Never fails: a failure is in the outcome and blocks dockerd (it is certain).
     let outcome = cgroup::prepare(cfg, &env);
+    let user_args = launch::user_args(cfg, &args.dockerd_args);
+    // SPEC §11: before dockerd's first start; a failed mount ends the boot.
+    let storage = storage::prepare(
+        cfg.dockerd.data_root_tmpfs.as_deref(),
+        &storage::data_root(&user_args),
+    )?;
+    // docker:dind's TLS contract (SPEC §6): openssl runs here, bounded and reaped,
+    // before the loop; a failure ends the boot before dockerd starts.
+    let certdir = std::env::var_os(tls::CERTDIR_ENV);
+    let tls = tls::prepare(
+        &tls::request(certdir.as_deref(), &user_args),
+        std::env::var_os("PATH").as_deref(),
+    )?;
     // In gVisor, dockerd's PATH starts with iptables → iptables-legacy links (SPEC §7a).
     let init_path = std::env::var_os("PATH");
     let network = network::Plan::new(cfg.network.mode, env.gvisor, init_path.as_deref());
@@ -227,6 +255,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         init_path: init_path.as_deref(),
         extra: &args.dockerd_args,
         notify: &notify_path,
+        listener: &tls.listener,
     });
     Init::new(
         Settings {
@@ -246,6 +275,8 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
                 gvisor: env.gvisor,
                 cgroup: env.cgroup_kind_str().to_owned(),
                 pid1,
+                tls: tls.status,
+                storage,
             },
             upstream_notify,
             notify_path,

@@ -15,7 +15,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Snapshot};
+use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Securityfs, Snapshot};
 use crate::config::{CgroupMode, Config};
 use crate::environment::{self, DockerdBinary, Environment};
 use crate::error::Error;
@@ -111,6 +111,12 @@ pub fn check(cfg: &Config) -> i32 {
     );
     let net = network::inspect(&net_plan);
     problems.extend(network_problems(&net, env.gvisor));
+    if let Ok(s) = &snap {
+        problems.extend(securityfs_problems(cgroup::securityfs_here(
+            &s.visible_mounts(),
+            &env,
+        )));
+    }
     let text = render_report(&env, plan.as_ref(), Some(&net), &problems);
     log::print_stdout(&text);
     exit_code(&problems)
@@ -237,6 +243,22 @@ pub fn assess(
         ));
     }
     problems
+}
+
+/// What the securityfs decision means for the user (SPEC §5, AppArmor). Pure.
+pub fn securityfs_problems(decision: Securityfs) -> Vec<Problem> {
+    match decision {
+        Securityfs::Warn => vec![Problem::from_reason(
+            Severity::Warning,
+            &cgroup::reason_apparmor_parser_missing(),
+        )],
+        Securityfs::Skip => vec![Problem::new(
+            Severity::Note,
+            cgroup::securityfs_skipped(),
+            "to confine nested containers with AppArmor, install the apparmor package in the image",
+        )],
+        Securityfs::Leave | Securityfs::Mount => Vec::new(),
+    }
 }
 
 /// The problems of the nested-networking report. Pure.
@@ -394,6 +416,14 @@ pub fn render_report(
             for (i, action) in plan.actions.iter().enumerate() {
                 let _ = writeln!(out, "  {}. {action}", i + 1);
             }
+            if plan.replan {
+                let _ = writeln!(
+                    out,
+                    "  then plan again on what the new cgroup2 mount shows: at the machine's \
+                     root cgroup enable every controller and move nothing, else move every \
+                     process of the root cgroup into init first"
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "cgroup plan: none (the mount table cannot be read)");
@@ -434,7 +464,7 @@ pub fn render_report(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::environment::Capabilities;
+    use crate::environment::{AppArmor, Capabilities};
     use std::path::{Path, PathBuf};
 
     fn env(gvisor: bool) -> Environment {
@@ -454,6 +484,7 @@ mod tests {
             },
             dockerd: DockerdBinary::Found(PathBuf::from("/usr/bin/dockerd")),
             stray_systemd: false,
+            apparmor: AppArmor::default(),
         }
     }
 
@@ -715,5 +746,49 @@ mod tests {
         let problems = assess(&c, &env(false), &Some(plan), None);
         assert_eq!(exit_code(&problems), 1);
         assert_eq!(problems[0].fix, "set cgroup.mode = \"auto\" (or \"v2\")");
+    }
+
+    #[test]
+    fn apparmor_without_parser_warns_with_the_fix() {
+        let warn = securityfs_problems(Securityfs::Warn);
+        assert_eq!(warn.len(), 1);
+        assert_eq!(warn[0].severity, Severity::Warning);
+        assert!(warn[0].cause.contains("docker-default"), "{:?}", warn[0]);
+        assert!(
+            warn[0].fix.contains("install the apparmor package")
+                && warn[0].fix.contains("--security-opt apparmor=unconfined"),
+            "{:?}",
+            warn[0]
+        );
+        // A warning: dockerd starts, `docker run` fails; check still exits 0.
+        assert_eq!(exit_code(&warn), 0);
+        let skip = securityfs_problems(Securityfs::Skip);
+        assert_eq!(skip.len(), 1);
+        assert_eq!(skip[0].severity, Severity::Note);
+        assert!(securityfs_problems(Securityfs::Mount).is_empty());
+        assert!(securityfs_problems(Securityfs::Leave).is_empty());
+    }
+
+    #[test]
+    fn bare_cgroup2_kernel_plan_is_shown_with_its_second_step() {
+        let (_, plan) = fixture_plan("vm-bare", false);
+        let text = render(
+            &Environment {
+                cgroup: CgroupKind::V2,
+                ..env(false)
+            },
+            Some(&plan),
+            &[],
+        );
+        assert!(text.contains("cgroup plan (mode v2):"), "{text}");
+        assert!(
+            text.contains("1. mount cgroup2 on /sys/fs/cgroup"),
+            "{text}"
+        );
+        assert!(text.contains("then plan again"), "{text}");
+        let (_, root) = fixture_plan("vm-true-root", false);
+        let text = render(&env(false), Some(&root), &[]);
+        assert!(text.contains("nothing is moved"), "{text}");
+        assert!(!text.contains("then plan again"), "{text}");
     }
 }

@@ -84,11 +84,11 @@ echo "dockerd exit: $?"
     path
 }
 
-/// The init's own log lines of target `dind_init::cgroup` (what the preparation did).
+/// The init's own log lines of the targets `dind_init::prepare::cgroup::*` (what the preparation did).
 fn cgroup_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
-        .filter(|l| l.contains(" dind_init::cgroup: "))
+        .filter(|l| l.contains(" dind_init::prepare::cgroup"))
         .collect()
 }
 
@@ -310,8 +310,8 @@ fn runsc_tree_is_built_and_a_nested_container_runs() {
          {INIT} --config {} -- /bin/true 2> /tmp/second.log; \
          cat /proc/self/mountinfo > /tmp/after; \
          if cmp -s /tmp/before /tmp/after; then echo 'mountinfo: same'; else diff /tmp/before /tmp/after; fi; \
-         grep -c ' dind_init::cgroup: ' /tmp/second.log | sed 's/^/second cgroup lines: /'; \
-         grep ' dind_init::cgroup: ' /tmp/second.log; \
+         grep -c ' dind_init::prepare::cgroup' /tmp/second.log | sed 's/^/second cgroup lines: /'; \
+         grep ' dind_init::prepare::cgroup' /tmp/second.log; \
          exec /bin/sh {}",
         s(&config2),
         s(&script),

@@ -992,7 +992,7 @@ fn probes_are_answered_while_slow_clients_keep_reconnecting() {
             } else if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
                 held.push(Box::new(c));
             }
-            if j % 100 == 50 {
+            if j % 50 == 25 {
                 burst_tried += 1;
                 let answered = if (round + j) % 2 == 0 {
                     good_unix(&sock)

@@ -311,4 +311,108 @@ mod tests {
             Some(Request::Invalid(_))
         ));
     }
+
+    /// A small deterministic generator (xorshift64*), so a failure names its seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Mutated requests (byte flips, cuts, insertions of line ends, spaces, `?`,
+    /// invalid UTF-8, huge repeats) never panic, and every answer is one of the
+    /// protocol's forms: a status JSON line, an `error: ...` line, or an HTTP answer
+    /// with a known status. Bounded for CI; `DIND_INIT_FUZZ_CASES` runs more.
+    #[test]
+    fn mutated_requests_get_well_formed_answers() {
+        let seeds: &[&[u8]] = &[
+            b"status\n",
+            b"\n",
+            b"wait 5s\n",
+            b"wait\n",
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /metrics HTTP/1.0\r\n\r\n",
+            b"POST /status HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /status?x=1 HTTP/1.1\r\n\r\n",
+        ];
+        let cases: usize = std::env::var("DIND_INIT_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let inserts: &[&[u8]] = &[
+            b"\n",
+            b"\r\n",
+            b" ",
+            b"\t",
+            b"?",
+            b"\xff\xfe",
+            b"HTTP/1.1",
+            b"wait",
+            b"\0",
+        ];
+        for case in 0..cases {
+            let mut input = seeds[rng.below(seeds.len())].to_vec();
+            for _ in 0..1 + rng.below(4) {
+                match rng.below(6) {
+                    0 if !input.is_empty() => {
+                        let i = rng.below(input.len());
+                        input[i] ^= 1 << rng.below(8);
+                    }
+                    1 => input.truncate(rng.below(input.len() + 1)),
+                    2 => {
+                        let i = rng.below(input.len() + 1);
+                        let ins = inserts[rng.below(inserts.len())];
+                        input.splice(i..i, ins.iter().copied());
+                    }
+                    3 if !input.is_empty() => {
+                        let i = rng.below(input.len());
+                        input.remove(i);
+                    }
+                    4 if rng.below(50) == 0 => {
+                        let byte = input.first().copied().unwrap_or(b'a');
+                        input.splice(0..0, std::iter::repeat_n(byte, 1 + rng.below(20_000)));
+                    }
+                    _ => {}
+                }
+            }
+            // As the server does: a complete request, or what was sent before EOF.
+            let request = complete_request(&input).unwrap_or_else(|| {
+                let mut with_end = input.clone();
+                with_end.push(b'\n');
+                complete_request(&with_end)
+                    .unwrap_or_else(|| parse_request(&String::from_utf8_lossy(&input)))
+            });
+            for ready in [true, false] {
+                let Some(out) = answer(&request, &Fixed(ready), ConnStats::default()) else {
+                    assert!(
+                        matches!(request, Request::Wait(_)),
+                        "case {case}: {input:?}"
+                    );
+                    continue;
+                };
+                let text = String::from_utf8(out).unwrap();
+                let ok = text.starts_with("{\"state\"")
+                    || (text.starts_with("error: ")
+                        && text.ends_with('\n')
+                        && text.lines().count() == 1)
+                    || ["200", "404", "405", "503"]
+                        .iter()
+                        .any(|c| text.starts_with(&format!("HTTP/1.1 {c} ")));
+                assert!(ok, "case {case}: {input:?} -> {text:?}");
+                assert!(
+                    text.len() < 4096,
+                    "case {case}: answer of {} bytes",
+                    text.len()
+                );
+            }
+        }
+    }
 }

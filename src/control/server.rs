@@ -238,7 +238,7 @@ impl ControlServer {
             if !read_request(&mut conn, answers, now, self.waiting(), self.stats()) {
                 continue;
             }
-            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest() {
+            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest(answers, now) {
                 debug!(
                     open = self.conns.len(),
                     "status socket: every slot holds a request or a wait; closing a new connection"
@@ -250,27 +250,41 @@ impl ControlServer {
         }
     }
 
-    /// Closes the oldest connection that has not sent a complete request yet (a
-    /// slow or silent client), to make room for a newer one. Returns false when
-    /// every slot holds a complete request or a parked `wait`.
-    fn evict_slowest(&mut self) -> bool {
-        let oldest = self
+    /// Makes room for a newer connection: the oldest connection that has not sent
+    /// a complete request yet (a slow or silent client) is closed. Each candidate is
+    /// read once more first: a request that arrived since it was accepted (a client
+    /// that wrote just after connecting) is answered, not taken for a slow one.
+    /// Returns false when every slot holds a complete request or a parked `wait`.
+    fn evict_slowest(&mut self, answers: &dyn Answers, now: Instant) -> bool {
+        let candidates: Vec<u64> = self
             .conns
             .iter()
-            .find(|(_, c)| matches!(c.phase, Phase::Reading))
-            .map(|(id, _)| *id);
-        match oldest {
-            Some(id) => {
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in candidates {
+            let waiting = self.waiting();
+            let stats = self.stats();
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !read_request(conn, answers, now, waiting, stats) {
+                // Answered (or gone) just now: its slot is free.
+                self.conns.remove(&id);
+                return true;
+            }
+            if matches!(conn.phase, Phase::Reading) {
                 debug!(
                     id,
                     "status socket: table full; closing the oldest client that has sent no request"
                 );
                 self.conns.remove(&id);
                 self.stats.evicted += 1;
-                true
+                return true;
             }
-            None => false,
+            // Its request came: it is being answered or waits; try the next one.
         }
+        false
     }
 
     /// What the server has done since boot (for `/metrics`).

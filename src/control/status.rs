@@ -117,6 +117,39 @@ pub struct EnvironmentStatus {
     /// "v1", "v2" or "hybrid".
     pub cgroup: String,
     pub pid1: bool,
+    /// docker:dind's TLS contract as boot met it (`prepare/tls.rs`). `default`: a status
+    /// line from an init without it still parses.
+    #[serde(default)]
+    pub tls: TlsStatus,
+    /// dockerd's data-root and its tmpfs (`prepare/storage.rs`).
+    #[serde(default)]
+    pub storage: StorageStatus,
+}
+
+/// What boot did for `DOCKER_TLS_CERTDIR` (SPEC §6).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsStatus {
+    /// "off" (DOCKER_TLS_CERTDIR unset), "generated" (dind-init keeps the CA and renewed
+    /// the certificates), "user" (the user's certificates, verified), "plain" (set to
+    /// "": TCP without TLS), "args" (dockerd's arguments name a TCP host of their own).
+    pub mode: String,
+    /// The certificate directory, when there is one.
+    pub dir: Option<String>,
+    /// The TCP host dind-init gave dockerd, e.g. "tcp://0.0.0.0:2376".
+    pub host: Option<String>,
+    /// What was made, kept, renewed or verified, one line each.
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// dockerd's data-root and what boot did about `data_root_tmpfs` (SPEC §11).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    pub data_root: String,
+    /// `data_root_tmpfs` (e.g. "8g"); null when off.
+    pub tmpfs: Option<String>,
+    /// What was done: the tmpfs mounted, or why not; null when off.
+    pub action: Option<String>,
 }
 
 /// What the network setup before the last dockerd start found and did (`network.rs`).
@@ -222,6 +255,17 @@ mod tests {
                 gvisor: true,
                 cgroup: "v1".into(),
                 pid1: true,
+                tls: TlsStatus {
+                    mode: "generated".into(),
+                    dir: Some("/certs".into()),
+                    host: Some("tcp://0.0.0.0:2376".into()),
+                    actions: vec!["kept ca/key.pem".into()],
+                },
+                storage: StorageStatus {
+                    data_root: "/var/lib/docker".into(),
+                    tmpfs: Some("8g".into()),
+                    action: Some("mounted a tmpfs of size 8g on /var/lib/docker".into()),
+                },
             },
             network: NetworkStatus {
                 mode: "gvisor".into(),
@@ -259,7 +303,17 @@ mod tests {
         // A status line without `network` (an older init) still parses.
         let mut v = v;
         v.as_object_mut().unwrap().remove("network");
-        let old: Status = serde_json::from_value(v).unwrap();
+        let old: Status = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(old.network, NetworkStatus::default());
+        assert_eq!(v["environment"]["tls"]["mode"], "generated");
+        assert_eq!(v["environment"]["tls"]["host"], "tcp://0.0.0.0:2376");
+        assert_eq!(v["environment"]["storage"]["tmpfs"], "8g");
+        // Nor without `tls` and `storage` (an older init).
+        let mut older = v.clone();
+        let env = older["environment"].as_object_mut().unwrap();
+        env.remove("tls");
+        env.remove("storage");
+        let older: Status = serde_json::from_value(older).unwrap();
+        assert_eq!(older.environment.tls, TlsStatus::default());
     }
 }

@@ -6,6 +6,7 @@
 //! - The environment: gVisor or not (`--iptables=false --ip6tables=false`).
 //! - cgroup preparation: e.g. `--exec-opt native.cgroupdriver=cgroupfs`.
 //! - Nested networking: the directory of iptables-legacy links that leads PATH.
+//! - docker:dind's TLS contract (`tls.rs`): the TCP host and its TLS flags.
 //! - COMMAND's docker:dind-style words (`dind-init -- --storage-driver=vfs`).
 //!
 //! [`build`] is pure: it reads no file and no environment variable (the init's PATH
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::environment::DEFAULT_PATH;
+use crate::prepare::tls::{Listener, PLAIN_HOST, TLS_HOST};
 
 /// dockerd's default API socket (`unix://` with no path).
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -48,6 +50,15 @@ pub struct Inputs<'a> {
     pub extra: &'a [OsString],
     /// dockerd's NOTIFY_SOCKET.
     pub notify: &'a Path,
+    /// The TCP listener of docker:dind's TLS contract (`DOCKER_TLS_CERTDIR`).
+    pub listener: &'a Listener,
+}
+
+/// The user's dockerd arguments: `dockerd.args`, then COMMAND's docker:dind-style words.
+pub fn user_args(config: &Config, extra: &[OsString]) -> Vec<String> {
+    let mut user = config.dockerd.args.clone();
+    user.extend(extra.iter().map(|a| a.to_string_lossy().into_owned()));
+    user
 }
 
 /// Whether `args` set option `names` (as `--x`, `--x=v`, `-H`, `-Hv`).
@@ -96,13 +107,7 @@ pub fn option_values(args: &[String], names: &[&str]) -> Vec<String> {
 /// and PATH led by `path_prefix` when there is one.
 pub fn build(inputs: Inputs<'_>) -> Launch {
     let cfg = inputs.config;
-    let mut user: Vec<String> = cfg.dockerd.args.clone();
-    user.extend(
-        inputs
-            .extra
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned()),
-    );
+    let user = user_args(cfg, inputs.extra);
     let mut args = Vec::new();
     // dind-init needs a unix socket to ping. The user's hosts win; when none of
     // them is a unix socket (e.g. only `-H tcp://0.0.0.0:2375`), dockerd.socket is
@@ -123,6 +128,26 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
             cfg.dockerd.socket.clone()
         }
     };
+    // Beside the unix socket, as docker:dind's entrypoint puts them (`tls.rs` has
+    // already left this out when the user's arguments name a TCP host).
+    match inputs.listener {
+        Listener::None => {}
+        Listener::Plain => {
+            args.push(format!("--host={PLAIN_HOST}"));
+            // dockerd sleeps 15 s before serving a TCP host without TLS unless TLS is
+            // explicitly off (cmd/dockerd/daemon.go, loadListeners).
+            if !has_option(&user, &["--tls", "--tlsverify"]) {
+                args.push("--tls=false".to_owned());
+            }
+        }
+        Listener::Tls { ca, cert, key } => {
+            args.push(format!("--host={TLS_HOST}"));
+            args.push("--tlsverify".to_owned());
+            args.push(format!("--tlscacert={}", ca.display()));
+            args.push(format!("--tlscert={}", cert.display()));
+            args.push(format!("--tlskey={}", key.display()));
+        }
+    }
     if !has_option(&user, &["--shutdown-timeout"]) {
         args.push(format!(
             "--shutdown-timeout={}",
@@ -204,6 +229,86 @@ mod tests {
             init_path: None,
             extra: &[],
             notify,
+            listener: &Listener::None,
+        }
+    }
+
+    #[test]
+    fn tcp_listener_table() {
+        let notify = Path::new("/n.sock");
+        let tls = Listener::Tls {
+            ca: PathBuf::from("/certs/server/ca.pem"),
+            cert: PathBuf::from("/certs/server/cert.pem"),
+            key: PathBuf::from("/certs/server/key.pem"),
+        };
+        // (dockerd.args, listener, dockerd's arguments)
+        let cases: Vec<(Vec<String>, &Listener, Vec<String>)> = vec![
+            (
+                vec![],
+                &tls,
+                v(&[
+                    "--host=unix:///var/run/docker.sock",
+                    "--host=tcp://0.0.0.0:2376",
+                    "--tlsverify",
+                    "--tlscacert=/certs/server/ca.pem",
+                    "--tlscert=/certs/server/cert.pem",
+                    "--tlskey=/certs/server/key.pem",
+                    "--shutdown-timeout=6",
+                ]),
+            ),
+            (
+                vec![],
+                &Listener::Plain,
+                v(&[
+                    "--host=unix:///var/run/docker.sock",
+                    "--host=tcp://0.0.0.0:2375",
+                    "--tls=false",
+                    "--shutdown-timeout=6",
+                ]),
+            ),
+            // The user's unix host stays the one pinged; the TCP host comes beside it.
+            (
+                v(&["-H", "unix:///x.sock"]),
+                &tls,
+                v(&[
+                    "--host=tcp://0.0.0.0:2376",
+                    "--tlsverify",
+                    "--tlscacert=/certs/server/ca.pem",
+                    "--tlscert=/certs/server/cert.pem",
+                    "--tlskey=/certs/server/key.pem",
+                    "--shutdown-timeout=6",
+                    "-H",
+                    "unix:///x.sock",
+                ]),
+            ),
+            // The user's own TLS choice is not contradicted.
+            (
+                v(&["--tlsverify=false"]),
+                &Listener::Plain,
+                v(&[
+                    "--host=unix:///var/run/docker.sock",
+                    "--host=tcp://0.0.0.0:2375",
+                    "--shutdown-timeout=6",
+                    "--tlsverify=false",
+                ]),
+            ),
+        ];
+        for (user, listener, want) in cases {
+            let mut cfg = Config::default();
+            cfg.dockerd.args = user.clone();
+            let l = build(Inputs {
+                listener,
+                ..inputs(&cfg, false, notify)
+            });
+            assert_eq!(l.args, want, "{user:?} {listener:?}");
+            assert_eq!(
+                l.socket,
+                if user.is_empty() || user[0] != "-H" {
+                    PathBuf::from("/var/run/docker.sock")
+                } else {
+                    PathBuf::from("/x.sock")
+                }
+            );
         }
     }
 

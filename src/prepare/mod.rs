@@ -1,4 +1,13 @@
-//! What happens before dockerd can start: building its command line and
-//! environment, and clearing stale state a previous dockerd left behind.
+//! What happens before dockerd can start: finding out where the init runs
+//! (`environment`), preparing cgroups (`cgroup`), docker:dind's TLS contract
+//! (`tls`, certificates made with the image's `openssl`, and dockerd's TCP listener),
+//! the data root's tmpfs (`storage`), building dockerd's command line and environment
+//! from all of these (`launch`), and clearing stale state a previous dockerd left
+//! behind (`stale`).
+pub mod cgroup;
+pub mod environment;
 pub mod launch;
+pub mod openssl;
 pub mod stale;
+pub mod storage;
+pub mod tls;

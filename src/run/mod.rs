@@ -8,8 +8,13 @@
 //! - [`shutdown`]: the stages of the stop;
 //! - [`publisher`]: what a state change means outside (ready file, waits, sd_notify);
 //! - [`model`]: what the init knows and shows (read by the status socket);
-//! - [`dockerd`], [`helper`], [`readiness`]: the processes and sockets those parts
-//!   talk about, I/O only.
+//! - [`checks`]: the Docker API calls once dockerd answers (container check, /info);
+//! - [`dockerd`], [`helper`], [`readiness`], [`api`]: the processes and sockets those
+//!   parts talk about, I/O only.
+//!
+//! [`Init`] holds them; its methods are in three files by concern: this one (the
+//! loop, dispatch, deadlines), `children.rs` (signals, reaping, dockerd, helpers,
+//! COMMAND) and `state.rs` (readiness, publishing, shutdown).
 //!
 //! The loop ([`Init::run`]) only waits, dispatches and carries out actions. Each
 //! turn it handles what is due, waits in epoll with the timeout set to the nearest
@@ -22,6 +27,8 @@
 //! ends it, and every error is logged once and the loop goes on.
 
 pub mod api;
+pub mod checks;
+mod children;
 pub mod dockerd;
 pub mod gate;
 pub mod helper;
@@ -32,46 +39,42 @@ pub mod prober;
 pub mod publisher;
 pub mod readiness;
 pub mod shutdown;
+mod state;
 pub mod supervisor;
 pub mod verify;
 
-use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use rustix::event::epoll::EventFlags;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{debug, error, info, warn};
 
-use crate::config::{format_duration, Config, Verify};
+use crate::config::Config;
 use crate::control::server::ControlServer;
 use crate::control::status::{CgroupStatus, EnvironmentStatus};
-use crate::diagnose;
 use crate::error::Error;
 use crate::network::{self, Plan};
 use crate::prepare::launch::Launch;
-use crate::prepare::stale;
 use crate::sys::poller::{Poller, Token, Watched};
-use crate::sys::reaper::{self, ExitStatus};
-use crate::sys::signals::{self, Disposition};
-use crate::sys::spawn::{self, Input, Output, Spec};
+use crate::sys::signals;
 
+use self::checks::Checks;
 use self::dockerd::{LeftoverStep, Leftovers, Pipes};
 use self::gate::Gate;
 use self::helper::NetworkRun;
-use self::model::{Model, Shown};
-use self::output::{Stream, Tail, MAX_LINE};
+use self::model::Model;
+use self::output::{Stream, Tail};
 use self::prober::{Prober, Slot};
-use self::publisher::{Publish, Publisher};
+use self::publisher::Publisher;
 use self::readiness::{NotifySocket, Ping, ReadyFile, SocketWatch};
-use self::shutdown::{Shutdown, Step};
-use self::supervisor::{Action, Event, Policy, State, Supervisor};
-use self::verify::{Next, Verifier};
+use self::shutdown::Shutdown;
+use self::supervisor::{Event, Policy, Supervisor};
 
 /// The longest single wait: capped so that the milliseconds fit epoll_wait's int (a
 /// longer timeout would need epoll_pwait2, Linux 5.11); waking early is harmless.
@@ -84,7 +87,7 @@ const WAIT_FAILED_REST: Timespec = Timespec {
 };
 
 /// Lines of cgroup actions and warnings kept for status at most.
-const MAX_CGROUP_LINES: usize = 200;
+pub(crate) const MAX_CGROUP_LINES: usize = 200;
 
 /// Everything the run mode needs, decided at boot.
 #[derive(Debug, Clone)]
@@ -176,32 +179,8 @@ pub struct Init {
     /// The nested-network rules being set up (helper processes).
     network_run: Option<NetworkRun>,
     children_left: bool,
-    /// The Docker API call in flight, and what it is for.
-    api: Option<ApiCall>,
-    /// The container check in progress (`verify = "container"`).
-    verifier: Option<Verifier>,
-    /// When the next check runs, after a failed one.
-    verify_retry: Option<Instant>,
-    verify_backoff: verify::Backoff,
-    /// The test image's tag, computed at the first check.
-    verify_tag: Option<String>,
-}
-
-/// What a Docker API call is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    /// A step of the container check.
-    Verify,
-    /// `GET /info` once ready: the storage driver.
-    Info,
-}
-
-#[derive(Debug)]
-struct ApiCall {
-    purpose: Purpose,
-    call: Watched<api::Call>,
-    deadline: Instant,
-    reading: bool,
+    /// The Docker API calls once dockerd answers (container check, /info).
+    checks: Checks,
 }
 
 impl Init {
@@ -298,11 +277,7 @@ impl Init {
             network,
             network_run: None,
             children_left: false,
-            api: None,
-            verifier: None,
-            verify_retry: None,
-            verify_backoff: verify::Backoff::default(),
-            verify_tag: None,
+            checks: Checks::default(),
             signals,
             poller,
             settings,
@@ -441,639 +416,17 @@ impl Init {
                     run.on_stderr();
                 }
             }
-            Token::Api => self.on_api(now),
+            Token::Api => {
+                let to = checks::Target {
+                    socket: &self.settings.launch.socket,
+                    registry: self.poller.registry(),
+                };
+                if let Some(outcome) = self.checks.on_event(to, now) {
+                    self.checked(outcome, now);
+                }
+            }
         }
         false
-    }
-
-    // ----- signals and reaping -----
-
-    /// Acts on one signal. Returns true when it was only passed on (no state,
-    /// no deadline changed).
-    fn on_signal(&mut self, signo: i32, now: Instant) -> bool {
-        let Some((sig, disposition)) = signals::disposition(signo) else {
-            debug!(signal = %signals::name(signo), "ignoring unexpected signal");
-            return true;
-        };
-        match disposition {
-            Disposition::Reap => {
-                self.reap(now);
-                false
-            }
-            Disposition::Shutdown => {
-                info!(signal = sig.as_str(), "shutdown requested");
-                self.signal_command(sig);
-                self.begin_shutdown(now, Some(sig));
-                false
-            }
-            Disposition::Reload => {
-                match self.model.supervisor.pid() {
-                    Some(pid) => {
-                        info!(
-                            pid,
-                            "passing SIGHUP to dockerd (it reloads its configuration)"
-                        );
-                        signal_pid(pid, Signal::SIGHUP);
-                        self.model.counters.signals_forwarded += 1;
-                    }
-                    None => self.signal_command(sig),
-                }
-                true
-            }
-            Disposition::Forward => {
-                debug!(signal = sig.as_str(), "forwarding signal to COMMAND");
-                self.signal_command(sig);
-                true
-            }
-        }
-    }
-
-    /// Sends `sig` to COMMAND's process group, if COMMAND runs.
-    fn signal_command(&mut self, sig: Signal) {
-        if let Some(pid) = self.gate.pid() {
-            self.model.counters.signals_forwarded += 1;
-            // ESRCH: the group is gone (COMMAND exited, its SIGCHLD not read yet).
-            if let Err(e) = killpg(Pid::from_raw(pid), sig) {
-                debug!(pid, signal = sig.as_str(), error = %e, "could not signal COMMAND's group");
-            }
-        }
-    }
-
-    fn reap(&mut self, now: Instant) {
-        // COMMAND's exit is acted on last: stopping dockerd must not signal a pid
-        // whose exit is further down this same batch.
-        let mut command_exit = None;
-        let mut leftovers_gone = false;
-        self.children_left = reaper::reap_each(|pid, status| {
-            if self.gate.pid() == Some(pid) {
-                command_exit = Some((pid, status));
-            } else if self.model.supervisor.pid() == Some(pid) {
-                self.on_dockerd_exit(status, now);
-            } else if self
-                .network_run
-                .as_mut()
-                .is_some_and(|r| r.on_exit(pid, status, self.poller.registry(), now))
-            {
-                debug!(pid, status = %status, "iptables finished");
-            } else {
-                self.model.counters.orphans_reaped += 1;
-                debug!(pid, status = %status, "reaped");
-                if let Some(l) = self.leftovers.as_mut() {
-                    leftovers_gone |= l.reaped(pid);
-                }
-            }
-        });
-        self.network_progress(now);
-        if leftovers_gone {
-            debug!("the leftover containerd is gone");
-            self.spawn_dockerd(now);
-        }
-        if let Some((pid, status)) = command_exit {
-            info!(pid, status = %status, "COMMAND exited");
-            self.gate.exited(status);
-            self.begin_shutdown(now, None);
-        }
-    }
-
-    // ----- dockerd -----
-
-    fn apply(&mut self, actions: Vec<Action>, now: Instant) {
-        for action in actions {
-            match action {
-                Action::Spawn => self.spawn_dockerd(now),
-                Action::Signal(sig) => {
-                    if let Some(pid) = self.model.supervisor.pid() {
-                        info!(pid, signal = sig.as_str(), "signalling dockerd");
-                        signal_pid(pid, sig);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Feeds the supervisor and carries out what it says.
-    fn supervise(&mut self, event: Event, now: Instant) {
-        let actions = self.model.supervisor.handle(event, now);
-        self.apply(actions, now);
-    }
-
-    /// Before a restart, the cgroup preparation runs again (SPEC §5): it is
-    /// idempotent, so it only acts when something undid the first run (a
-    /// hierarchy unmounted, /sys/fs/cgroup hidden), and each action is logged.
-    fn prepare_cgroups_again(&mut self) {
-        let outcome = crate::cgroup::prepare(&self.settings.config, &self.settings.env);
-        if let Some(reason) = &outcome.failure {
-            warn!(reason = %reason, "cgroup preparation before the restart found a problem");
-        }
-        let c = &mut self.model.cgroup;
-        c.mode = outcome.mode;
-        c.mounted = outcome.mounted;
-        c.stubbed = outcome.stubbed;
-        // Bounded: a restart that had to act again adds its lines, up to a cap.
-        for (list, new) in [
-            (&mut c.actions, outcome.actions),
-            (&mut c.warnings, outcome.warnings),
-        ] {
-            let room = MAX_CGROUP_LINES.saturating_sub(list.len());
-            list.extend(new.into_iter().take(room));
-        }
-    }
-
-    /// Spawns dockerd, unless a containerd left by a killed dockerd must go first.
-    fn spawn_dockerd(&mut self, now: Instant) {
-        if self.model.shutdown.is_some() {
-            return;
-        }
-        if self.leftovers.is_none() {
-            let pids = stale::leftover_containerd(self.my_pid);
-            if !pids.is_empty() {
-                warn!(pids = ?pids, "a containerd left by the previous dockerd is still running; stopping it first");
-                for pid in &pids {
-                    signal_pid(*pid, Signal::SIGTERM);
-                }
-                self.leftovers = Some(Leftovers::new(pids, now));
-                return;
-            }
-        }
-        self.leftovers = None;
-        if self.started_once {
-            self.prepare_cgroups_again();
-        }
-        self.started_once = true;
-        stale::clean(&self.settings.launch);
-        if self.settings.environment.gvisor {
-            stale::clean_gvisor_network(&self.settings.launch);
-        }
-        // Nested networking (SPEC §7a) runs beside dockerd's start; a no-op outside
-        // gVisor or with mode "off".
-        let network_pending = self.start_network(now);
-        if signals::stop_requested() {
-            // Starting dockerd now would only mean stopping it again.
-            info!("a stop is pending; not starting dockerd");
-            return;
-        }
-        self.model.tail.new_run();
-        self.model.limits.clear();
-        self.model.storage_driver = None;
-        self.cancel_checks();
-        self.verify_backoff.reset();
-        self.truncated_lines = 0;
-        match dockerd::spawn(&self.settings.launch, self.poller.registry()) {
-            Ok((pid, pipes)) => {
-                info!(pid, program = %self.settings.launch.program,
-                    args = ?self.settings.launch.args, "started dockerd");
-                self.pipes = Some(pipes);
-                self.model.counters.dockerd_started = Some((now, std::time::SystemTime::now()));
-                self.model.counters.time_to_ready = None;
-                self.supervise(Event::Spawned { pid }, now);
-                self.probe(prober::Input::Spawned { network_pending }, now);
-            }
-            Err(f) => {
-                // The reason is logged once, as the state it leads to.
-                self.supervise(
-                    Event::SpawnFailed {
-                        reason: f.reason,
-                        permanent: f.permanent,
-                    },
-                    now,
-                );
-            }
-        }
-    }
-
-    fn on_dockerd_exit(&mut self, status: ExitStatus, now: Instant) {
-        // Its last words are in the pipes already: read them before judging.
-        self.read_output(Stream::Stdout);
-        self.read_output(Stream::Stderr);
-        self.pipes = None;
-        let stderr_tail = self.model.tail.stderr_lines(20);
-        // Only a start-up failure is diagnosed (SPEC §7): once dockerd has served,
-        // its start-up complaints (e.g. gVisor's overlay probe before it settles
-        // on vfs) say nothing about why it died.
-        let diagnosis = if self.model.supervisor.state() == State::Starting {
-            diagnose::diagnose(&stderr_tail).map(|d| d.reason)
-        } else {
-            None
-        };
-        let stopping = matches!(
-            self.model.supervisor.state(),
-            State::Stopping | State::Stopped
-        );
-        if stopping {
-            info!(status = %status, "dockerd exited");
-        } else {
-            error!(status = %status, diagnosis = diagnosis.as_deref(), stderr_tail = ?stderr_tail, "dockerd exited");
-        }
-        self.probe(prober::Input::Gone, now);
-        self.cancel_checks();
-        self.supervise(Event::Exited { status, diagnosis }, now);
-    }
-
-    /// Reads what dockerd wrote on `stream` and logs it line by line.
-    fn read_output(&mut self, stream: Stream) {
-        let Some(pipes) = self.pipes.as_mut() else {
-            return;
-        };
-        let lines = pipes.read(stream);
-        let truncated = pipes.truncated();
-        if truncated > self.truncated_lines {
-            debug!(truncated, "dockerd output lines cut at {MAX_LINE} bytes");
-            self.truncated_lines = truncated;
-        }
-        for line in lines {
-            info!(target: "dockerd", stream = stream.as_str(), "{line}");
-            if let Some(limit) = self.model.limits.observe(&line) {
-                warn!(cause = limit.cause, "{}", limit.warning);
-            }
-            self.model.tail.push(stream, line);
-        }
-    }
-
-    // ----- nested networking -----
-
-    /// Starts the nested-network setup for a dockerd start, unless one is still
-    /// running (it then serves this start too). Returns whether it is pending.
-    fn start_network(&mut self, now: Instant) -> bool {
-        if self.network_run.as_ref().is_some_and(|r| !r.is_done()) {
-            return true;
-        }
-        let Some(job) = self.network.begin(now) else {
-            self.model.network = self.network.status();
-            return false;
-        };
-        let run = NetworkRun::start(job, self.poller.registry(), now);
-        self.network_run = Some(run);
-        self.network_progress(now);
-        self.network_run.is_some()
-    }
-
-    /// Once the setup's helpers are all done: its outcome becomes the status, and
-    /// the prober learns that readiness no longer waits for it.
-    fn network_progress(&mut self, now: Instant) {
-        if !self.network_run.as_ref().is_some_and(NetworkRun::is_done) {
-            return;
-        }
-        if let Some(run) = self.network_run.take() {
-            self.network.finish(run.outcome(), now);
-            self.model.network = self.network.status();
-            self.probe(prober::Input::NetworkDone, now);
-        }
-    }
-
-    // ----- readiness -----
-
-    fn on_notify(&mut self, now: Instant) {
-        let Some(n) = &self.notify else {
-            return;
-        };
-        let mut ready = false;
-        for msg in n.get().receive() {
-            let from_dockerd = match (msg.pid, self.model.supervisor.pid()) {
-                // gVisor passes the sending thread's id, not the process id
-                // (measured): a thread of dockerd counts as dockerd.
-                (Some(sender), Some(d)) => {
-                    sender == d || Path::new(&format!("/proc/{d}/task/{sender}")).exists()
-                }
-                (None, Some(_)) => true, // no credentials: trust the socket's path
-                (_, None) => false,
-            };
-            if !from_dockerd {
-                debug!(sender = ?msg.pid, "ignoring a notify message not from dockerd");
-                continue;
-            }
-            if let Some(text) = &msg.status {
-                debug!(status = %text, "dockerd status");
-            }
-            if msg.stopping {
-                info!("dockerd says it is stopping");
-            }
-            ready |= msg.ready;
-        }
-        if ready {
-            debug!("dockerd sent READY=1; confirming with /_ping");
-            self.probe(prober::Input::NotifyReady, now);
-        }
-    }
-
-    /// Feeds the prober and carries out what it says.
-    fn probe(&mut self, input: prober::Input, now: Instant) {
-        let actions = self.prober.handle(input, now);
-        self.probe_actions(actions, now);
-    }
-
-    /// Carries out the prober's actions; a ping that cannot even start is fed
-    /// back to it at once.
-    fn probe_actions(&mut self, actions: Vec<prober::Action>, now: Instant) {
-        if actions.is_empty() {
-            return;
-        }
-        let mut todo: VecDeque<prober::Action> = actions.into();
-        while let Some(action) = todo.pop_front() {
-            match action {
-                prober::Action::Start(slot) => {
-                    let started = Ping::start(&self.settings.launch.socket).and_then(|p| {
-                        let token = Token::Ping(slot.index() as u8);
-                        Watched::new(self.poller.registry(), p, token, EventFlags::IN)
-                            .map_err(|(_, e)| prober::Outcome::Failed(format!("epoll: {e}")))
-                    });
-                    match started {
-                        Ok(p) => self.pings[slot.index()] = Some(p),
-                        Err(outcome) => {
-                            todo.extend(self.prober.handle(prober::Input::Done(slot, outcome), now))
-                        }
-                    }
-                }
-                prober::Action::Drop(slot) => self.pings[slot.index()] = None,
-                prober::Action::Ready { waited } => match self.settings.config.readiness.verify {
-                    Verify::Ping => {
-                        self.dockerd_ready(now);
-                        info!(
-                            waited_ms = waited.as_millis() as u64,
-                            "dockerd answered /_ping"
-                        );
-                    }
-                    Verify::Container => {
-                        info!(
-                            waited_ms = waited.as_millis() as u64,
-                            "dockerd answered /_ping; checking that a container runs"
-                        );
-                        self.start_check(now);
-                    }
-                },
-                prober::Action::HealthOk => self.supervise(Event::PingOk, now),
-                prober::Action::HealthFailed(why) => {
-                    self.model.counters.health_ping_failures += 1;
-                    warn!(outcome = %why, "health ping failed");
-                    self.supervise(Event::PingFailed, now);
-                }
-                prober::Action::Retry(why) => {
-                    debug!(outcome = %why, "start-up ping failed; retrying")
-                }
-            }
-        }
-    }
-
-    /// dockerd is ready: tell the supervisor and the world (ready file, waits,
-    /// sd_notify, before any logging: in gVisor each log line is a slow write to the
-    /// host), then ask it which storage driver it uses.
-    fn dockerd_ready(&mut self, now: Instant) {
-        self.model.counters.time_to_ready = self
-            .model
-            .counters
-            .dockerd_started
-            .map(|(t, _)| now.saturating_duration_since(t));
-        self.supervise(Event::Ready, now);
-        self.publish(now);
-        if self.api.is_none() {
-            let info = verify::Request {
-                method: "GET",
-                path: "/info".into(),
-                body: api::Body::None,
-            };
-            self.api_call(Purpose::Info, info, now);
-        }
-    }
-
-    // ----- Docker API calls: the container check, /info -----
-
-    /// Starts a container check (`verify = "container"`), unless dockerd is gone or
-    /// the init is stopping.
-    fn start_check(&mut self, now: Instant) {
-        self.verify_retry = None;
-        if self.model.supervisor.pid().is_none() || self.model.shutdown.is_some() {
-            return;
-        }
-        let tag = self
-            .verify_tag
-            .get_or_insert_with(|| {
-                let version = env!("CARGO_PKG_VERSION");
-                fs::File::open("/proc/self/exe")
-                    .and_then(|mut f| verify::tag_for(version, &mut f))
-                    .unwrap_or_else(|_| version.to_owned())
-            })
-            .clone();
-        // A dynamically linked build (a development build) cannot run alone in a
-        // one-file image: say so rather than let the container fail obscurely.
-        let is_static = fs::File::open("/proc/self/exe")
-            .ok()
-            .and_then(|mut f| verify::is_static_elf(&mut f));
-        if is_static == Some(false) {
-            let failure = verify::Failure {
-                step: verify::Step::Import,
-                message: "this dind-init is dynamically linked, so it cannot run alone in the test image; use the static build (cargo build --release --target x86_64-unknown-linux-musl)".into(),
-            };
-            self.check_done(Err(failure), now, now);
-            return;
-        }
-        let network = verify::network_for(&self.settings.launch.args);
-        let (verifier, first) = Verifier::start(&tag, network, now);
-        self.verifier = Some(verifier);
-        self.api_call(Purpose::Verify, first, now);
-    }
-
-    /// Makes a Docker API call; one that cannot even start ends at once.
-    fn api_call(&mut self, purpose: Purpose, req: verify::Request, now: Instant) {
-        self.api = None;
-        let started = api::Call::start(
-            &self.settings.launch.socket,
-            req.method,
-            &req.path,
-            &req.body,
-            Path::new("/proc/self/exe"),
-        )
-        .and_then(|call| {
-            let flags = call.interest();
-            Watched::new(self.poller.registry(), call, Token::Api, flags).map_err(|(_, e)| e)
-        });
-        match started {
-            Ok(call) => {
-                self.api = Some(ApiCall {
-                    purpose,
-                    call,
-                    deadline: now + verify::CALL_TIMEOUT,
-                    reading: false,
-                })
-            }
-            Err(e) => self.api_done(purpose, Err(format!("connecting to dockerd: {e}")), now),
-        }
-    }
-
-    /// dockerd's socket is ready for the call in flight.
-    fn on_api(&mut self, now: Instant) {
-        let Some(a) = self.api.as_mut() else {
-            return;
-        };
-        let progress = a.call.get_mut().on_event();
-        let purpose = a.purpose;
-        match progress {
-            api::Progress::Pending => {
-                let reading = a.call.get().interest() == EventFlags::IN;
-                if reading != a.reading {
-                    a.reading = reading;
-                    if let Err(e) = a.call.set(a.call.get().interest()) {
-                        self.api = None;
-                        self.api_done(purpose, Err(format!("epoll: {e}")), now);
-                    }
-                }
-            }
-            api::Progress::Done(answer) => {
-                self.api = None;
-                self.api_done(purpose, Ok(answer), now);
-            }
-            api::Progress::Failed(why) => {
-                self.api = None;
-                self.api_done(purpose, Err(why), now);
-            }
-        }
-    }
-
-    /// A Docker API call ended.
-    fn api_done(&mut self, purpose: Purpose, result: Result<api::Answer, String>, now: Instant) {
-        match purpose {
-            Purpose::Info => {
-                let driver = result.ok().filter(|a| a.status == 200).and_then(|a| {
-                    serde_json::from_slice::<serde_json::Value>(&a.body)
-                        .ok()
-                        .and_then(|v| v.get("Driver").and_then(|d| d.as_str()).map(str::to_owned))
-                });
-                match driver.as_deref() {
-                    Some("vfs") => warn!("{}", model::VFS_WARNING),
-                    Some(d) => info!(driver = d, "dockerd's storage driver"),
-                    None => debug!("dockerd's /info did not name a storage driver"),
-                }
-                self.model.storage_driver = driver;
-            }
-            Purpose::Verify => {
-                let Some(verifier) = self.verifier.as_mut() else {
-                    return;
-                };
-                match verifier.next(result) {
-                    Next::Call(req) => self.api_call(Purpose::Verify, req, now),
-                    Next::Done(outcome) => {
-                        let started = verifier.started;
-                        self.verifier = None;
-                        self.check_done(outcome, started, now);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A container check ended: ready, or degraded with a retry after the backoff.
-    fn check_done(&mut self, outcome: Result<(), verify::Failure>, started: Instant, now: Instant) {
-        let took = now.saturating_duration_since(started);
-        let at = crate::control::status::rfc3339(now, now, std::time::SystemTime::now());
-        let took_ms = took.as_millis() as u64;
-        match outcome {
-            Ok(()) => {
-                self.model.verify.last = Some(crate::control::status::VerifyResult {
-                    ok: true,
-                    step: None,
-                    message: None,
-                    took_ms,
-                    at,
-                });
-                self.verify_backoff.reset();
-                self.dockerd_ready(now);
-                info!(took_ms, "a test container ran: dockerd is ready");
-            }
-            Err(f) => {
-                // dockerd's words, and the known limit behind them when there is one:
-                // in the API's error message, or in what dockerd logged.
-                let limit = limits::match_line(&f.message)
-                    .or_else(|| self.model.limits.limits().first().copied());
-                let reason = match limit {
-                    Some(l) => format!(
-                        "{} (the test container's {} failed)",
-                        l.warning,
-                        f.step.as_str()
-                    ),
-                    None => f.reason(),
-                };
-                let retry = self.verify_backoff.take();
-                self.verify_retry = Some(now + retry);
-                self.model.verify.last = Some(crate::control::status::VerifyResult {
-                    ok: false,
-                    step: Some(f.step.as_str().to_owned()),
-                    message: Some(f.message.clone()),
-                    took_ms,
-                    at,
-                });
-                warn!(step = f.step.as_str(), message = %f.message, retry = %format_duration(retry),
-                    "the test container did not run; dockerd is degraded");
-                self.supervise(Event::Degraded(reason), now);
-            }
-        }
-    }
-
-    /// Drops the Docker API call and the container check (dockerd is gone, a new
-    /// one starts, or the init is stopping).
-    fn cancel_checks(&mut self) {
-        self.api = None;
-        self.verifier = None;
-        self.verify_retry = None;
-    }
-
-    // ----- COMMAND -----
-
-    fn gate_action(&mut self, action: gate::Action, now: Instant) {
-        match action {
-            gate::Action::Start => self.start_command(now),
-            gate::Action::StartAnyway(gate::Why::Timeout) => {
-                warn!(
-                    ready_timeout = %format_duration(self.settings.config.command.ready_timeout),
-                    "dockerd is not ready yet; starting COMMAND anyway"
-                );
-                self.start_command(now);
-            }
-            gate::Action::StartAnyway(gate::Why::Failed) => {
-                warn!("dockerd failed; starting COMMAND anyway");
-                self.start_command(now);
-            }
-            gate::Action::StartAnyway(gate::Why::Degraded) => {
-                warn!(
-                    "dockerd is degraded (a test container did not run); starting COMMAND anyway"
-                );
-                self.start_command(now);
-            }
-            gate::Action::GiveUp => {
-                error!("dockerd gave up and there is no COMMAND; exiting 1 so the container is restarted");
-                self.begin_shutdown(now, None);
-            }
-        }
-    }
-
-    fn start_command(&mut self, now: Instant) {
-        if !self.gate.may_start() {
-            return;
-        }
-        let Some((program, args)) = self.settings.command.split_first() else {
-            return;
-        };
-        let spec = Spec {
-            program,
-            args,
-            env: &[],
-            stdin: Input::Inherit,
-            stdout: Output::Inherit,
-            stderr: Output::Inherit,
-            take_terminal: true,
-        };
-        match spawn::spawn(&spec) {
-            Ok(child) => {
-                info!(pid = child.pid, command = ?self.settings.command, "started COMMAND");
-                self.gate.started(child.pid);
-            }
-            Err(source) => {
-                let e = Error::SpawnCommand {
-                    program: program.to_string_lossy().into_owned(),
-                    source,
-                };
-                error!(error = %e, "COMMAND did not start; stopping");
-                self.gate.spawn_failed(e.exit_code());
-                self.begin_shutdown(now, None);
-            }
-        }
     }
 
     // ----- time -----
@@ -1111,16 +464,13 @@ impl Init {
         if let Some(action) = self.gate.on_time(now) {
             self.gate_action(action, now);
         }
-        if self.api.as_ref().is_some_and(|a| a.deadline <= now) {
-            if let Some(a) = self.api.take() {
-                let why = format!("no answer within {}", format_duration(verify::CALL_TIMEOUT));
-                self.api_done(a.purpose, Err(why), now);
-            }
-        }
-        if self.verify_retry.is_some_and(|t| t <= now) {
-            self.verify_retry = None;
-            if self.model.supervisor.state() == State::Degraded {
-                self.start_check(now);
+        if self.checks.deadline().is_some_and(|d| d <= now) {
+            let to = checks::Target {
+                socket: &self.settings.launch.socket,
+                registry: self.poller.registry(),
+            };
+            if let Some(outcome) = self.checks.on_time(to, now) {
+                self.checked(outcome, now);
             }
         }
     }
@@ -1136,194 +486,11 @@ impl Init {
             self.network_run.as_ref().and_then(NetworkRun::deadline),
             self.gate.deadline(),
             self.control.as_ref().and_then(ControlServer::deadline),
-            self.api.as_ref().map(|a| a.deadline),
-            self.verify_retry,
+            self.checks.deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
-    }
-
-    // ----- state -----
-
-    /// Acts on a change of the shown state: the ready file, parked `wait`s,
-    /// sd_notify upward, the log line; then the prober's health pings and
-    /// COMMAND's gate. Nothing happens (and nothing is allocated) when the state
-    /// did not change.
-    fn publish(&mut self, now: Instant) {
-        let (state, reason) = self.model.shown();
-        let actions = self.publisher.on_state(state, reason);
-        if actions.is_empty() {
-            return;
-        }
-        for publish in actions {
-            self.carry_out(publish, now);
-        }
-        let serving = matches!(state, Shown::Ready | Shown::Unhealthy);
-        self.probe(prober::Input::Serving(serving), now);
-        let dockerd = match state {
-            Shown::Ready => gate::Dockerd::Ready,
-            Shown::Failed => gate::Dockerd::Failed,
-            Shown::Degraded => gate::Dockerd::Degraded,
-            _ => gate::Dockerd::Other,
-        };
-        if let Some(action) = self.gate.on_state(dockerd) {
-            self.gate_action(action, now);
-        }
-    }
-
-    fn carry_out(&mut self, publish: Publish, now: Instant) {
-        match publish {
-            Publish::WriteReadyFile => self.write_ready_file(now),
-            Publish::RemoveReadyFile => {
-                if let Err(e) = self.ready_file.remove() {
-                    error!(path = %self.ready_file.path().display(), error = %e, "could not remove the ready file");
-                }
-            }
-            Publish::ReleaseWaits => {
-                if let Some(c) = self.control.as_mut() {
-                    c.release_waits(&self.model, now);
-                }
-            }
-            Publish::Notify(message) => self.upward(&message),
-            Publish::LogState => {
-                let (state, reason) = self.model.shown();
-                let state = state.as_str();
-                match self.model.shown().0 {
-                    Shown::Failed => error!(state, reason, "dockerd state"),
-                    Shown::Unhealthy | Shown::Restarting => {
-                        warn!(state, reason, "dockerd state")
-                    }
-                    _ => info!(state, reason, "dockerd state"),
-                }
-            }
-        }
-    }
-
-    /// Writes the ready file. A failure (a full disk, a read-only directory) is
-    /// logged once and retried while dockerd stays ready.
-    fn write_ready_file(&mut self, now: Instant) {
-        let json = self.model.status(false).to_json();
-        let result = self.ready_file.write(&json);
-        let news = self.publisher.file_written(result.is_ok(), now);
-        let path = self.ready_file.path().display();
-        match result {
-            Ok(()) if news => info!(path = %path, "wrote the ready file at last"),
-            Ok(()) => {}
-            Err(e) if news => {
-                error!(path = %path, error = %e,
-                    retry = %format_duration(publisher::READY_FILE_RETRY),
-                    "could not write the ready file; trying again while dockerd is ready")
-            }
-            Err(_) => {}
-        }
-    }
-
-    /// sd_notify to the init's own supervisor, if it gave us NOTIFY_SOCKET. A
-    /// failure is a warning, once per kind of error, and stays in `status`.
-    fn upward(&mut self, message: &str) {
-        let Some(target) = &self.settings.upstream_notify else {
-            return;
-        };
-        match readiness::sd_notify(target, message) {
-            Ok(()) => self.model.sd_notify.sent += 1,
-            Err(e) => {
-                let warning = readiness::notify_failure(target, &e);
-                if !self.model.sd_notify.warnings.contains(&warning) {
-                    warn!(message, "{warning}");
-                    if self.model.sd_notify.warnings.len() < 8 {
-                        self.model.sd_notify.warnings.push(warning);
-                    }
-                }
-            }
-        }
-    }
-
-    // ----- shutdown -----
-
-    /// Starts the shutdown; `signal` is the signal that asked for it, if any.
-    fn begin_shutdown(&mut self, now: Instant, signal: Option<Signal>) {
-        if self.model.shutdown.is_some() {
-            return;
-        }
-        self.model.shutdown = Some(Shutdown::begin(
-            now,
-            signal,
-            self.settings.config.dockerd.stop_timeout,
-        ));
-        self.gate.stop();
-        self.leftovers = None;
-        self.cancel_checks();
-        if let Some(run) = self.network_run.as_mut() {
-            run.abandon();
-        }
-        self.network_progress(now);
-        self.supervise(Event::StopRequested, now);
-        // The ready file goes, parked `wait`s get their answer (stopping) now
-        // rather than an EOF later, STOPPING=1 goes upward.
-        self.publish(now);
-    }
-
-    /// Moves the shutdown through its stages as far as it can go right now.
-    /// Returns true when it is complete.
-    fn advance_shutdown(&mut self, now: Instant) -> bool {
-        let Some(mut sd) = self.model.shutdown else {
-            return false;
-        };
-        loop {
-            let main_running = self.gate.pid().is_some() || self.model.supervisor.pid().is_some();
-            let Some(step) = sd.step(now, main_running, self.children_left) else {
-                break;
-            };
-            match step {
-                Step::KillMain => {
-                    warn!(timeout = %format_duration(self.settings.config.dockerd.stop_timeout),
-                        "still running after the stop timeout; sending SIGKILL");
-                    self.signal_command(Signal::SIGKILL);
-                    if let Some(pid) = self.model.supervisor.pid() {
-                        signal_pid(pid, Signal::SIGKILL);
-                    }
-                }
-                Step::SignalRemaining(sig) => {
-                    let n = reaper::signal_remaining(sig, self.settings.pid1);
-                    if sig == Signal::SIGKILL {
-                        warn!(
-                            signalled = n,
-                            "processes still running after SIGTERM; sent SIGKILL"
-                        );
-                    } else {
-                        debug!(signalled = n, "sent SIGTERM to the remaining processes");
-                    }
-                    self.model.shutdown = Some(sd);
-                    self.reap(now);
-                }
-                Step::Abandon => {
-                    error!("processes left after SIGKILL could not be reaped; exiting anyway")
-                }
-                Step::Finish => {}
-            }
-        }
-        self.model.shutdown = Some(sd);
-        sd.is_done()
-    }
-
-    /// Cleans up and returns the init's exit code (SPEC §9).
-    fn finish(&mut self) -> i32 {
-        let _ = self.ready_file.remove();
-        if let Some(c) = &self.control {
-            c.remove();
-        }
-        if let Some(n) = &self.notify {
-            n.get().remove();
-        }
-        let signal = self.model.shutdown.as_ref().and_then(Shutdown::signal);
-        let code = self.gate.exit_code(signal);
-        info!(
-            code,
-            orphans_reaped = self.model.counters.orphans_reaped,
-            "exiting"
-        );
-        code
     }
 }
 

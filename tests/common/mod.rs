@@ -731,11 +731,34 @@ impl HostDocker {
         let dir = TempDir::new(name);
         let cgroups = TestCgroups::create(name, true, true);
         let d = dir.path().display();
+        // `runsc-net`: runsc with a sandbox network, for containers that talk to each
+        // other (tests/ci_recipes.rs). This runsc refuses a network on kernels 6.11 and
+        // later (its root-netns test finds /proc/sys/net/core/rmem_default in every
+        // netns, gVisor issue 10704): each runsc call gets a private mount namespace
+        // whose /proc/sys/net is an empty tmpfs, as REFERENCE.md section 4 did for
+        // `runsc do`. The sandbox's netstack is unaffected.
+        let wrapper = dir.join("runsc-net");
+        fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec unshare --mount -- /bin/sh -c 'mount -t tmpfs tmpfs /proc/sys/net \
+                 && mkdir -p /proc/sys/net/ipv4 && echo 1 > /proc/sys/net/ipv4/ip_forward \
+                 && exec \"$0\" \"$@\"' {RUNSC} \"$@\"\n"
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         fs::write(
             dir.join("daemon.json"),
             format!(
                 "{{\"runtimes\": {{\"runsc\": {{\"path\": \"{RUNSC}\", \
-                 \"runtimeArgs\": [\"--network=none\", \"--net-raw\"]}}}}}}\n"
+                 \"runtimeArgs\": [\"--network=none\", \"--net-raw\"]}}, \
+                 \"runsc-net\": {{\"path\": \"{}\", \"runtimeArgs\": [\"--net-raw\"]}}}}}}\n",
+                wrapper.display()
             ),
         )
         .unwrap();
