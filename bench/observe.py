@@ -20,7 +20,7 @@ Phases, in order, each printing one JSON line on stdout:
   ready      the three moments above for the first start;
   hold       (--hold SECS) stay idle so the driver can count the init's wake-ups;
   restart    SIGKILL dockerd (pid from the ready file), then the same three moments
-             again, measured from the kill;
+             again, measured from the kill (--restarts N: N times);
   container  `docker import` a busybox tar, `docker run -d --network=none IMG
              /bin/sleep 1000` (or, with --container traps-term, a shell that exits on
              SIGTERM), wait until it runs;
@@ -231,6 +231,7 @@ def race_to_ready(a, watch, since):
 def phase_ready(a, watch, start):
     early, late, probe, t_file, t_ping = race_to_ready(a, watch, start)
     emit({"event": "ready", "t_start": start, "t_ping": t_ping, "t_file": t_file,
+          "wall_minus_mono_ns": time.time_ns() - mono(),
           "t_file_wall": watch.wall.get(t_file), "file_mtime_ns": mtime_ns(a.ready),
           "t_probe": probe.t, "probe_rc": probe.rc, "ping_attempts": early.attempts,
           "late_minus_early_us": us(late.first, early.first),
@@ -242,7 +243,7 @@ def phase_ready(a, watch, start):
     return t_file is not None and t_ping is not None and probe.rc == 0
 
 
-def phase_restart(a, watch):
+def phase_restart(a, watch, index=0):
     st = read_status(a.ready) or {}
     pid = (st.get("dockerd") or {}).get("pid")
     if not pid:
@@ -254,7 +255,8 @@ def phase_restart(a, watch):
     # Only now: the old dockerd is reaped, so no answer can come from it.
     early, late, probe, t_file, t_ping = race_to_ready(a, watch, t_kill)
     st2 = read_status(a.ready) or {}
-    emit({"event": "restart", "t_kill": t_kill, "gone_ms": ms(t_gone, t_kill),
+    emit({"event": "restart", "index": index, "t_kill": t_kill, "gone_ms": ms(t_gone, t_kill),
+          "t_ping": t_ping, "t_file": t_file, "wall_minus_mono_ns": time.time_ns() - mono(),
           "t_file_wall": watch.wall.get(t_file), "file_mtime_ns": mtime_ns(a.ready),
           "ping_ms": ms(t_ping, t_kill),
           "file_ms": ms(t_file, t_kill),
@@ -263,7 +265,8 @@ def phase_restart(a, watch):
           "file_minus_ping_us": us(t_file, t_ping),
           "probe_minus_ping_us": us(probe.t, t_ping),
           "restarts": (st2.get("dockerd") or {}).get("restarts"), "old_pid": pid,
-          "new_pid": (st2.get("dockerd") or {}).get("pid")})
+          "new_pid": (st2.get("dockerd") or {}).get("pid"),
+          "verify": st2.get("verify")})
     return t_file is not None
 
 
@@ -305,6 +308,8 @@ def main():
     p.add_argument("--init", required=True)
     p.add_argument("--phases", default="ready")
     p.add_argument("--hold", type=float, default=0)
+    p.add_argument("--restarts", type=int, default=1, help="how many times the restart "
+                   "phase runs (each one SIGKILLs dockerd and waits until ready again)")
     p.add_argument("--image-tar")
     p.add_argument("--container", default="ignores-term", choices=["ignores-term", "traps-term"],
                    help="the nested container: `/bin/sleep 1000` as its PID 1 (SIGTERM does "
@@ -323,8 +328,9 @@ def main():
         emit({"event": "hold", "secs": a.hold})
         time.sleep(a.hold)
         emit({"event": "held", "init_proc": proc_status(1)})
-    if ok and "restart" in phases:
-        ok = phase_restart(a, watch)
+    for i in range(a.restarts if "restart" in phases else 0):
+        if ok:
+            ok = phase_restart(a, watch, i)
     if ok and "container" in phases:
         ok = phase_container(a)
     if ok and "term" in phases:

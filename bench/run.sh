@@ -7,8 +7,10 @@
 #                                over BENCHMARKS.md
 # It installs what is missing (Docker, runsc and busybox through
 # scripts/install-deps.sh; tini, dumb-init, catatonit, strace, perf), builds the static
-# binary and the fake dockerd, then runs bench/bench.py (Python 3, stdlib only).
-# Raw results go to target/bench/results.json.
+# binary and the fake dockerd, then runs bench/bench.py (Python 3, stdlib only), which
+# also runs bench/reliability.py (the status socket and reaping under abuse) and, when
+# scripts/docker-roots.sh (branch `matrix`) has built them, the Docker version roots
+# under /var/cache/dind-init/roots. Raw results go to target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

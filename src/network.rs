@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::NetworkMode;
 use crate::control::status::NetworkStatus;
@@ -687,7 +687,7 @@ impl Setup {
                 warn!("nested networking: {w}");
             }
         }
-        debug!(
+        info!(
             took_ms = now.saturating_duration_since(started).as_millis() as u64,
             "nested networking set up"
         );

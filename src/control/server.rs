@@ -40,6 +40,11 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_CONNECTIONS: usize = 64;
 /// Parked `wait`s at most; the other slots stay free for `status` and probes.
 pub const MAX_WAITS: usize = 56;
+/// A connection that has not sent a complete request can be closed to make room
+/// only once it is this old: a good client's request (over TCP especially) may
+/// arrive a moment after its connection is accepted. Newcomers wait in the listen
+/// backlog meanwhile.
+pub const MIN_SLOW_AGE: Duration = Duration::from_millis(10);
 /// After accept(2) fails (EMFILE...), the listeners rest this long.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The unix listener's backlog (the kernel caps it at its somaxconn): a burst
@@ -76,6 +81,16 @@ impl AsFd for Stream {
     }
 }
 
+/// Whether a full table can take one more connection.
+#[derive(Debug)]
+enum Room {
+    Made,
+    /// Not before this: every slow candidate is younger than [`MIN_SLOW_AGE`].
+    Later(Instant),
+    /// Every slot holds a complete request or a parked `wait`.
+    None,
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Reading the request.
@@ -88,6 +103,9 @@ enum Phase {
 
 #[derive(Debug)]
 struct Conn {
+    /// When it was accepted: a client gets [`MIN_SLOW_AGE`] before it can be taken
+    /// for a slow one.
+    accepted: Instant,
     stream: Watched<Stream>,
     input: Vec<u8>,
     phase: Phase,
@@ -105,8 +123,11 @@ pub struct ControlServer {
     registry: Registry,
     /// Whether the last accept(2) failed (EMFILE...), to log an episode once.
     accept_failing: bool,
-    /// After a failed accept(2), the listeners are quiet until then.
+    /// After a failed accept(2), or while the table is full of young clients, the
+    /// listeners are quiet until then.
     paused_until: Option<Instant>,
+    /// The pause is for room in the table: it ends as soon as a slot frees up.
+    waiting_for_room: bool,
     stats: ConnStats,
 }
 
@@ -123,8 +144,7 @@ impl ControlServer {
     ) -> io::Result<Self> {
         let tcp = match tcp {
             Some(addr) => {
-                let l = TcpListener::bind(addr)?;
-                l.set_nonblocking(true)?;
+                let l = tcp_listener(addr)?;
                 let w = Watched::new(registry, l, Token::ListenerTcp, EventFlags::IN)
                     .map_err(|(_, e)| e)?;
                 Some(w)
@@ -150,6 +170,7 @@ impl ControlServer {
             registry: registry.clone(),
             accept_failing: false,
             paused_until: None,
+            waiting_for_room: false,
             stats: ConnStats::default(),
         })
     }
@@ -185,6 +206,22 @@ impl ControlServer {
     /// holds a complete request or a parked `wait` is the newcomer closed at once.
     pub fn accept(&mut self, tcp: bool, answers: &dyn Answers, now: Instant) {
         loop {
+            let mut full = false;
+            if self.conns.len() >= MAX_CONNECTIONS {
+                match self.make_room(answers, now) {
+                    Room::Made => {}
+                    Room::Later(at) => {
+                        // Every client that may still send its request is young: the
+                        // newcomers wait in the backlog until the oldest one is not,
+                        // or until a slot frees up (`resume_if_room`).
+                        self.paused_until = Some(at);
+                        self.waiting_for_room = true;
+                        self.set_listening(false);
+                        return;
+                    }
+                    Room::None => full = true,
+                }
+            }
             let accepted = if tcp {
                 match &self.tcp {
                     Some(l) => l.get().accept().map(|(s, _)| Stream::Tcp(s)),
@@ -228,6 +265,7 @@ impl ControlServer {
             };
             self.next_id += 1;
             let mut conn = Conn {
+                accepted: now,
                 stream,
                 input: Vec::new(),
                 phase: Phase::Reading,
@@ -238,7 +276,7 @@ impl ControlServer {
             if !read_request(&mut conn, answers, now, self.waiting(), self.stats()) {
                 continue;
             }
-            if self.conns.len() >= MAX_CONNECTIONS && !self.evict_slowest(answers, now) {
+            if full {
                 debug!(
                     open = self.conns.len(),
                     "status socket: every slot holds a request or a wait; closing a new connection"
@@ -250,18 +288,18 @@ impl ControlServer {
         }
     }
 
-    /// Makes room for a newer connection: the oldest connection that has not sent
-    /// a complete request yet (a slow or silent client) is closed. Each candidate is
-    /// read once more first: a request that arrived since it was accepted (a client
-    /// that wrote just after connecting) is answered, not taken for a slow one.
-    /// Returns false when every slot holds a complete request or a parked `wait`.
-    fn evict_slowest(&mut self, answers: &dyn Answers, now: Instant) -> bool {
+    /// Makes room for a newer connection (SPEC §8 fair admission): the oldest
+    /// connection that has not sent a complete request (a slow or silent client) is
+    /// closed, once it is [`MIN_SLOW_AGE`] old. Each candidate is read once more
+    /// first: one whose request has come is answered, not taken for a slow one.
+    fn make_room(&mut self, answers: &dyn Answers, now: Instant) -> Room {
         let candidates: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| matches!(c.phase, Phase::Reading))
             .map(|(id, _)| *id)
             .collect();
+        let mut young: Option<Instant> = None;
         for id in candidates {
             let waiting = self.waiting();
             let stats = self.stats();
@@ -271,20 +309,28 @@ impl ControlServer {
             if !read_request(conn, answers, now, waiting, stats) {
                 // Answered (or gone) just now: its slot is free.
                 self.conns.remove(&id);
-                return true;
+                return Room::Made;
             }
-            if matches!(conn.phase, Phase::Reading) {
-                debug!(
-                    id,
-                    "status socket: table full; closing the oldest client that has sent no request"
-                );
-                self.conns.remove(&id);
-                self.stats.evicted += 1;
-                return true;
+            if !matches!(conn.phase, Phase::Reading) {
+                continue; // its request came: it is being answered or waits
             }
-            // Its request came: it is being answered or waits; try the next one.
+            let old_enough = conn.accepted + MIN_SLOW_AGE;
+            if old_enough > now {
+                young = Some(young.map_or(old_enough, |y| y.min(old_enough)));
+                continue;
+            }
+            debug!(
+                id,
+                "status socket: table full; closing the oldest client that has sent no request"
+            );
+            self.conns.remove(&id);
+            self.stats.evicted += 1;
+            return Room::Made;
         }
-        false
+        match young {
+            Some(at) => Room::Later(at),
+            None => Room::None,
+        }
     }
 
     /// What the server has done since boot (for `/metrics`).
@@ -313,6 +359,17 @@ impl ControlServer {
         };
         if !keep {
             self.conns.remove(&id);
+            self.resume_if_room();
+        }
+    }
+
+    /// Ends a pause for room once a slot is free: newcomers waiting in the backlog
+    /// are accepted at once rather than at the pause's end.
+    fn resume_if_room(&mut self) {
+        if self.waiting_for_room && self.conns.len() < MAX_CONNECTIONS {
+            self.waiting_for_room = false;
+            self.paused_until = None;
+            self.set_listening(true);
         }
     }
 
@@ -343,6 +400,7 @@ impl ControlServer {
                 }
             }
         }
+        self.resume_if_room();
     }
 
     /// Handles deadlines: silent or slow clients are dropped; a `wait` whose
@@ -350,6 +408,7 @@ impl ControlServer {
     pub fn on_deadlines(&mut self, answers: &dyn Answers, now: Instant) {
         if self.paused_until.is_some_and(|t| now >= t) {
             self.paused_until = None;
+            self.waiting_for_room = false;
             self.set_listening(true);
         }
         let due: Vec<u64> = self
@@ -372,12 +431,35 @@ impl ControlServer {
             debug!(id, "status socket: dropping a slow client");
             self.conns.remove(&id);
         }
+        self.resume_if_room();
     }
 
     /// Removes the unix socket file (at exit).
     pub fn remove(&self) {
         let _ = fs::remove_file(&self.unix_path);
     }
+}
+
+/// A non-blocking TCP listener on `addr` with the same backlog as the unix socket
+/// ([`LISTEN_BACKLOG`]; std's `TcpListener::bind` listens with 128, and a burst of
+/// probes beyond it loses SYNs, which clients retry only after a second).
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use rustix::net::{sockopt, AddressFamily, SocketFlags};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // As std does: a restarted init can bind while old connections sit in TIME_WAIT.
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, LISTEN_BACKLOG)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Switches the connection to sending `out` and sends what the socket takes.

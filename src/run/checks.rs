@@ -35,8 +35,8 @@ struct InFlight {
 /// What the loop must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A test container ran, in this long.
-    Verified(Duration),
+    /// A test container ran, in this long; each step's time, for the log.
+    Verified(Duration, String),
     /// The check failed, in this long; the next one runs after `retry`.
     Failed {
         failure: Failure,
@@ -195,15 +195,16 @@ impl Checks {
             }
             Purpose::Verify => {
                 let verifier = self.verifier.as_mut()?;
-                match verifier.next(result) {
+                match verifier.next(result, now) {
                     Next::Call(req) => self.call(to, Purpose::Verify, req, now),
                     Next::Done(result) => {
                         let took = now.saturating_duration_since(verifier.started);
+                        let steps = verifier.timings();
                         self.verifier = None;
                         Some(match result {
                             Ok(()) => {
                                 self.backoff.reset();
-                                Outcome::Verified(took)
+                                Outcome::Verified(took, steps)
                             }
                             Err(failure) => self.failed(failure, took, now),
                         })

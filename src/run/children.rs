@@ -185,9 +185,6 @@ impl Init {
         if self.settings.environment.gvisor {
             stale::clean_gvisor_network(&self.settings.launch);
         }
-        // Nested networking (SPEC §7a) runs beside dockerd's start; a no-op outside
-        // gVisor or with mode "off".
-        let network_pending = self.start_network(now);
         if signals::stop_requested() {
             // Starting dockerd now would only mean stopping it again.
             info!("a stop is pending; not starting dockerd");
@@ -206,6 +203,11 @@ impl Init {
                 self.model.counters.dockerd_started = Some((now, std::time::SystemTime::now()));
                 self.model.counters.time_to_ready = None;
                 self.supervise(Event::Spawned { pid }, now);
+                // Nested networking (SPEC §7a) runs beside dockerd's start, begun once
+                // dockerd is on its way (its first iptables use is far later than the
+                // links this makes); readiness waits for it. A no-op outside gVisor or
+                // with mode "off".
+                let network_pending = self.start_network(now);
                 self.probe(prober::Input::Spawned { network_pending }, now);
             }
             Err(f) => {

@@ -170,7 +170,7 @@ impl Init {
                 }
                 self.model.storage_driver = driver;
             }
-            checks::Outcome::Verified(took) => {
+            checks::Outcome::Verified(took, steps) => {
                 let took_ms = took.as_millis() as u64;
                 self.model.verify.last = Some(crate::control::status::VerifyResult {
                     ok: true,
@@ -180,7 +180,7 @@ impl Init {
                     at: at(),
                 });
                 self.dockerd_ready(now);
-                info!(took_ms, "a test container ran: dockerd is ready");
+                info!(took_ms, steps = %steps, "a test container ran: dockerd is ready");
             }
             checks::Outcome::Failed {
                 failure: f,
