@@ -116,4 +116,36 @@ fi
 
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
   || rustup target add x86_64-unknown-linux-musl
+
+# arm64 (tests/arm64.rs, scripts/release.sh): the aarch64 musl target, linked with the
+# toolchain's own rust-lld (.cargo/config.toml; no cross C toolchain), and Debian's
+# qemu-user-static to run it. qemu is called by name (qemu-aarch64-static), never
+# through binfmt_misc: nothing is registered with this machine's kernel (the package
+# registers formats only through binfmt-support, a Recommends not installed here).
+rustup target list --installed | grep -qx aarch64-unknown-linux-musl \
+  || rustup target add aarch64-unknown-linux-musl
+command -v qemu-aarch64-static >/dev/null || {
+  log "installing qemu-user-static"
+  apt_install qemu-user-static
+}
+
+# Podman (tests/podman.rs, examples/podman/): Debian's podman 4.3 with conmon. The tests
+# give every podman command its own storage, config, mount and cgroup namespaces and no
+# network. policy-rc.d above keeps the package from starting any of its units; its
+# postinst enables five of them for the next boot (measured: links in
+# /etc/systemd/system/*.wants), which are disabled again here, so that a machine that
+# boots with systemd never runs a Podman service because of these tests.
+command -v podman >/dev/null || {
+  log "installing podman"
+  apt_install podman conmon
+}
+for unit in podman.socket podman.service podman-restart.service \
+  podman-auto-update.service podman-auto-update.timer; do
+  # systemctl edits the links itself when systemd is not running.
+  if systemctl --quiet is-enabled "$unit" 2>/dev/null; then
+    systemctl --quiet disable "$unit"
+    log "disabled $unit (enabled by the podman package)"
+  fi
+done
+
 log "ok: dockerd $(dockerd --version 2>/dev/null | awk '{print $3}' | tr -d ,), runsc $(dpkg-query -W -f='${Version}' runsc), old runsc in $OLD_RUNSC_DIR"

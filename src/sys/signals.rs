@@ -201,8 +201,18 @@ const SIGINFO_SIZE: usize = 128;
 const BATCH: usize = 16;
 
 /// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 and aarch64
-/// (handler, flags, restorer, mask), which differs from the libc one. Other
-/// architectures order it differently: the crate does not build for them.
+/// (handler, flags, restorer, mask), which differs from the libc one. Both use the
+/// generic layout of include/linux/signal_types.h with `sa_restorer` present: x86_64
+/// and arm64 both define SA_RESTORER in their uapi asm/signal.h (arm64 for AArch32
+/// compatibility), which makes asm-generic/signal.h define `__ARCH_HAS_SA_RESTORER`;
+/// musl's generic `k_sigaction`, which aarch64 uses, has the same four fields. Their
+/// `sigset_t` is one 64-bit word (`_NSIG` 64), so the size argument is 8 on both.
+/// [`reset_for_exec`] passes only zeros, so a layout that differed in field order
+/// would still read as SIG_DFL, no flags, empty mask; what must hold is the size (the
+/// kernel copies `sizeof(struct sigaction)`, 32 bytes) and the sigset size.
+/// Other architectures differ (mips, alpha, sparc): the crate does not build for them.
+/// tests/arm64.rs runs the aarch64 build under qemu-user and checks its children's
+/// dispositions and mask.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!("signals::KernelSigaction matches x86_64 and aarch64 only");
 #[repr(C)]
@@ -212,6 +222,11 @@ struct KernelSigaction {
     restorer: usize,
     mask: u64,
 }
+const _: () = assert!(std::mem::size_of::<KernelSigaction>() == 32);
+
+/// The size of the kernel's signal set (`sizeof(sigset_t)` in the kernel) on x86_64
+/// and aarch64, rt_sigaction(2)'s last argument.
+const KERNEL_SIGSET_SIZE: usize = 8;
 
 /// The highest signal number on Linux (`_NSIG - 1`).
 const LAST_SIGNAL: i64 = 64;
@@ -238,14 +253,14 @@ pub fn reset_for_exec() {
         }
         // SAFETY: `default` is a valid kernel sigaction that installs no handler
         // code (SIG_DFL); the old action pointer is null, which the kernel allows;
-        // 8 is the size of the kernel's signal set on x86_64.
+        // KERNEL_SIGSET_SIZE is the kernel's signal set size on both architectures.
         let _ = unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_rt_sigaction,
                 signo,
                 &default as *const KernelSigaction,
                 std::ptr::null_mut::<KernelSigaction>(),
-                8usize,
+                KERNEL_SIGSET_SIZE,
             )
         };
     }

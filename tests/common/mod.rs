@@ -1086,3 +1086,16 @@ pub fn zombies_under_settled(root: i32) -> Vec<i32> {
     });
     last
 }
+
+impl<'a> Launch<'a> {
+    /// Like [`Launch::start`], with `prepare` applied to the `unshare` command before it
+    /// is spawned (e.g. a `pre_exec` that sets what the init inherits).
+    pub fn start_prepared(self, prepare: impl FnOnce(&mut Command)) -> InitUnderTest {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
+            .args(&self.unshare)
+            .arg(&self.binary);
+        prepare(&mut cmd);
+        self.spawn(cmd)
+    }
+}
