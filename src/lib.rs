@@ -1,19 +1,13 @@
 //! dind-init as a library: the binary in `main.rs` is a thin shell around these
 //! modules, and the integration tests in `tests/` run that binary. The README's
 //! "Architecture" section shows how the parts fit together.
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod control;
-pub mod diagnose;
 pub mod error;
 pub mod log;
-pub mod netlink;
-pub mod network;
-pub mod preflight;
 pub mod prepare;
 pub mod run;
 pub mod sys;
-
-// Paths from before the prepare/ folder, for code not yet moved over.
-pub use prepare::{cgroup, environment};

@@ -15,11 +15,11 @@ use dind_init::client::probe;
 use dind_init::config::{self, Config};
 use dind_init::control::status::{CgroupStatus, EnvironmentStatus};
 use dind_init::error::Error;
-use dind_init::prepare::{launch, storage, tls};
+use dind_init::prepare::{cgroup, environment, launch, network, storage, tls};
 use dind_init::run::{self, Init, Settings};
 use dind_init::sys::poller::Poller;
 use dind_init::sys::signals;
-use dind_init::{cgroup, environment, log, network, preflight};
+use dind_init::{check, log};
 use tracing::{info, warn};
 
 fn main() {
@@ -136,7 +136,7 @@ fn check(path: Option<PathBuf>) -> i32 {
                 &storage::data_root(&user),
             );
             log::print_stdout(&format!("tls: {tls_line}\nstorage: {storage_line}\n"));
-            let code = preflight::check(&cfg);
+            let code = check::check(&cfg);
             if tls_error {
                 1
             } else {

@@ -51,7 +51,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dind_init::environment::Version;
+use dind_init::prepare::environment::Version;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -66,7 +66,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The first runc that refuses gVisor's /proc, and the first Docker that needs netlink
-/// multicast (dind_init::preflight's thresholds: the test judges independently).
+/// multicast (dind_init::check's thresholds: the test judges independently).
 const RUNC_PROCFS_CHECK: Version = Version::new(1, 2, 8);
 const DOCKER_LINK_SUBSCRIPTION: u32 = 28;
 

@@ -1,4 +1,4 @@
-//! The rtnetlink client (`dind_init::netlink`) against real network stacks: Linux's, in a
+//! The rtnetlink client (`dind_init::sys::netlink`) against real network stacks: Linux's, in a
 //! network namespace of its own, and gVisor's netstack (runsc 0.0~20240729), which
 //! reports no link kinds (SPEC §7, REFERENCE §4 row 16).
 //!
@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use dind_init::netlink::{self, Link, Route};
+use dind_init::sys::netlink::{self, Link, Route};
 
 /// Names the inner test that may run (see the module doc).
 const INNER: &str = "DIND_INIT_NETLINK_INNER";

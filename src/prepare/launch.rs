@@ -17,7 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::environment::DEFAULT_PATH;
+use crate::prepare::environment::DEFAULT_PATH;
 use crate::prepare::tls::{Listener, PLAIN_HOST, TLS_HOST};
 
 /// dockerd's default API socket (`unix://` with no path).

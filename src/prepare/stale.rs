@@ -15,8 +15,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use tracing::{info, warn};
 
-use crate::netlink;
 use crate::prepare::launch::{option_value, Launch};
+use crate::sys::netlink;
 use crate::sys::procfs;
 
 /// dockerd's default exec root (where containerd's pid file and socket live).

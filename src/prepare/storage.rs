@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use rustix::mount::{mount, MountFlags};
 use tracing::info;
 
-use crate::cgroup::{parse_mountinfo, visible};
 use crate::control::status::StorageStatus;
 use crate::error::Error;
+use crate::prepare::cgroup::{parse_mountinfo, visible};
 use crate::prepare::launch::option_value;
 
 /// dockerd's default data-root.

@@ -52,8 +52,8 @@ use std::time::Instant;
 use tracing::info;
 
 use crate::control::status::TlsStatus;
-use crate::environment::{locate_program, DockerdBinary, DEFAULT_PATH};
 use crate::error::Error;
+use crate::prepare::environment::{locate_program, DockerdBinary, DEFAULT_PATH};
 use crate::prepare::launch::option_values;
 use crate::prepare::openssl::{self, Failure, COMMAND_TIMEOUT};
 use crate::sys::reaper::ExitStatus;

@@ -17,9 +17,9 @@ use super::prober;
 use super::supervisor::{Action, Event, State};
 use super::{signal_pid, Init, MAX_CGROUP_LINES};
 use crate::config::format_duration;
-use crate::diagnose;
 use crate::error::Error;
 use crate::prepare::stale;
+use crate::run::diagnose;
 use crate::sys::reaper::{self, ExitStatus};
 use crate::sys::signals::{self, Disposition};
 use crate::sys::spawn::{self, Input, Output, Spec};
@@ -140,7 +140,7 @@ impl Init {
     /// idempotent, so it only acts when something undid the first run (a
     /// hierarchy unmounted, /sys/fs/cgroup hidden), and each action is logged.
     fn prepare_cgroups_again(&mut self) {
-        let outcome = crate::cgroup::prepare(&self.settings.config, &self.settings.env);
+        let outcome = crate::prepare::cgroup::prepare(&self.settings.config, &self.settings.env);
         if let Some(reason) = &outcome.failure {
             warn!(reason = %reason, "cgroup preparation before the restart found a problem");
         }

@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rustix::event::epoll::EventFlags;
 
-use crate::network::{self, Ran, RulesJob, RulesOutcome, COMMAND_TIMEOUT};
+use crate::prepare::network::{self, Ran, RulesJob, RulesOutcome, COMMAND_TIMEOUT};
 use crate::sys::poller::{Registry, Token, Watched};
 use crate::sys::reaper::ExitStatus;
 use crate::sys::spawn::{self, Spec};

@@ -29,6 +29,7 @@
 pub mod api;
 pub mod checks;
 mod children;
+pub mod diagnose;
 pub mod dockerd;
 pub mod gate;
 pub mod helper;
@@ -59,8 +60,8 @@ use crate::config::Config;
 use crate::control::server::ControlServer;
 use crate::control::status::{CgroupStatus, EnvironmentStatus};
 use crate::error::Error;
-use crate::network::{self, Plan};
 use crate::prepare::launch::Launch;
+use crate::prepare::network::{self, Plan};
 use crate::sys::poller::{Poller, Token, Watched};
 use crate::sys::signals;
 
@@ -110,7 +111,7 @@ pub struct Settings {
     /// Nested networking in gVisor (SPEC §7a), decided at boot.
     pub network: Plan,
     /// What boot found (for the cgroup preparation before each restart).
-    pub env: crate::environment::Environment,
+    pub env: crate::prepare::environment::Environment,
 }
 
 /// Opens the status socket (and its TCP listener), creating its directory. Called

@@ -59,7 +59,7 @@ use tracing::{info, warn};
 
 use crate::config::NetworkMode;
 use crate::control::status::NetworkStatus;
-use crate::netlink::{self, Route};
+use crate::sys::netlink::{self, Route};
 use crate::sys::reaper::ExitStatus;
 use crate::sys::spawn;
 

@@ -29,15 +29,15 @@
 
 use std::fmt::Write as _;
 
-use crate::cgroup::{self, Action, CgroupKind, Mode, Plan, Securityfs, Snapshot};
 use crate::config::{CgroupMode, Config};
+use crate::prepare::cgroup::{self, Action, CgroupKind, Mode, Plan, Securityfs, Snapshot};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::environment::{self, DockerdBinary, Environment, Version};
 use crate::error::Error;
 use crate::log;
-use crate::network::{self, Legacy, Report};
+use crate::prepare::environment::{self, DockerdBinary, Environment, Version};
+use crate::prepare::network::{self, Legacy, Report};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +409,8 @@ impl Runtime {
                 environment::DEFAULT_PATH,
             ))),
         };
-        let link_subscription = crate::netlink::subscribe_link_updates().map_err(|e| e.to_string());
+        let link_subscription =
+            crate::sys::netlink::subscribe_link_updates().map_err(|e| e.to_string());
         let dockerd = match (&link_subscription, &env.dockerd) {
             (Ok(()), _) => None,
             (Err(_), binary) => Some(Tool::ask(binary.clone())),
@@ -675,7 +676,7 @@ pub fn render_report(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::environment::{AppArmor, Capabilities};
+    use crate::prepare::environment::{AppArmor, Capabilities};
     use std::path::{Path, PathBuf};
 
     fn env(gvisor: bool) -> Environment {
@@ -729,11 +730,12 @@ mod tests {
         };
         let mut e = env(false);
         assert!(warned(&e), "no cgroup mounts at all");
-        e.cgroup_mounts.push(crate::environment::CgroupMount {
-            mount_point: "/sys/fs/cgroup/devices".to_owned(),
-            label: "devices".to_owned(),
-            writable: false,
-        });
+        e.cgroup_mounts
+            .push(crate::prepare::environment::CgroupMount {
+                mount_point: "/sys/fs/cgroup/devices".to_owned(),
+                label: "devices".to_owned(),
+                writable: false,
+            });
         assert!(warned(&e), "read-only devices");
         e.cgroup_mounts[0].writable = true;
         assert!(!warned(&e), "a writable devices hierarchy");
@@ -744,7 +746,7 @@ mod tests {
 
     #[test]
     fn network_section_and_problems() {
-        use crate::netlink::Route;
+        use crate::sys::netlink::Route;
         let report = Report {
             mode: network::Mode::Gvisor,
             legacy: Legacy::Own {
