@@ -17,6 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+pub use crate::prepare::args::{has_option, option_value, option_values};
 use crate::prepare::environment::DEFAULT_PATH;
 use crate::prepare::tls::{Listener, PLAIN_HOST, TLS_HOST};
 
@@ -59,45 +60,6 @@ pub fn user_args(config: &Config, extra: &[OsString]) -> Vec<String> {
     let mut user = config.dockerd.args.clone();
     user.extend(extra.iter().map(|a| a.to_string_lossy().into_owned()));
     user
-}
-
-/// Whether `args` set option `names` (as `--x`, `--x=v`, `-H`, `-Hv`).
-pub fn has_option(args: &[String], names: &[&str]) -> bool {
-    args.iter().any(|a| {
-        names.iter().any(|n| {
-            a == n
-                || a.strip_prefix(n).is_some_and(|rest| rest.starts_with('='))
-                || (n.len() == 2 && !n.starts_with("--") && a.starts_with(n))
-        })
-    })
-}
-
-/// The value of option `names` in `args` (`--x=v` or `--x v`), last one wins.
-pub fn option_value(args: &[String], names: &[&str]) -> Option<String> {
-    option_values(args, names).pop()
-}
-
-/// Every value of option `names` in `args` (`--x=v`, `--x v`, and `-Hv` for a
-/// one-letter name), in order.
-pub fn option_values(args: &[String], names: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut iter = args.iter().peekable();
-    while let Some(a) = iter.next() {
-        for n in names {
-            if a == n {
-                if let Some(v) = iter.peek() {
-                    found.push((*v).clone());
-                }
-            } else if let Some(v) = a.strip_prefix(n) {
-                if let Some(v) = v.strip_prefix('=') {
-                    found.push(v.to_owned());
-                } else if n.len() == 2 && !n.starts_with("--") && !v.is_empty() {
-                    found.push(v.to_owned());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// Builds dockerd's command line: what dind-init adds (`--host`, the shutdown

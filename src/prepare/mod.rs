@@ -4,6 +4,7 @@
 //! the data root's tmpfs (`storage`), building dockerd's command line and environment
 //! from all of these (`launch`), and clearing stale state a previous dockerd left
 //! behind (`stale`).
+pub mod args;
 pub mod cgroup;
 pub mod environment;
 pub mod launch;

@@ -15,7 +15,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use tracing::{info, warn};
 
-use crate::prepare::launch::{option_value, Launch};
+use crate::prepare::args::option_value;
+use crate::prepare::launch::Launch;
 use crate::sys::netlink;
 use crate::sys::procfs;
 

@@ -24,8 +24,8 @@ use tracing::info;
 
 use crate::control::status::StorageStatus;
 use crate::error::Error;
+use crate::prepare::args::option_value;
 use crate::prepare::cgroup::{parse_mountinfo, visible};
-use crate::prepare::launch::option_value;
 
 /// dockerd's default data-root.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";

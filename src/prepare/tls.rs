@@ -53,8 +53,8 @@ use tracing::info;
 
 use crate::control::status::TlsStatus;
 use crate::error::Error;
+use crate::prepare::args::option_values;
 use crate::prepare::environment::{locate_program, DockerdBinary, DEFAULT_PATH};
-use crate::prepare::launch::option_values;
 use crate::prepare::openssl::{self, Failure, COMMAND_TIMEOUT};
 use crate::sys::reaper::ExitStatus;
 

@@ -325,7 +325,7 @@ impl Verifier {
 /// without one (`--bridge=none`, `-b none`): then no network, as every container of
 /// such a dockerd must be run.
 pub fn network_for(dockerd_args: &[String]) -> &'static str {
-    match crate::prepare::launch::option_value(dockerd_args, &["--bridge", "-b"]).as_deref() {
+    match crate::prepare::args::option_value(dockerd_args, &["--bridge", "-b"]).as_deref() {
         Some("none") => "none",
         _ => "bridge",
     }

@@ -127,7 +127,7 @@ pub(super) fn best_effort(snap: &Snapshot, env: &Environment, out: &mut CgroupOu
 
 /// dockerd's pid file: `--pidfile`/`-p` from `args`, else its default.
 pub(super) fn dockerd_pidfile(args: &[String]) -> PathBuf {
-    crate::prepare::launch::option_value(args, &["--pidfile", "-p"])
+    crate::prepare::args::option_value(args, &["--pidfile", "-p"])
         .map_or_else(|| PathBuf::from("/var/run/docker.pid"), PathBuf::from)
 }
 
