@@ -7,8 +7,12 @@
 //! with COMMAND, which would then see EAGAIN on its own writes. So [`StderrWriter`]
 //! asks poll(2) with a zero timeout whether the fd can take data before each chunk
 //! of at most `PIPE_BUF` bytes (such a write to a pipe never blocks once POLLOUT is
-//! set, see pipe(7)), and drops what does not fit. Write errors are swallowed:
-//! there is nowhere left to report them.
+//! set, see pipe(7)), and drops what does not fit. A terminal is different: POLLOUT
+//! there only means some room, and a 4 KiB write can still block until the reader
+//! catches up (`docker run -t` with a slow reader). So when fd 2 is a terminal, the
+//! writer opens it again through /proc/self/fd/2 with O_NONBLOCK: a new open file
+//! description of the same terminal, whose flag COMMAND never sees. Write errors are
+//! swallowed: there is nowhere left to report them.
 //!
 //! journald gets the same treatment: [`JournaldWriter`] sends each event as one
 //! datagram of journald's native protocol (systemd.journal-fields(7),
@@ -41,6 +45,27 @@ const PIPE_BUF: usize = 4096;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StderrWriter;
 
+/// When fd 2 is a terminal: the same terminal opened again, non-blocking (see the
+/// module docs). Not for pipes (POLLOUT plus PIPE_BUF already cannot block) nor for
+/// files (a new description would write from offset 0 over COMMAND's output).
+fn own_terminal() -> Option<&'static OwnedFd> {
+    static TERMINAL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    TERMINAL
+        .get_or_init(|| {
+            if !rustix::termios::isatty(rustix::stdio::stderr()) {
+                return None;
+            }
+            use rustix::fs::{open, Mode, OFlags};
+            open(
+                "/proc/self/fd/2",
+                OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        })
+        .as_ref()
+}
+
 impl StderrWriter {
     /// Whether fd 2 can take a write right now without blocking.
     fn writable() -> bool {
@@ -58,6 +83,18 @@ impl StderrWriter {
 
     /// Writes as much of `buf` as stderr takes without blocking; drops the rest.
     pub fn write_all_or_drop(buf: &[u8]) {
+        if let Some(tty) = own_terminal() {
+            let mut rest = buf;
+            while !rest.is_empty() {
+                match rustix::io::write(tty, rest) {
+                    Ok(0) => break,
+                    Ok(n) => rest = rest.get(n..).unwrap_or(&[]),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => break, // EAGAIN: the terminal is full; drop the rest
+                }
+            }
+            return;
+        }
         let stderr = rustix::stdio::stderr();
         let mut rest = buf;
         while !rest.is_empty() {

@@ -65,6 +65,8 @@ pub struct Checks {
     backoff: verify::Backoff,
     /// The test image's tag, computed at the first check.
     tag: Option<String>,
+    /// Whether the running binary is statically linked, read at the first check.
+    is_static: Option<Option<bool>>,
 }
 
 impl Checks {
@@ -78,9 +80,11 @@ impl Checks {
         self.retry_at = None;
         // A dynamically linked build (a development build) cannot run alone in a
         // one-file image: say so rather than let the container fail obscurely.
-        let is_static = fs::File::open(SELF_EXE)
-            .ok()
-            .and_then(|mut f| verify::is_static_elf(&mut f));
+        let is_static = *self.is_static.get_or_insert_with(|| {
+            fs::File::open(SELF_EXE)
+                .ok()
+                .and_then(|mut f| verify::is_static_elf(&mut f))
+        });
         if is_static == Some(false) {
             let failure = Failure {
                 step: verify::Step::Import,

@@ -14,15 +14,18 @@ use super::gate;
 use super::helper::NetworkRun;
 use super::output::{Stream, MAX_LINE};
 use super::prober;
+use super::readiness::SocketWatch;
 use super::supervisor::{Action, Event, State};
 use super::{signal_pid, Init, MAX_CGROUP_LINES};
 use crate::config::format_duration;
 use crate::error::Error;
 use crate::prepare::stale;
 use crate::run::diagnose;
+use crate::sys::poller::{Token, Watched};
 use crate::sys::reaper::{self, ExitStatus};
 use crate::sys::signals::{self, Disposition};
 use crate::sys::spawn::{self, Input, Output, Spec};
+use rustix::event::epoll::EventFlags;
 
 impl Init {
     // ----- signals and reaping -----
@@ -94,6 +97,9 @@ impl Init {
                 .is_some_and(|r| r.on_exit(pid, status, self.poller.registry(), now))
             {
                 debug!(pid, status = %status, "iptables finished");
+            } else if let Some(i) = self.killed_helpers.iter().position(|p| *p == pid) {
+                self.killed_helpers.swap_remove(i);
+                debug!(pid, status = %status, "a killed iptables was reaped");
             } else {
                 self.model.counters.orphans_reaped += 1;
                 debug!(pid, status = %status, "reaped");
@@ -166,7 +172,10 @@ impl Init {
             return;
         }
         if self.leftovers.is_none() {
-            let pids = stale::leftover_containerd(self.my_pid);
+            let pids: Vec<i32> = stale::leftover_containerd(self.my_pid)
+                .into_iter()
+                .filter(|p| !self.given_up.contains(p))
+                .collect();
             if !pids.is_empty() {
                 warn!(pids = ?pids, "a containerd left by the previous dockerd is still running; stopping it first");
                 for pid in &pids {
@@ -195,6 +204,22 @@ impl Init {
         self.model.storage_driver = None;
         self.checks.new_run();
         self.truncated_lines = 0;
+        // Armed before the start, so the socket's creation is never missed.
+        self.watch = SocketWatch::new(&self.settings.launch.socket)
+            .and_then(|w| {
+                Watched::new(
+                    self.poller.registry(),
+                    w,
+                    Token::SocketWatch,
+                    EventFlags::IN,
+                )
+                .map_err(|(_, e)| e)
+            })
+            .map_err(|e| {
+                warn!(socket = %self.settings.launch.socket.display(), error = %e,
+                    "could not watch for dockerd's API socket; readiness relies on sd_notify");
+            })
+            .ok();
         match dockerd::spawn(&self.settings.launch, self.poller.registry()) {
             Ok((pid, pipes)) => {
                 info!(pid, program = %self.settings.launch.program,
@@ -224,10 +249,12 @@ impl Init {
     }
 
     fn on_dockerd_exit(&mut self, status: ExitStatus, now: Instant) {
-        // Its last words are in the pipes already: read them before judging.
-        self.read_output(Stream::Stdout);
-        self.read_output(Stream::Stderr);
+        // Its last words are in the pipes already: read them all before judging,
+        // and an unterminated last line too (a containerd it left may hold the
+        // pipes open, so no EOF may come).
+        self.read_last_output();
         self.pipes = None;
+        self.watch = None;
         let stderr_tail = self.model.tail.stderr_lines(20);
         // Only a start-up failure is diagnosed (SPEC §7): once dockerd has served,
         // its start-up complaints (e.g. gVisor's overlay probe before it settles
@@ -251,6 +278,21 @@ impl Init {
         self.supervise(Event::Exited { status, diagnosis }, now);
     }
 
+    /// At dockerd's exit: what is left in both pipes (bounded), then any
+    /// unterminated last lines.
+    fn read_last_output(&mut self) {
+        let Some(pipes) = self.pipes.as_mut() else {
+            return;
+        };
+        let mut lines = Vec::new();
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            lines.extend(pipes.read_rest(stream).into_iter().map(|l| (stream, l)));
+        }
+        for (stream, line) in lines {
+            self.log_line(stream, line);
+        }
+    }
+
     /// Reads what dockerd wrote on `stream` and logs it line by line.
     pub(super) fn read_output(&mut self, stream: Stream) {
         let Some(pipes) = self.pipes.as_mut() else {
@@ -263,12 +305,17 @@ impl Init {
             self.truncated_lines = truncated;
         }
         for line in lines {
-            info!(target: "dockerd", stream = stream.as_str(), "{line}");
-            if let Some(limit) = self.model.limits.observe(&line) {
-                warn!(cause = limit.cause, "{}", limit.warning);
-            }
-            self.model.tail.push(stream, line);
+            self.log_line(stream, line);
         }
+    }
+
+    /// One line of dockerd's output: logged, matched for known limits, kept.
+    fn log_line(&mut self, stream: Stream, line: String) {
+        info!(target: "dockerd", stream = stream.as_str(), "{line}");
+        if let Some(limit) = self.model.limits.observe(&line) {
+            warn!(cause = limit.cause, "{}", limit.warning);
+        }
+        self.model.tail.push(stream, line);
     }
 
     // ----- nested networking -----
@@ -295,7 +342,10 @@ impl Init {
         if !self.network_run.as_ref().is_some_and(NetworkRun::is_done) {
             return;
         }
-        if let Some(run) = self.network_run.take() {
+        if let Some(mut run) = self.network_run.take() {
+            let killed = run.take_killed();
+            self.killed_helpers.truncate(64);
+            self.killed_helpers.extend(killed);
             self.network.finish(run.outcome(), now);
             self.model.network = self.network.status();
             self.probe(prober::Input::NetworkDone, now);

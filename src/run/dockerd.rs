@@ -25,6 +25,10 @@ use crate::sys::spawn::{self, Input, Output, Spec};
 /// dockerd never holds up signals, reaping or clients.
 pub const MAX_READ_PER_TURN: usize = 64 * 1024;
 
+/// What is read from one pipe at dockerd's exit at most (a containerd it left could
+/// keep writing into the pipe).
+pub const MAX_READ_AT_EXIT: usize = 1024 * 1024;
+
 /// How long a containerd left by a killed dockerd gets after SIGTERM.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 
@@ -164,6 +168,36 @@ impl Pipes {
             lines.extend(splitter.finish());
             *slot = None;
         }
+        lines
+    }
+
+    /// At dockerd's exit: everything left in `stream`'s pipe (at most
+    /// [`MAX_READ_AT_EXIT`]), then the unterminated last line, if any.
+    pub fn read_rest(&mut self, stream: Stream) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut read = 0;
+        while read < MAX_READ_AT_EXIT {
+            let before = lines.len();
+            let open = match stream {
+                Stream::Stdout => self.stdout.is_some(),
+                Stream::Stderr => self.stderr.is_some(),
+            };
+            if !open {
+                break;
+            }
+            let got = self.read(stream);
+            let done = got.is_empty();
+            lines.extend(got);
+            read += MAX_READ_PER_TURN;
+            if done && lines.len() == before {
+                break;
+            }
+        }
+        let splitter = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        lines.extend(splitter.finish());
         lines
     }
 

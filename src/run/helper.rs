@@ -32,6 +32,9 @@ pub struct NetworkRun {
     job: RulesJob,
     child: Option<Child>,
     done: bool,
+    /// Helpers killed at their time limit, not reaped yet: their exits are this
+    /// job's, not orphans'.
+    killed: Vec<i32>,
 }
 
 impl NetworkRun {
@@ -41,6 +44,7 @@ impl NetworkRun {
             job,
             child: None,
             done: false,
+            killed: Vec::new(),
         };
         run.advance(None, registry, now);
         run
@@ -112,6 +116,10 @@ impl NetworkRun {
         registry: &Registry,
         now: Instant,
     ) -> bool {
+        if let Some(i) = self.killed.iter().position(|p| *p == pid) {
+            self.killed.swap_remove(i);
+            return true;
+        }
         if self.pid() != Some(pid) {
             return false;
         }
@@ -136,15 +144,23 @@ impl NetworkRun {
         if self.child.as_ref().is_some_and(|c| c.deadline <= now) {
             if let Some(child) = self.child.take() {
                 let _ = kill(Pid::from_raw(child.pid), Signal::SIGKILL);
+                self.killed.push(child.pid);
                 self.advance(Some(Ran::TimedOut), registry, now);
             }
         }
+    }
+
+    /// Helpers this job killed that were not reaped yet (the job is over; the
+    /// loop still tells their exits from orphans').
+    pub fn take_killed(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.killed)
     }
 
     /// The init is stopping: kill the running helper, skip the rest.
     pub fn abandon(&mut self) {
         if let Some(child) = self.child.take() {
             let _ = kill(Pid::from_raw(child.pid), Signal::SIGKILL);
+            self.killed.push(child.pid);
         }
         self.job.abandon("the init is stopping");
         self.done = true;

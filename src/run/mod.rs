@@ -8,13 +8,16 @@
 //! - [`shutdown`]: the stages of the stop;
 //! - [`publisher`]: what a state change means outside (ready file, waits, sd_notify);
 //! - [`model`]: what the init knows and shows (read by the status socket);
-//! - [`checks`]: the Docker API calls once dockerd answers (container check, /info);
+//! - [`verify`]: the steps of the container check (`verify = "container"`);
+//! - [`checks`]: the Docker API calls once dockerd answers (the check, /info);
+//! - [`output`], [`limits`], [`diagnose`]: dockerd's output as lines, the known limits
+//!   seen in it while it runs, the cause of a start-up failure;
 //! - [`dockerd`], [`helper`], [`readiness`], [`api`]: the processes and sockets those
 //!   parts talk about, I/O only.
 //!
 //! [`Init`] holds them; its methods are in three files by concern: this one (the
 //! loop, dispatch, deadlines), `children.rs` (signals, reaping, dockerd, helpers,
-//! COMMAND) and `state.rs` (readiness, publishing, shutdown).
+//! COMMAND) and `state.rs` (readiness, the Docker API checks, publishing, shutdown).
 //!
 //! The loop ([`Init::run`]) only waits, dispatches and carries out actions. Each
 //! turn it handles what is due, waits in epoll with the timeout set to the nearest
@@ -182,6 +185,8 @@ pub struct Init {
     /// The pings in flight, by [`Slot`].
     pings: [Option<Watched<Ping>>; 3],
     notify: Option<Watched<NotifySocket>>,
+    /// The watch for dockerd's API socket: armed at each start, dropped once dockerd
+    /// is ready or gone (files made in that directory later must not wake PID 1).
     watch: Option<Watched<SocketWatch>>,
     gate: Gate,
     publisher: Publisher,
@@ -189,6 +194,9 @@ pub struct Init {
     pipes: Option<Pipes>,
     /// A restart held back until a leftover containerd is gone.
     leftovers: Option<Leftovers>,
+    /// Leftover containerds that did not exit after SIGKILL (in uninterruptible
+    /// sleep, frozen): dockerd starts without waiting for them again.
+    given_up: Vec<i32>,
     /// dockerd was started (or tried) at least once: later starts are restarts.
     started_once: bool,
     /// Lines of dockerd output cut at [`MAX_LINE`] in this run.
@@ -197,6 +205,9 @@ pub struct Init {
     network: network::Setup,
     /// The nested-network rules being set up (helper processes).
     network_run: Option<NetworkRun>,
+    /// Helpers killed at their time limit after their job ended: reaped as theirs,
+    /// not counted as orphans.
+    killed_helpers: Vec<i32>,
     children_left: bool,
     /// The Docker API calls once dockerd answers (container check, /info).
     checks: Checks,
@@ -236,15 +247,6 @@ impl Init {
                     "could not bind dockerd's notify socket; readiness falls back to watching the API socket");
             })
             .ok();
-        let watch = SocketWatch::new(&settings.launch.socket)
-            .and_then(|w| {
-                Watched::new(&registry, w, Token::SocketWatch, EventFlags::IN).map_err(|(_, e)| e)
-            })
-            .map_err(|e| {
-                warn!(socket = %settings.launch.socket.display(), error = %e,
-                    "could not watch for dockerd's API socket; readiness relies on sd_notify");
-            })
-            .ok();
         let mut ready_file = ReadyFile::new(cfg.readiness.file.clone());
         if let Err(e) = ready_file.remove() {
             warn!(path = %cfg.readiness.file.display(), error = %e, "could not remove an old ready file");
@@ -281,7 +283,7 @@ impl Init {
             prober: Prober::new(cfg.readiness.interval, cfg.readiness.timeout),
             pings: [None, None, None],
             notify,
-            watch,
+            watch: None,
             gate: Gate::new(
                 !settings.command.is_empty(),
                 cfg.command.wait_for_ready,
@@ -291,10 +293,12 @@ impl Init {
             ready_file,
             pipes: None,
             leftovers: None,
+            given_up: Vec::new(),
             started_once: false,
             truncated_lines: 0,
             network,
             network_run: None,
+            killed_helpers: Vec::new(),
             children_left: false,
             checks: Checks::default(),
             signals,
@@ -467,6 +471,9 @@ impl Init {
             Some(LeftoverStep::GiveUp(pids)) => {
                 warn!(pids = ?pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
                 self.leftovers = None;
+                // Bounded: only the latest ones matter (pids are reused).
+                self.given_up.truncate(16);
+                self.given_up.extend(pids);
                 self.spawn_dockerd(now);
             }
             None => {}

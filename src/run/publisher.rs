@@ -57,19 +57,20 @@ impl Publisher {
         }
         let was = self.shown.as_ref().map(|(s, _)| *s);
         self.shown = Some((state, reason.map(str::to_owned)));
+        // A new state starts a new episode for the file: its failure is news.
+        self.file_retry = None;
         let mut out = Vec::new();
         match state {
             Shown::Ready => {
-                out.push(Publish::WriteReadyFile);
-                out.push(Publish::ReleaseWaits);
+                // sd_notify first: one datagram, while the ready file is a file
+                // system round trip (a slow one through gVisor's gofer).
                 if was != Some(Shown::Ready) {
                     out.push(Publish::Notify("READY=1".into()));
                 }
+                out.push(Publish::WriteReadyFile);
+                out.push(Publish::ReleaseWaits);
             }
-            _ => {
-                self.file_retry = None;
-                out.push(Publish::RemoveReadyFile);
-            }
+            _ => out.push(Publish::RemoveReadyFile),
         }
         match state {
             // Final: a `wait` would only run out; answer it now.
@@ -88,9 +89,10 @@ impl Publisher {
         out
     }
 
-    /// How the last write of the ready file went. Returns true when this failure is
-    /// the first of an episode (to be logged once), or when it worked after failures
-    /// (to say so).
+    /// How the last write (or removal) of the ready file went. Returns true when this
+    /// failure is the first of an episode (to be logged once), or when it worked after
+    /// failures (to say so). A failure is retried every [`READY_FILE_RETRY`]: a ready
+    /// file left behind would tell orchestrators dockerd is ready when it is not.
     pub fn file_written(&mut self, ok: bool, now: Instant) -> bool {
         let was_failing = self.file_retry.is_some();
         if ok {
@@ -103,12 +105,15 @@ impl Publisher {
     }
 
     /// Whether the retry of a failed write is due (the state is still ready).
+    /// Whether the retry of a failed write or removal is due: the file is made to
+    /// match the state as it is now (present while ready, absent otherwise).
     pub fn on_time(&mut self, now: Instant) -> Option<Publish> {
         if self.file_retry.is_some_and(|t| t <= now) {
-            if matches!(&self.shown, Some((Shown::Ready, _))) {
-                return Some(Publish::WriteReadyFile);
-            }
-            self.file_retry = None;
+            return Some(if matches!(&self.shown, Some((Shown::Ready, _))) {
+                Publish::WriteReadyFile
+            } else {
+                Publish::RemoveReadyFile
+            });
         }
         None
     }
@@ -142,9 +147,9 @@ mod tests {
             (
                 vec![(Shown::Starting, None), (Shown::Ready, None)],
                 vec![
+                    Notify("READY=1".into()),
                     WriteReadyFile,
                     ReleaseWaits,
-                    Notify("READY=1".into()),
                     status("ready"),
                     LogState,
                 ],
@@ -159,9 +164,9 @@ mod tests {
             (
                 vec![(Shown::Unhealthy, Some("x")), (Shown::Ready, None)],
                 vec![
+                    Notify("READY=1".into()),
                     WriteReadyFile,
                     ReleaseWaits,
-                    Notify("READY=1".into()),
                     status("ready"),
                     LogState,
                 ],
@@ -216,10 +221,13 @@ mod tests {
         assert_eq!(p.on_time(t0 + READY_FILE_RETRY), Some(WriteReadyFile));
         assert!(p.file_written(true, t0), "success after failures is logged");
         assert_eq!(p.deadline(), None);
-        // Not ready any more: the retry is dropped.
+        // Not ready any more: the retry of the write is dropped...
         p.file_written(false, t0);
         p.on_state(Shown::Restarting, Some("x"));
         assert_eq!(p.deadline(), None);
         assert_eq!(p.on_time(t0 + READY_FILE_RETRY), None);
+        // ...and a removal that failed is retried instead.
+        assert!(p.file_written(false, t0));
+        assert_eq!(p.on_time(t0 + READY_FILE_RETRY), Some(RemoveReadyFile));
     }
 }

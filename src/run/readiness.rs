@@ -37,6 +37,9 @@ use rustix::net::{
 use crate::run::prober::Outcome;
 use crate::sys::unix_socket;
 
+/// Datagrams read from the notify socket per event at most.
+pub const NOTIFY_PER_EVENT: usize = 32;
+
 /// One parsed sd_notify datagram.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotifyMessage {
@@ -81,13 +84,17 @@ impl NotifySocket {
         })
     }
 
-    /// Reads every pending datagram.
-    pub fn receive(&self) -> Vec<NotifyMessage> {
-        let mut out = Vec::new();
+    /// Reads pending datagrams, at most [`NOTIFY_PER_EVENT`] (the socket is
+    /// level-triggered: the rest come on the next turn), handing each to `f` with
+    /// its sender's pid when the kernel passed credentials. Nothing is kept: anything
+    /// in the container can write here, and a flood must cost neither memory nor
+    /// the loop's time.
+    pub fn receive(&self, mut f: impl FnMut(Option<i32>, &[u8])) {
         let mut buf = [0u8; 4096];
         let mut space =
             [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1), ScmRights(4))];
-        loop {
+        let mut read = 0;
+        while read < NOTIFY_PER_EVENT {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut iov = [io::IoSliceMut::new(&mut buf)];
             let received = rustix::net::recvmsg(
@@ -101,6 +108,7 @@ impl NotifySocket {
                 Err(Errno::INTR) => continue,
                 Err(_) => break, // EAGAIN: nothing more
             };
+            read += 1;
             let mut pid = None;
             for message in control.drain() {
                 // File descriptors someone sent are closed as the iterator drops them.
@@ -108,11 +116,8 @@ impl NotifySocket {
                     pid = Some(cred.pid.as_raw_nonzero().get());
                 }
             }
-            let mut msg = parse_notify(buf.get(..n).unwrap_or(&[]));
-            msg.pid = pid;
-            out.push(msg);
+            f(pid, buf.get(..n).unwrap_or(&[]));
         }
-        out
     }
 
     /// Removes the socket file.
@@ -326,11 +331,13 @@ impl ReadyFile {
         result
     }
 
-    /// Removes the file (also one left by an earlier run).
+    /// Removes the file (also one left by an earlier run). A path that cannot hold
+    /// it (a parent that is not a directory) has none to remove.
     pub fn remove(&mut self) -> io::Result<()> {
         match fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => Ok(()),
             Err(e) => Err(e),
         }
     }

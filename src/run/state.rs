@@ -33,9 +33,11 @@ impl Init {
         let Some(n) = &self.notify else {
             return;
         };
+        let dockerd = self.model.supervisor.pid();
         let mut ready = false;
-        for msg in n.get().receive() {
-            let from_dockerd = match (msg.pid, self.model.supervisor.pid()) {
+        n.get().receive(|sender, payload| {
+            // Credentials first: only dockerd's messages are read at all.
+            let from_dockerd = match (sender, dockerd) {
                 // gVisor passes the sending thread's id, not the process id
                 // (measured): a thread of dockerd counts as dockerd.
                 (Some(sender), Some(d)) => {
@@ -45,9 +47,10 @@ impl Init {
                 (_, None) => false,
             };
             if !from_dockerd {
-                debug!(sender = ?msg.pid, "ignoring a notify message not from dockerd");
-                continue;
+                debug!(sender = ?sender, "ignoring a notify message not from dockerd");
+                return;
             }
+            let msg = readiness::parse_notify(payload);
             if let Some(text) = &msg.status {
                 debug!(status = %text, "dockerd status");
             }
@@ -55,7 +58,7 @@ impl Init {
                 info!("dockerd says it is stopping");
             }
             ready |= msg.ready;
-        }
+        });
         if ready {
             debug!("dockerd sent READY=1; confirming with /_ping");
             self.probe(prober::Input::NotifyReady, now);
@@ -91,22 +94,26 @@ impl Init {
                     }
                 }
                 prober::Action::Drop(slot) => self.pings[slot.index()] = None,
-                prober::Action::Ready { waited } => match self.settings.config.readiness.verify {
-                    Verify::Ping => {
-                        self.dockerd_ready(now);
-                        info!(
-                            waited_ms = waited.as_millis() as u64,
-                            "dockerd answered /_ping"
-                        );
+                prober::Action::Ready { waited } => {
+                    // Found: nothing more to watch for.
+                    self.watch = None;
+                    match self.settings.config.readiness.verify {
+                        Verify::Ping => {
+                            self.dockerd_ready(now);
+                            info!(
+                                waited_ms = waited.as_millis() as u64,
+                                "dockerd answered /_ping"
+                            );
+                        }
+                        Verify::Container => {
+                            info!(
+                                waited_ms = waited.as_millis() as u64,
+                                "dockerd answered /_ping; checking that a container runs"
+                            );
+                            self.start_check(now);
+                        }
                     }
-                    Verify::Container => {
-                        info!(
-                            waited_ms = waited.as_millis() as u64,
-                            "dockerd answered /_ping; checking that a container runs"
-                        );
-                        self.start_check(now);
-                    }
-                },
+                }
                 prober::Action::HealthOk => self.supervise(Event::PingOk, now),
                 prober::Action::HealthFailed(why) => {
                     self.model.counters.health_ping_failures += 1;
@@ -250,8 +257,19 @@ impl Init {
         match publish {
             Publish::WriteReadyFile => self.write_ready_file(now),
             Publish::RemoveReadyFile => {
-                if let Err(e) = self.ready_file.remove() {
-                    error!(path = %self.ready_file.path().display(), error = %e, "could not remove the ready file");
+                let result = self.ready_file.remove();
+                let news = self.publisher.file_written(result.is_ok(), now);
+                match result {
+                    Ok(()) if news => {
+                        info!(path = %self.ready_file.path().display(), "removed the ready file at last")
+                    }
+                    Ok(()) => {}
+                    Err(e) if news => {
+                        error!(path = %self.ready_file.path().display(), error = %e,
+                            retry = %format_duration(publisher::READY_FILE_RETRY),
+                            "could not remove the ready file; trying again")
+                    }
+                    Err(_) => {}
                 }
             }
             Publish::ReleaseWaits => {
@@ -328,6 +346,8 @@ impl Init {
         self.gate.stop();
         self.leftovers = None;
         self.checks.cancel();
+        // No ping answered from now on may start anything (the /info query...).
+        self.probe(prober::Input::Gone, now);
         if let Some(run) = self.network_run.as_mut() {
             run.abandon();
         }
@@ -341,12 +361,17 @@ impl Init {
     /// Moves the shutdown through its stages as far as it can go right now.
     /// Returns true when it is complete.
     pub(super) fn advance_shutdown(&mut self, now: Instant) -> bool {
-        let Some(mut sd) = self.model.shutdown else {
-            return false;
-        };
         loop {
             let main_running = self.gate.pid().is_some() || self.model.supervisor.pid().is_some();
-            let Some(step) = sd.step(now, main_running, self.children_left) else {
+            let children_left = self.children_left;
+            // The machine steps in place; the borrow ends before the step is carried
+            // out (which may reap, and so look at the model).
+            let Some(step) = self
+                .model
+                .shutdown
+                .as_mut()
+                .and_then(|sd| sd.step(now, main_running, children_left))
+            else {
                 break;
             };
             match step {
@@ -368,7 +393,6 @@ impl Init {
                     } else {
                         debug!(signalled = n, "sent SIGTERM to the remaining processes");
                     }
-                    self.model.shutdown = Some(sd);
                     self.reap(now);
                 }
                 Step::Abandon => {
@@ -377,8 +401,7 @@ impl Init {
                 Step::Finish => {}
             }
         }
-        self.model.shutdown = Some(sd);
-        sd.is_done()
+        self.model.shutdown.as_ref().is_some_and(Shutdown::is_done)
     }
 
     /// Cleans up and returns the init's exit code (SPEC §9).

@@ -46,9 +46,9 @@ use rustix::net::{
 };
 
 /// How long one receive waits for the kernel (`SO_RCVTIMEO`).
-pub const RECV_TIMEOUT: Duration = Duration::from_secs(1);
+pub const RECV_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long one request and its whole reply may take.
-pub const EXCHANGE_BUDGET: Duration = Duration::from_secs(3);
+pub const EXCHANGE_BUDGET: Duration = Duration::from_millis(500);
 /// How often a dump is retried when the kernel says it changed while dumping.
 const DUMP_ATTEMPTS: usize = 3;
 /// Receive buffer. The kernel sizes dump datagrams by the reader's buffer up to 32 KiB

@@ -156,10 +156,10 @@ pub fn read_batch(fd: &SignalFd, batch: &mut Batch) -> bool {
 }
 
 /// Whether a stop (SIGTERM, SIGINT or SIGQUIT) is waiting in the signalfd, not
-/// read yet. For the few steps that hold the loop for a while (the nested
-/// networking's iptables commands before dockerd starts): they give up early so
-/// that the stop is not delayed. It only looks (sigpending(2)); the loop reads
-/// the signal as usual.
+/// read yet. Asked right before dockerd is started: after the cgroup preparation
+/// and the stale-state cleanup of a restart, a stop that came meanwhile means
+/// dockerd would only be stopped again. It only looks (sigpending(2)); the loop
+/// reads the signal as usual.
 pub fn stop_requested() -> bool {
     use nix::libc;
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
