@@ -618,6 +618,22 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
         ok && out.trim().is_empty(),
         "test containers are removed: {out}"
     );
+    // What an interrupted check would leave, and an image of another build: the
+    // next run's first check tidies both up.
+    let (ok, current) = docker(&dir, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let current = current
+        .lines()
+        .find(|l| l.starts_with("dind-init-verify:"))
+        .unwrap_or_else(|| panic!("{current}"))
+        .to_owned();
+    assert!(ok);
+    let (ok, out) = docker(&dir, &["tag", &current, "dind-init-verify:0.0.0-old"]);
+    assert!(ok, "{out}");
+    let (ok, out) = docker(
+        &dir,
+        &["create", "--label", "dind-init.verify=1", &current, "/dind-init", "--version"],
+    );
+    assert!(ok, "{out}");
     // A killed dockerd comes back and is checked again, without a new import.
     let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
     kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
@@ -625,6 +641,15 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
     });
     assert_eq!(v["verify"]["last"]["ok"], true, "{v}");
+    let (ok, out) = docker(&dir, &["ps", "-a", "--filter", "label=dind-init.verify", "-q"]);
+    assert!(ok && out.trim().is_empty(), "the leftover was pruned: {out}");
+    assert!(
+        wait_until(SHORT, || {
+            let (_, images) = docker(&dir, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+            !images.contains("0.0.0-old") && images.contains(&current)
+        }),
+        "only the current build's image is kept"
+    );
     let log = init.stderr();
     assert!(
         log.matches("POST /images/create").count() <= 1,

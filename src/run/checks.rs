@@ -67,6 +67,8 @@ pub struct Checks {
     tag: Option<String>,
     /// Whether the running binary is statically linked, read at the first check.
     is_static: Option<Option<bool>>,
+    /// This dockerd run's first check has tidied up already.
+    tidied: bool,
 }
 
 impl Checks {
@@ -101,7 +103,10 @@ impl Checks {
                     .unwrap_or_else(|_| version.to_owned())
             })
             .clone();
-        let (verifier, first) = Verifier::start(&tag, network, now);
+        // Housekeeping on the first check of each dockerd run.
+        let tidy = !self.tidied;
+        self.tidied = true;
+        let (verifier, first) = Verifier::start(&tag, network, tidy, now);
         self.verifier = Some(verifier);
         self.call(to, Purpose::Verify, first, now)
     }
@@ -260,9 +265,11 @@ impl Checks {
         self.retry_at = None;
     }
 
-    /// A new dockerd run: checks start again from the first delay.
+    /// A new dockerd run: checks start again from the first delay, and its first
+    /// check tidies up.
     pub fn new_run(&mut self) {
         self.cancel();
         self.backoff.reset();
+        self.tidied = false;
     }
 }

@@ -34,6 +34,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The check's steps, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Housekeeping, first check of a dockerd run: remove test containers an
+    /// interrupted check left (by their label).
+    Prune,
     /// Is the image there already?
     Inspect,
     Import,
@@ -41,17 +44,24 @@ pub enum Step {
     Start,
     Wait,
     Remove,
+    /// Housekeeping after a passed check, first of a run: list the test images...
+    ListImages,
+    /// ...and remove those of other builds of dind-init, one call each.
+    DeleteImage,
 }
 
 impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Prune => "prune",
             Step::Inspect => "inspect",
             Step::Import => "import",
             Step::Create => "create",
             Step::Start => "start",
             Step::Wait => "wait",
             Step::Remove => "remove",
+            Step::ListImages => "list images",
+            Step::DeleteImage => "delete image",
         }
     }
 }
@@ -109,6 +119,10 @@ pub struct Verifier {
     /// When the current step's call was made, and how long each finished step took.
     step_started: Instant,
     timings: Vec<(Step, Duration)>,
+    /// The first check of this dockerd run: housekeeping before and after.
+    tidy: bool,
+    /// Tags of older test images still to delete.
+    old_images: Vec<String>,
 }
 
 /// dockerd's error message in an error answer's JSON (`{"message": "..."}`), or
@@ -142,20 +156,31 @@ fn encode(s: &str) -> String {
 
 impl Verifier {
     /// A check of the image `dind-init-verify:<tag>` on `network`: returns it and its
-    /// first call.
-    pub fn start(tag: &str, network: &'static str, now: Instant) -> (Verifier, Request) {
+    /// first call. `tidy` (the first check of a dockerd run) adds housekeeping: test
+    /// containers an interrupted check left are pruned first, and after a passed
+    /// check the images of other dind-init builds are deleted. Housekeeping that
+    /// fails changes nothing about the check's result.
+    pub fn start(
+        tag: &str,
+        network: &'static str,
+        tidy: bool,
+        now: Instant,
+    ) -> (Verifier, Request) {
+        let first = if tidy { Step::Prune } else { Step::Inspect };
         let v = Verifier {
             image: format!("{REPOSITORY}:{tag}"),
             network,
-            step: Step::Inspect,
+            step: first,
             container: None,
             failed: None,
             started: now,
             step_started: now,
             timings: Vec::new(),
+            tidy,
+            old_images: Vec::new(),
         };
-        let first = v.request(Step::Inspect);
-        (v, first)
+        let req = v.request(first);
+        (v, req)
     }
 
     pub fn step(&self) -> Step {
@@ -164,7 +189,29 @@ impl Verifier {
 
     fn request(&self, step: Step) -> Request {
         let id = self.container.as_deref().unwrap_or("");
+        let label = r#"{"label":["dind-init.verify=1"]}"#;
         match step {
+            Step::Prune => Request {
+                method: "POST",
+                path: format!("/containers/prune?filters={}", encode(label)),
+                body: Body::None,
+            },
+            Step::ListImages => Request {
+                method: "GET",
+                path: format!(
+                    "/images/json?filters={}",
+                    encode(&format!(r#"{{"reference":["{REPOSITORY}"]}}"#))
+                ),
+                body: Body::None,
+            },
+            Step::DeleteImage => Request {
+                method: "DELETE",
+                path: format!(
+                    "/images/{}",
+                    encode(self.old_images.last().map_or("", String::as_str))
+                ),
+                body: Body::None,
+            },
             Step::Inspect => Request {
                 method: "GET",
                 path: format!("/images/{}/json", encode(&self.image)),
@@ -192,6 +239,9 @@ impl Verifier {
                     serde_json::json!({
                         "Image": self.image,
                         "Cmd": [format!("/{IMAGE_PATH}"), "--version"],
+                        // Found by the next run's prune if this check is interrupted
+                        // before its removal (AutoRemove would race the wait: a
+                        // container that ends at once could be gone before it).
                         "Labels": {"dind-init.verify": "1"},
                         "HostConfig": {"NetworkMode": self.network},
                     })
@@ -252,12 +302,29 @@ impl Verifier {
         self.timings
             .push((self.step, now.saturating_duration_since(self.step_started)));
         self.step_started = now;
+        // Housekeeping: whatever happens, the check goes on (or ends) as it would.
+        match self.step {
+            Step::Prune => return self.go(Step::Inspect),
+            Step::ListImages => {
+                self.old_images = result
+                    .ok()
+                    .filter(|a| a.status == 200)
+                    .map(|a| old_tags(&a.body, &self.image))
+                    .unwrap_or_default();
+                return self.next_old_image();
+            }
+            Step::DeleteImage => {
+                self.old_images.pop();
+                return self.next_old_image();
+            }
+            _ => {}
+        }
         let answer = match result {
             Ok(a) => a,
-            Err(why) if self.step == Step::Remove => {
-                // The container is left over; the check's result stands.
-                let _ = why;
-                return self.finish();
+            Err(_) if self.step == Step::Remove => {
+                // The container is left over (the next run's prune takes it); the
+                // check's result stands.
+                return self.after_remove();
             }
             Err(why) => return self.fail(why),
         };
@@ -309,7 +376,26 @@ impl Verifier {
                     _ => self.fail(message(&answer)),
                 }
             }
-            Step::Remove => self.finish(),
+            Step::Remove => self.after_remove(),
+            Step::Prune | Step::ListImages | Step::DeleteImage => self.finish(),
+        }
+    }
+
+    /// After the test container's removal: housekeeping of old images when the
+    /// check passed on the first check of a run, else the end.
+    fn after_remove(&mut self) -> Next {
+        if self.tidy && self.failed.is_none() {
+            self.go(Step::ListImages)
+        } else {
+            self.finish()
+        }
+    }
+
+    fn next_old_image(&mut self) -> Next {
+        if self.old_images.is_empty() {
+            self.finish()
+        } else {
+            self.go(Step::DeleteImage)
         }
     }
 
@@ -319,6 +405,22 @@ impl Verifier {
             None => Ok(()),
         })
     }
+}
+
+/// The tags of test images in an `/images/json` answer other than `current`.
+fn old_tags(body: &[u8], current: &str) -> Vec<String> {
+    let Ok(serde_json::Value::Array(images)) = serde_json::from_slice(body) else {
+        return Vec::new();
+    };
+    images
+        .iter()
+        .filter_map(|i| i.get("RepoTags").and_then(|t| t.as_array()))
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .filter(|t| t.starts_with(&format!("{REPOSITORY}:")) && *t != current)
+        .map(str::to_owned)
+        .take(32)
+        .collect()
 }
 
 /// The network the test container joins: the default bridge, unless dockerd runs
@@ -416,7 +518,7 @@ mod tests {
 
     /// Runs the check against scripted answers; returns the calls made and the end.
     fn run(answers: Vec<Result<Answer, String>>) -> (Vec<String>, Result<(), Failure>) {
-        let (mut v, first) = Verifier::start("0.1.0-abcd", "bridge", Instant::now());
+        let (mut v, first) = Verifier::start("0.1.0-abcd", "bridge", false, Instant::now());
         let mut calls = vec![format!("{} {}", first.method, first.path)];
         for answer in answers {
             match v.next(answer, Instant::now()) {
@@ -545,6 +647,46 @@ mod tests {
         assert_eq!(network_for(&v(&["--bridge=none"])), "none");
         assert_eq!(network_for(&v(&["-b", "none"])), "none");
         assert_eq!(network_for(&v(&["--bridge=br0"])), "bridge");
+    }
+
+    #[test]
+    fn the_first_check_of_a_run_tidies_up() {
+        let (mut v, first) = Verifier::start("0.2.0-new", "bridge", true, Instant::now());
+        assert!(
+            first.path.starts_with("/containers/prune?filters="),
+            "{first:?}"
+        );
+        let t = Instant::now();
+        let mut calls = Vec::new();
+        let mut answers = vec![
+            Err("prune failed: no matter".into()),
+            a(200, "{}"),
+            a(201, r#"{"Id":"c1"}"#),
+            a(204, ""),
+            a(200, r#"{"StatusCode":0}"#),
+            a(404, r#"{"message":"No such container"}"#),
+            a(
+                200,
+                r#"[{"RepoTags":["dind-init-verify:0.2.0-new"]},{"RepoTags":["dind-init-verify:0.1.0-old","other:1"]}]"#,
+            ),
+            a(409, r#"{"message":"in use"}"#),
+        ]
+        .into_iter();
+        let result = loop {
+            match v.next(answers.next().unwrap(), t) {
+                Next::Call(r) => calls.push(format!("{} {}", r.method, r.path)),
+                Next::Done(r) => break r,
+            }
+        };
+        assert_eq!(result, Ok(()), "{calls:?}");
+        assert_eq!(
+            calls.last().unwrap(),
+            "DELETE /images/dind-init-verify%3A0.1.0-old",
+            "only the other build's image: {calls:?}"
+        );
+        assert!(calls
+            .iter()
+            .any(|c| c.starts_with("GET /images/json?filters=")));
     }
 
     #[test]
