@@ -126,22 +126,7 @@ fn check(path: Option<PathBuf>) -> i32 {
     match load_config(path) {
         Ok((cfg, source)) => {
             log::print_stdout(&format!("config: ok ({})\n", source_text(&source)));
-            // What boot would do for DOCKER_TLS_CERTDIR and data_root_tmpfs (COMMAND's
-            // dockerd words are not known here).
-            let user = launch::user_args(&cfg, &[]);
-            let request = tls::request(std::env::var_os(tls::CERTDIR_ENV).as_deref(), &user);
-            let (tls_line, tls_error) = tls::inspect(&request, std::env::var_os("PATH").as_deref());
-            let storage_line = storage::inspect(
-                cfg.dockerd.data_root_tmpfs.as_deref(),
-                &storage::data_root(&user),
-            );
-            log::print_stdout(&format!("tls: {tls_line}\nstorage: {storage_line}\n"));
-            let code = check::check(&cfg);
-            if tls_error {
-                1
-            } else {
-                code
-            }
+            check::check(&cfg)
         }
         Err(e) => {
             log::print_stderr(&format!("dind-init: {e}"));

@@ -631,7 +631,14 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
     assert!(ok, "{out}");
     let (ok, out) = docker(
         &dir,
-        &["create", "--label", "dind-init.verify=1", &current, "/dind-init", "--version"],
+        &[
+            "create",
+            "--label",
+            "dind-init.verify=1",
+            &current,
+            "/dind-init",
+            "--version",
+        ],
     );
     assert!(ok, "{out}");
     // A killed dockerd comes back and is checked again, without a new import.
@@ -641,8 +648,14 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
     });
     assert_eq!(v["verify"]["last"]["ok"], true, "{v}");
-    let (ok, out) = docker(&dir, &["ps", "-a", "--filter", "label=dind-init.verify", "-q"]);
-    assert!(ok && out.trim().is_empty(), "the leftover was pruned: {out}");
+    let (ok, out) = docker(
+        &dir,
+        &["ps", "-a", "--filter", "label=dind-init.verify", "-q"],
+    );
+    assert!(
+        ok && out.trim().is_empty(),
+        "the leftover was pruned: {out}"
+    );
     assert!(
         wait_until(SHORT, || {
             let (_, images) = docker(&dir, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);

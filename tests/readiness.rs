@@ -809,6 +809,19 @@ fn socket_paths_never_replace_what_is_there() {
         );
         let config_path = dir.join("paths.toml");
         fs::write(&config_path, config).unwrap();
+        // `check` reports it too, as an error.
+        let check = Command::new(INIT)
+            .args(["check", "--config", s(&config_path)])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(1), "{report}");
+        assert!(
+            report
+                .lines()
+                .any(|l| l.contains("readiness.socket") && l.contains(s(path))),
+            "{report}"
+        );
         let mut init = Launch::new(&dir)
             .args(&["--config", s(&config_path)])
             .start();

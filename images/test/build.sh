@@ -130,6 +130,8 @@ add_bin runc /usr/sbin/runc /usr/bin/runc
 add_bin docker-init /usr/bin/docker-init
 add_bin ip /usr/sbin/ip /usr/bin/ip /sbin/ip
 add_bin xtables-legacy-multi /usr/sbin/xtables-legacy-multi
+# docker:dind's TLS contract (DOCKER_TLS_CERTDIR) makes its certificates with openssl.
+add_bin openssl /usr/bin/openssl
 # The -legacy names for dind-init in gVisor, and the plain names for dockerd under runc:
 # it runs `iptables` by that name and crash-loops on "Iptables not found" without it.
 # xtables-legacy-multi picks its tool from the name it is called by.

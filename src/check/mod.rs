@@ -88,6 +88,8 @@ impl Problem {
 
 /// Prints the preflight report for `cfg` and returns the exit code (0 or 1).
 pub fn check(cfg: &Config) -> i32 {
+    let (boot_lines, boot_problems) = boot_steps(cfg);
+    log::print_stdout(&boot_lines);
     let env = environment::detect(cfg);
     let snap = Snapshot::read();
     let plan = snap
@@ -136,6 +138,7 @@ pub fn check(cfg: &Config) -> i32 {
     }
     let runtime = Runtime::learn(cfg, &env);
     problems.extend(predict(&runtime));
+    problems.splice(0..0, boot_problems);
     let mut text = render_report(&env, plan.as_ref(), Some(&net), &problems);
     // The facts behind the predictions go before the problems.
     if let Some(at) = text.find("\nproblems:").map(|i| i + 1) {
@@ -143,6 +146,65 @@ pub fn check(cfg: &Config) -> i32 {
     }
     log::print_stdout(&text);
     exit_code(&problems)
+}
+
+/// What boot would do before anything else, and what would stop it: the status
+/// socket's paths (SPEC §8: never replaced), docker:dind's TLS contract
+/// (`DOCKER_TLS_CERTDIR`) and the data root's tmpfs. COMMAND's dockerd words are
+/// not known here.
+fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
+    use crate::prepare::{launch, storage, tls};
+    use crate::sys::unix_socket::{self, Found};
+    let mut problems = Vec::new();
+    let socket = &cfg.readiness.socket;
+    let socket_line = match unix_socket::inspect(socket) {
+        Ok(Found::Nothing) => "free".to_owned(),
+        Ok(Found::DeadSocket) => "a socket nothing accepts on (replaced at boot)".to_owned(),
+        Ok(Found::LiveSocket) => {
+            problems.push(Problem::new(
+                Severity::Error,
+                format!(
+                    "readiness.socket: {} is a socket another process accepts on (another dind-init?)",
+                    socket.display()
+                ),
+                "stop the other process, or point readiness.socket at a free path",
+            ));
+            "taken (another process accepts on it)".to_owned()
+        }
+        Ok(Found::Other(what)) => {
+            problems.push(Problem::new(
+                Severity::Error,
+                format!(
+                    "readiness.socket: {} is {what}, which dind-init never replaces",
+                    socket.display()
+                ),
+                "point readiness.socket at a free path",
+            ));
+            format!("taken ({what})")
+        }
+        Err(e) => format!("cannot be looked at ({e})"),
+    };
+    let user = launch::user_args(cfg, &[]);
+    let request = tls::request(std::env::var_os(tls::CERTDIR_ENV).as_deref(), &user);
+    let (tls_line, tls_error) = tls::inspect(&request, std::env::var_os("PATH").as_deref());
+    if tls_error {
+        problems.push(Problem::new(
+            Severity::Error,
+            format!("TLS ({}): {tls_line}", tls::CERTDIR_ENV),
+            "see the tls line above; the boot would stop there",
+        ));
+    }
+    let storage_line = storage::inspect(
+        cfg.dockerd.data_root_tmpfs.as_deref(),
+        &storage::data_root(&user),
+    );
+    (
+        format!(
+            "status socket: {} ({socket_line})\ntls: {tls_line}\nstorage: {storage_line}\n",
+            socket.display()
+        ),
+        problems,
+    )
 }
 
 /// 1 when any problem is an error.
