@@ -39,7 +39,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dind_init::prepare::openssl;
+use dind_init::sys::command;
 use dind_init::sys::reaper::ExitStatus;
 use nix::sys::signal::Signal;
 
@@ -819,7 +819,7 @@ fn check_reports_the_tls_mode_and_missing_openssl() {
 fn openssl_runner_reports_output_status_and_kills_at_the_deadline() {
     let sh = OsStr::new("/bin/sh");
     let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-    let done = openssl::run(
+    let done = command::run(
         sh,
         &args(&["-c", "echo out; echo err >&2; exit 3"]),
         Duration::from_secs(20),
@@ -831,26 +831,26 @@ fn openssl_runner_reports_output_status_and_kills_at_the_deadline() {
 
     // A child that keeps its pipes open and never exits is killed at the deadline.
     let t0 = Instant::now();
-    let slow = openssl::run(sh, &args(&["-c", "sleep 30"]), Duration::from_millis(300));
+    let slow = command::run(sh, &args(&["-c", "sleep 30"]), Duration::from_millis(300));
     assert!(
-        matches!(slow, Err(openssl::Failure::Timeout(_))),
+        matches!(slow, Err(command::Failure::Timeout(_))),
         "{slow:?}"
     );
     assert!(t0.elapsed() < Duration::from_secs(20));
 
     // A child that closes its pipes but stays: also killed at the deadline.
-    let closed = openssl::run(
+    let closed = command::run(
         sh,
         &args(&["-c", "exec >/dev/null 2>&1; sleep 30"]),
         Duration::from_millis(300),
     );
     assert!(
-        matches!(closed, Err(openssl::Failure::Timeout(_))),
+        matches!(closed, Err(command::Failure::Timeout(_))),
         "{closed:?}"
     );
 
     // Output beyond the bound is read and dropped.
-    let big = openssl::run(
+    let big = command::run(
         sh,
         &args(&["-c", "head -c 200000 /dev/zero"]),
         Duration::from_secs(20),
@@ -858,13 +858,13 @@ fn openssl_runner_reports_output_status_and_kills_at_the_deadline() {
     .unwrap();
     assert_eq!(big.stdout.len(), 64 * 1024);
 
-    let missing = openssl::run(
+    let missing = command::run(
         OsStr::new("/nonexistent/openssl"),
         &[],
         Duration::from_secs(1),
     );
     assert!(
-        matches!(missing, Err(openssl::Failure::Spawn(_))),
+        matches!(missing, Err(command::Failure::Spawn(_))),
         "{missing:?}"
     );
 }

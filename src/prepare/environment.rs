@@ -437,84 +437,26 @@ pub fn procfs_root_inode() -> std::io::Result<u64> {
 }
 
 /// Runs `program --version` and returns what it printed on stdout (at most 64 KiB), for
-/// `check`. A short-lived helper for a short-lived command: the running init never
-/// calls it. The program gets no stdin, its stderr is discarded, and it is killed when
-/// it has not finished within `timeout`.
+/// `check`, and at boot when dockerd's version matters (MTU). A short command run to
+/// its end (`sys::command`): the running init's loop never calls it. The program gets
+/// no stdin, and it is killed when it has not finished within `timeout`.
 pub fn version_output(program: &Path, timeout: std::time::Duration) -> Result<String, String> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    use std::process::{Command, Stdio};
-    use std::time::Instant;
-
-    const CAP: usize = 64 * 1024;
+    use crate::sys::command::{self, Failure};
     let shown = program.display();
-    let mut child = Command::new(program)
-        .arg("--version")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot run {shown} --version: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    let mut eof = false;
-    if let Some(stdout) = child.stdout.take() {
-        let fd = std::os::fd::OwnedFd::from(stdout);
-        let mut chunk = [0u8; 4096];
-        while !eof {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let wait = Timespec::try_from(left).unwrap_or(Timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            });
-            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-            match poll(&mut fds, Some(&wait)) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(format!("cannot read from {shown}: {e}")),
-            }
-            match rustix::io::read(&fd, &mut chunk) {
-                Ok(0) => eof = true,
-                Ok(n) => {
-                    out.extend_from_slice(chunk.get(..n).unwrap_or_default());
-                    if out.len() > CAP {
-                        eof = true; // enough: a version is on the first lines
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(format!("cannot read from {shown}: {e}")),
-            }
+    let args = [std::ffi::OsString::from("--version")];
+    match command::run(program.as_os_str(), &args, timeout) {
+        Ok(done) if done.status != crate::sys::reaper::ExitStatus::Code(0) => {
+            Err(format!("{shown} --version failed ({})", done.status))
         }
-    }
-    // Closing stdout first lets a program that writes on exit finish.
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Ok(None) | Err(_) => break None,
-        }
-    };
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.try_wait();
-        return Err(format!(
+        Ok(done) if done.stdout.is_empty() => Err(format!("{shown} --version printed nothing")),
+        Ok(done) => Ok(done.stdout),
+        Err(Failure::Spawn(e)) => Err(format!("cannot run {shown} --version: {e}")),
+        Err(Failure::Timeout(t)) => Err(format!(
             "{shown} --version did not finish within {} ms",
-            timeout.as_millis()
-        ));
-    };
-    if !eof && out.is_empty() {
-        return Err(format!("{shown} --version printed nothing ({status})"));
+            t.as_millis()
+        )),
+        Err(Failure::Wait(e)) => Err(format!("cannot wait for {shown} --version: {e}")),
     }
-    if !status.success() {
-        return Err(format!("{shown} --version failed ({status})"));
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ pub mod cgroup;
 pub mod environment;
 pub mod launch;
 pub mod network;
-pub mod openssl;
 pub mod stale;
 pub mod storage;
 pub mod tls;

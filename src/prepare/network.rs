@@ -54,14 +54,12 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use tracing::{info, warn};
 
 use crate::config::NetworkMode;
 use crate::control::status::NetworkStatus;
 use crate::sys::netlink::{self, Route};
 use crate::sys::reaper::ExitStatus;
-use crate::sys::spawn;
 
 /// docker:dind's directory of iptables → iptables-legacy links (its Dockerfile makes it;
 /// its entrypoint puts it first in PATH when nft does not work).
@@ -766,52 +764,18 @@ pub fn inspect(plan: &Plan) -> Report {
     }
 }
 
-/// Runs `program args` (a helper process: stdin and stdout on /dev/null, stderr
-/// captured) to its end, for at most `timeout`; then SIGKILL. For `check` only, a
-/// short-lived process that may wait for its own child by pid; the init's loop never
-/// blocks on a helper (it runs [`RulesJob`]'s commands as watched children).
+/// Runs `program args` (an iptables command) to its end, for at most `timeout`; then
+/// SIGKILL. For `check` only (`sys::command`); the init's loop never blocks on a helper
+/// (it runs [`RulesJob`]'s commands as watched children).
 pub fn run_blocking(program: &Path, args: &[String], timeout: Duration) -> Ran {
-    use nix::sys::wait::{waitpid, WaitStatus};
+    use crate::sys::command::{self, Failure};
     let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let spawned = match spawn::spawn(&spawn::Spec::helper(program.as_os_str(), &args)) {
-        Ok(s) => s,
-        Err(e) => return Ran::Failed(format!("cannot run {}: {e}", program.display())),
-    };
-    let pid = nix::unistd::Pid::from_raw(spawned.pid);
-    let deadline = Instant::now() + timeout;
-    let mut text = Vec::new();
-    let mut timed_out = false;
-    if let Some(fd) = &spawned.stderr {
-        // EOF comes when iptables exits.
-        while !drain(fd, &mut text) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                timed_out = true;
-                break;
-            }
-            let ts = Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            };
-            let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            let _ = poll(&mut fds, Some(&ts));
-        }
+    match command::run(program.as_os_str(), &args, timeout) {
+        Ok(done) => Ran::from_exit(done.status, done.stderr.as_bytes()),
+        Err(Failure::Timeout(_)) => Ran::TimedOut,
+        Err(Failure::Spawn(e)) => Ran::Failed(format!("cannot run {}: {e}", program.display())),
+        Err(Failure::Wait(e)) => Ran::Failed(format!("cannot wait for {}: {e}", program.display())),
     }
-    if timed_out {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    let status = loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => break ExitStatus::Code(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => break ExitStatus::Signal(sig as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Ran::Failed(format!("cannot wait for {}: {e}", program.display())),
-        }
-    };
-    if timed_out {
-        return Ran::TimedOut;
-    }
-    Ran::from_exit(status, &text)
 }
 
 /// Reads what is available into `buf`, keeping its last [`STDERR_CAP`] bytes; true at

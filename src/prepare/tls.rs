@@ -55,7 +55,7 @@ use crate::control::status::TlsStatus;
 use crate::error::Error;
 use crate::prepare::args::option_values;
 use crate::prepare::environment::{locate_program, DockerdBinary, DEFAULT_PATH};
-use crate::prepare::openssl::{self, Failure, COMMAND_TIMEOUT};
+use crate::sys::command::{self, Failure};
 use crate::sys::reaper::ExitStatus;
 
 /// The variable that asks for the contract.
@@ -100,6 +100,12 @@ pub fn request(certdir: Option<&OsStr>, user_args: &[String]) -> Request {
         Request::Tls(PathBuf::from(dir))
     }
 }
+
+/// How long one openssl command may take. Generous: a key of ECDSA P-256 takes
+/// milliseconds, an exec in gVisor under load a few hundred; a user's RSA key is only
+/// read, never made. A command that hangs (a passphrase prompt on a terminal) is
+/// killed.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The TCP listener dind-init gives dockerd (`launch::build` turns it into flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -527,7 +533,7 @@ fn prepare_dir(dir: &Path, path: Option<&OsStr>) -> Result<Prepared, Error> {
 }
 
 /// One line of what openssl said: its first non-empty line of stderr (else stdout).
-fn said(done: &openssl::Finished) -> String {
+fn said(done: &command::Finished) -> String {
     let line = done
         .stderr
         .lines()
@@ -548,8 +554,8 @@ fn run_openssl(
     openssl: &Path,
     what: &str,
     args: &[OsString],
-) -> Result<openssl::Finished, Error> {
-    match openssl::run(openssl.as_os_str(), args, COMMAND_TIMEOUT) {
+) -> Result<command::Finished, Error> {
+    match command::run(openssl.as_os_str(), args, COMMAND_TIMEOUT) {
         Ok(done) if done.status == ExitStatus::Code(0) => Ok(done),
         Ok(done) => Err(tls_error(
             dir,

@@ -1,5 +1,6 @@
 //! Thin, safe wrappers around what the init asks of the kernel: signals, starting
 //! and reaping processes, epoll, and reading /proc. No policy lives here.
+pub mod command;
 pub mod mounts;
 pub mod netlink;
 pub mod poller;

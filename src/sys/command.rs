@@ -1,14 +1,17 @@
-//! Running the `openssl` command line at boot, for the TLS contract (`tls.rs`): one
-//! child at a time, started like every other child of the init (`sys::spawn`: its own
+//! Running a short command to its end, blocking: `openssl` for the TLS contract and
+//! `dockerd --version` at boot, `iptables -C` and `runc --version` in `check`. One child
+//! at a time, started like every other child of the init (`sys::spawn`: its own
 //! process group, an empty signal mask, no NOTIFY_SOCKET), its stdout and stderr read
 //! through pipes, bounded by a deadline, and reaped by its pid before this returns.
 //!
-//! This blocks, which is right only at boot: the event loop has not started, dockerd
-//! is not running, and signals that arrive meanwhile stay pending in the signalfd until
-//! the loop reads them. Nothing else waits here, and the reaper (which waits for any
-//! child) does not run yet, so waiting for this one pid takes no one else's exit.
+//! This blocks, which is right only at boot and in `check`: the event loop has not
+//! started (or never will), dockerd is not running, and signals that arrive meanwhile
+//! stay pending in the signalfd until the loop reads them. Nothing else waits here, and
+//! the reaper (which waits for any child) does not run yet, so waiting for this one pid
+//! takes no one else's exit. The running init's helpers are children the loop watches
+//! instead (`run/helper.rs`).
 //!
-//! It does not decide what to run or what an answer means: `tls.rs` does.
+//! It does not decide what to run or what an answer means: its callers do.
 //! See [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html) and
 //! [waitpid(2)](https://man7.org/linux/man-pages/man2/waitpid.2.html).
 
@@ -24,12 +27,6 @@ use rustix::process::{waitpid, WaitOptions};
 
 use crate::sys::reaper::ExitStatus;
 use crate::sys::spawn::{self, Input, Output, Spec};
-
-/// How long one openssl command may take. Generous: a key of ECDSA P-256 takes
-/// milliseconds, an exec in gVisor under load a few hundred; a user's RSA key is only
-/// read, never made. A command that hangs (a passphrase prompt on a terminal) is
-/// killed.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// At most this much of each output stream is kept (the rest is read and dropped), so
 /// a misbehaving program cannot make PID 1 allocate without bound.
