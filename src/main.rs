@@ -232,6 +232,22 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     // In gVisor, dockerd's PATH starts with iptables → iptables-legacy links (SPEC §7a).
     let init_path = std::env::var_os("PATH");
     let network = network::Plan::new(cfg.network.mode, env.gvisor, init_path.as_deref());
+    // SPEC §7: an uplink below 1500 gives dockerd --mtu (and on Docker 24+ the same
+    // for new user networks).
+    let dockerd_path = match &env.dockerd {
+        environment::DockerdBinary::Found(p) => Some(p.as_path()),
+        _ => None,
+    };
+    let mtu = network::MtuPlan::decide(&user_args, dockerd_path);
+    let mtu_flags = mtu.flags(&user_args);
+    if let Some((dev, value)) = &mtu.uplink {
+        if !mtu_flags.is_empty() {
+            info!(uplink = %dev, mtu = value, flags = ?mtu_flags, "uplink MTU below 1500: dockerd gets it too");
+        }
+    }
+    if let Some(note) = &mtu.note {
+        warn!("MTU: {note}");
+    }
     let launch = launch::build(launch::Inputs {
         config: cfg,
         gvisor: env.gvisor,
@@ -241,6 +257,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         extra: &args.dockerd_args,
         notify: &notify_path,
         listener: &tls.listener,
+        mtu: mtu.mtu,
     });
     Init::new(
         Settings {
@@ -266,6 +283,10 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
             upstream_notify,
             notify_path,
             network,
+            mtu: network::MtuShown {
+                uplink: mtu.uplink.as_ref().map(|(_, m)| *m),
+                flags: mtu_flags,
+            },
             env,
         },
         signals,

@@ -132,6 +132,10 @@ fetch='i=0; while [ $i -lt 50 ]; do out=$(timeout 5 wget -q -O - http://matrix-s
   && [ "$out" = "$PAGE" ]; } >/tmp/net.txt 2>&1
 r=$?; res user_network_dns $r
 [ $r = 0 ] || { cat /tmp/net.txt; echo "${out:-}"; } | err user_network_dns
+# The uplink's MTU (1400 in the host runs) on the default bridge and a user network.
+mtu_of() { docker network inspect "$1" --format '{{index .Options "com.docker.network.driver.mtu"}}' 2>/dev/null; }
+say "mtu bridge $(mtu_of bridge)"
+say "mtu user $(mtu_of matrix-net)"
 docker rm -f matrix-srv >/dev/null 2>&1
 docker network rm matrix-net >/dev/null 2>&1
 
@@ -480,9 +484,17 @@ fn start_gvisor(dir: &TempDir, root: &Path, old_runc: Option<&Path>) -> Running 
 }
 
 /// Starts dind-init as PID 1 of the test's own namespaces, chrooted into the overlay.
+/// The MTU of the host runs' uplink.
+const HOST_MTU: u32 = 1400;
+
 fn start_host(dir: &TempDir, root: &Path, cgroups: &TestCgroups) -> Running {
+    // An uplink of MTU 1400 (a veth pair, and a default route through it), as on a
+    // cloud network or a tunnel: dockerd must pass it on (SPEC §7).
     let inner = format!(
-        "set -e\nip link set lo up\n{}\
+        "set -e\nip link set lo up\n\
+         ip link add up0 mtu {HOST_MTU} type veth peer name up1 mtu {HOST_MTU}\n\
+         ip link set up1 up\nip link set up0 up\nip addr add 10.99.0.2/24 dev up0\n\
+         ip route add default via 10.99.0.1\n{}\
          mount -t proc proc $m/proc\n\
          mount -t sysfs sysfs $m/sys\n\
          mount --rbind /dev $m/dev\n\
@@ -769,6 +781,22 @@ fn matrix_run(suite: &str, runtime: Runtime) {
 
     // The verdict.
     assert!(out.check("ready"), "dockerd was not ready\n{context}");
+    if !gvisor {
+        // SPEC §7: the uplink's MTU reaches the default bridge always, and new user
+        // networks on Docker 24 and later (--default-network-opt).
+        assert_eq!(
+            out.fact("mtu bridge"),
+            Some(HOST_MTU.to_string().as_str()),
+            "the default bridge's MTU\n{context}"
+        );
+        if dockerd_version.major >= 24 {
+            assert_eq!(
+                out.fact("mtu user"),
+                Some(HOST_MTU.to_string().as_str()),
+                "a user network's MTU\n{context}"
+            );
+        }
+    }
     assert!(
         stopped,
         "SIGTERM did not stop it with exit 0 in time\n{context}"

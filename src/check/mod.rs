@@ -160,17 +160,21 @@ fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
     let socket_line = match unix_socket::inspect(socket) {
         Ok(Found::Nothing) => "free".to_owned(),
         Ok(Found::DeadSocket) => "a socket nothing accepts on (replaced at boot)".to_owned(),
-        Ok(Found::LiveSocket) => {
-            problems.push(Problem::new(
-                Severity::Error,
-                format!(
-                    "readiness.socket: {} is a socket another process accepts on (another dind-init?)",
-                    socket.display()
-                ),
-                "stop the other process, or point readiness.socket at a free path",
-            ));
-            "taken (another process accepts on it)".to_owned()
-        }
+        Ok(Found::LiveSocket) => match crate::client::probe::state_at(socket) {
+            // The container's own running init (`docker exec ... dind-init check`).
+            Some(state) => format!("served by a running dind-init (state {state})"),
+            None => {
+                problems.push(Problem::new(
+                    Severity::Error,
+                    format!(
+                        "readiness.socket: {} is a socket another process accepts on (not a dind-init), which dind-init never takes over",
+                        socket.display()
+                    ),
+                    "stop the other process, or point readiness.socket at a free path",
+                ));
+                "taken (another process accepts on it)".to_owned()
+            }
+        },
         Ok(Found::Other(what)) => {
             problems.push(Problem::new(
                 Severity::Error,
@@ -198,9 +202,29 @@ fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
         cfg.dockerd.data_root_tmpfs.as_deref(),
         &storage::data_root(&user),
     );
+    let dockerd = crate::prepare::environment::locate_program(
+        std::ffi::OsStr::new(&cfg.dockerd.path),
+        std::env::var_os("PATH").as_deref(),
+        crate::prepare::environment::DEFAULT_PATH,
+    );
+    let dockerd_path = match &dockerd {
+        crate::prepare::environment::DockerdBinary::Found(p) => Some(p.as_path()),
+        _ => None,
+    };
+    let mtu = crate::prepare::network::MtuPlan::decide(&user, dockerd_path);
+    let flags = mtu.flags(&user);
+    let mtu_line = match (&mtu.uplink, flags.is_empty()) {
+        (None, _) => "no IPv4 default route: nothing to pass".to_owned(),
+        (Some((dev, m)), true) => format!("uplink {dev} {m}: nothing to pass"),
+        (Some((dev, m)), false) => format!("uplink {dev} {m}: dockerd gets {}", flags.join(" ")),
+    };
+    let mtu_line = match &mtu.note {
+        Some(note) => format!("{mtu_line} ({note})"),
+        None => mtu_line,
+    };
     (
         format!(
-            "status socket: {} ({socket_line})\ntls: {tls_line}\nstorage: {storage_line}\n",
+            "status socket: {} ({socket_line})\ntls: {tls_line}\nstorage: {storage_line}\nmtu: {mtu_line}\n",
             socket.display()
         ),
         problems,

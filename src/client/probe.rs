@@ -66,6 +66,11 @@ fn fetch(socket: &Path, wait: Option<Duration>) -> Result<(Status, String), Stri
 }
 
 /// `dind-init probe`: returns the exit code and the message for stderr.
+/// The state a running init at `socket` reports, if a dind-init answers there.
+pub fn state_at(socket: &Path) -> Option<String> {
+    fetch(socket, None).ok().map(|(s, _)| s.state)
+}
+
 pub fn probe(socket: &Path, wait: Option<Duration>) -> (i32, Option<String>) {
     match fetch(socket, wait) {
         Ok((s, _)) if s.state == "ready" => (0, None),
@@ -107,6 +112,19 @@ fn yes(b: bool) -> &'static str {
 
 /// The `network:` lines of the table (none for an init that does not report it).
 fn network_lines(n: &NetworkStatus) -> String {
+    let mut out = network_mode_lines(n);
+    if let Some(mtu) = n.uplink_mtu {
+        let passed = if n.mtu_flags.is_empty() {
+            "nothing passed".to_owned()
+        } else {
+            n.mtu_flags.join(" ")
+        };
+        out.push_str(&format!("mtu:         uplink {mtu}; {passed}\n"));
+    }
+    out
+}
+
+fn network_mode_lines(n: &NetworkStatus) -> String {
     match n.mode.as_str() {
         "" => String::new(),
         "host" => "network:     host (not gVisor: dockerd sets up its own networking)\n".to_owned(),
@@ -299,6 +317,7 @@ mod tests {
             ],
             legacy_iptables: true,
             warnings: vec!["w1".into()],
+            ..NetworkStatus::default()
         };
         assert_eq!(
             network_lines(&gvisor),

@@ -165,6 +165,12 @@ pub struct NetworkStatus {
     /// Whether dockerd's PATH starts with working iptables → iptables-legacy links.
     pub legacy_iptables: bool,
     pub warnings: Vec<String>,
+    /// The uplink's MTU (the IPv4 default route's device), when known.
+    #[serde(default)]
+    pub uplink_mtu: Option<u32>,
+    /// The flags dockerd got for it (`--mtu=...`, `--default-network-opt=...`).
+    #[serde(default)]
+    pub mtu_flags: Vec<String>,
 }
 
 impl Status {
@@ -273,6 +279,8 @@ mod tests {
                 rules: vec!["FORWARD -i br-+ -o br-+ -j DROP".into()],
                 legacy_iptables: true,
                 warnings: vec![],
+                uplink_mtu: Some(1400),
+                mtu_flags: vec!["--mtu=1400".into()],
             },
             sd_notify: SdNotifyStatus::default(),
             verify: VerifyStatus {

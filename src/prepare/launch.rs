@@ -53,6 +53,38 @@ pub struct Inputs<'a> {
     pub notify: &'a Path,
     /// The TCP listener of docker:dind's TLS contract (`DOCKER_TLS_CERTDIR`).
     pub listener: &'a Listener,
+    /// The MTU nested networks must use (an uplink below 1500), if any.
+    pub mtu: Option<Mtu>,
+}
+
+/// The uplink's MTU, when it is below Ethernet's 1500 (SPEC §7): nested networks
+/// with 1500 would hang on large transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mtu {
+    pub value: u32,
+    /// dockerd knows `--default-network-opt` (Docker 24 and later), so new user
+    /// networks get the MTU too, not only the default bridge.
+    pub network_opt: bool,
+}
+
+impl Mtu {
+    /// The flags it adds, unless the user's arguments set them already.
+    pub fn flags(&self, user: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        if !has_option(user, &["--mtu"]) {
+            out.push(format!("--mtu={}", self.value));
+        }
+        let opt_given = option_values(user, &["--default-network-opt"])
+            .iter()
+            .any(|v| v.contains("com.docker.network.driver.mtu"));
+        if self.network_opt && !opt_given {
+            out.push(format!(
+                "--default-network-opt=bridge=com.docker.network.driver.mtu={}",
+                self.value
+            ));
+        }
+        out
+    }
 }
 
 /// The user's dockerd arguments: `dockerd.args`, then COMMAND's docker:dind-style words.
@@ -131,6 +163,9 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
             args.push(a.clone());
         }
     }
+    if let Some(mtu) = inputs.mtu {
+        args.extend(mtu.flags(&user));
+    }
     args.extend(user);
     let mut env = vec![
         ("container".to_owned(), "docker".to_owned()),
@@ -192,6 +227,72 @@ mod tests {
             extra: &[],
             notify,
             listener: &Listener::None,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn mtu_flags_table() {
+        let notify = Path::new("/n.sock");
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (mtu, user args, the MTU flags dockerd gets)
+        let opt = "--default-network-opt=bridge=com.docker.network.driver.mtu=1400";
+        let cases: Vec<(Option<Mtu>, Vec<String>, Vec<&str>)> = vec![
+            (None, v(&[]), vec![]),
+            (
+                Some(Mtu {
+                    value: 1400,
+                    network_opt: false,
+                }),
+                v(&[]),
+                vec!["--mtu=1400"],
+            ),
+            (
+                Some(Mtu {
+                    value: 1400,
+                    network_opt: true,
+                }),
+                v(&[]),
+                vec!["--mtu=1400", opt],
+            ),
+            // The user's own --mtu wins; the network option still goes along.
+            (
+                Some(Mtu {
+                    value: 1400,
+                    network_opt: true,
+                }),
+                v(&["--mtu=1300"]),
+                vec![opt],
+            ),
+            (
+                Some(Mtu {
+                    value: 1400,
+                    network_opt: true,
+                }),
+                v(&[
+                    "--default-network-opt",
+                    "bridge=com.docker.network.driver.mtu=1200",
+                ]),
+                vec!["--mtu=1400"],
+            ),
+        ];
+        for (mtu, user, want) in cases {
+            let mut cfg = Config::default();
+            cfg.dockerd.args = user.clone();
+            let l = build(Inputs {
+                mtu,
+                ..inputs(&cfg, false, notify)
+            });
+            let got: Vec<&str> = l
+                .args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| {
+                    a.starts_with("--mtu=") || a.starts_with("--default-network-opt=bridge=")
+                })
+                .filter(|a| !user.iter().any(|u| u == a))
+                .collect();
+            assert_eq!(got, want, "{mtu:?} {user:?}");
         }
     }
 

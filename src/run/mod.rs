@@ -113,6 +113,8 @@ pub struct Settings {
     pub notify_path: PathBuf,
     /// Nested networking in gVisor (SPEC §7a), decided at boot.
     pub network: Plan,
+    /// The uplink's MTU and the flags dockerd got for it (SPEC §7).
+    pub mtu: network::MtuShown,
     /// What boot found (for the cgroup preparation before each restart).
     pub env: crate::prepare::environment::Environment,
 }
@@ -252,7 +254,7 @@ impl Init {
             warn!(path = %cfg.readiness.file.display(), error = %e, "could not remove an old ready file");
         }
         let now = Instant::now();
-        let network = network::Setup::new(settings.network.clone());
+        let network = network::Setup::new(settings.network.clone(), settings.mtu.clone());
         let model = Model {
             supervisor: Supervisor::new(Policy::from_config(cfg), now),
             shutdown: None,

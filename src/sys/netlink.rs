@@ -92,6 +92,7 @@ const AF_INET: u8 = 2;
 const IFINFOMSG_LEN: usize = 16;
 const IFF_UP: u32 = 0x1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 
@@ -124,6 +125,8 @@ pub struct Link {
     pub kind: Option<String>,
     /// `IFF_UP` is set.
     pub up: bool,
+    /// `IFLA_MTU`, when reported.
+    pub mtu: Option<u32>,
 }
 
 /// The uplink: the IPv4 default route's device and that device's IPv4 address.
@@ -198,6 +201,18 @@ pub fn default_route_v4() -> io::Result<Option<Route>> {
         dev: link.name.clone(),
         addr,
     }))
+}
+
+/// The MTU of the IPv4 default route's device (the uplink), with its name: `None`
+/// when there is no default route or the stack reports no MTU.
+pub fn uplink_mtu() -> io::Result<Option<(String, u32)>> {
+    let Some(route) = default_route_v4()? else {
+        return Ok(None);
+    };
+    Ok(links()?
+        .into_iter()
+        .find(|l| l.name == route.dev)
+        .and_then(|l| l.mtu.map(|m| (l.name, m))))
 }
 
 /// Joins the link multicast group (`RTMGRP_LINK`) the way Docker 28 and later do before
@@ -541,9 +556,11 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
     let flags = read_u32(ifi, 8).unwrap_or(0);
     let mut name = None;
     let mut kind = None;
+    let mut mtu = None;
     for attr in attributes(attrs)? {
         match attr.kind {
             IFLA_IFNAME => name = Some(c_string(attr.payload)),
+            IFLA_MTU => mtu = read_u32(attr.payload, 0),
             IFLA_LINKINFO => {
                 for info in attributes(attr.payload)? {
                     if info.kind == IFLA_INFO_KIND {
@@ -560,6 +577,7 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
         name,
         kind,
         up: flags & IFF_UP != 0,
+        mtu,
     })
 }
 
@@ -766,6 +784,7 @@ mod tests {
             name: name.to_string(),
             kind: kind.map(str::to_string),
             up: true,
+            mtu: Some(1500),
         }
     }
 
