@@ -23,6 +23,10 @@ Sections
      (`runsc do -root`) and on this kernel (chroot), the static binary copied into
      each run's own overlay. Skipped, with a note, when there are none.
   7. Reliability under abuse: bench/reliability.py (also runnable alone).
+  8. A nested `docker build` in gVisor (bench/nested_build.py as COMMAND): dockerd's
+     data root on the sandbox's overlay root (dockerd picks vfs) against
+     `[dockerd] data_root_tmpfs` (overlay2 on a tmpfs): the build's time and the data
+     root's size after it.
 
 Safety: every init under test is PID 1 of its own pid namespace (or of a gVisor
 sandbox), never bare. Every real dockerd has its own network namespace, data root,
@@ -65,6 +69,7 @@ INIT = os.path.join(MUSL, "dind-init")
 FAKE = os.path.join(MUSL, "fake-dockerd")
 CHILD = os.path.join(BENCH, "child.py")
 OBSERVE = os.path.join(BENCH, "observe.py")
+NESTED_BUILD = os.path.join(BENCH, "nested_build.py")
 SHELL = os.path.join(BENCH, "shell-approach.sh")
 PY = sys.executable
 UNSHARE = ["unshare", "--pid", "--fork", "--mount", "--mount-proc"]
@@ -316,6 +321,15 @@ def send_go(path):
 
 
 # ---------------------------------------------------------------- machine
+
+
+def first_line(cmd):
+    """The first line a command prints (a version), or "not found"."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=20).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "not found"
 
 
 def machine():
@@ -770,10 +784,12 @@ class BenchCgroups:
                     time.sleep(0.1)
 
 
-def real_config(d, wait_for_ready, interval, verify=None, bridge=False, debug=False):
+def real_config(d, wait_for_ready, interval, verify=None, bridge=False, debug=False,
+                tmpfs=None):
     """dind-init with the real dockerd, every path under `d`. `bridge`: dockerd keeps
     its default bridge (else `--bridge=none`, like the shell approach); `debug`:
-    dockerd's `--debug` (it logs every API call it serves)."""
+    dockerd's `--debug` (it logs every API call it serves); `tmpfs`: `[dockerd]
+    data_root_tmpfs` (a size), a tmpfs at the data root `d`/data."""
     path = os.path.join(d, "init.toml")
     args = ["--data-root=" + d + "/data", "--exec-root=" + d + "/exec",
             "--pidfile=" + d + "/docker.pid", "--iptables=false"]
@@ -786,6 +802,7 @@ journald = "off"
 path = {toml_str(shutil.which("dockerd"))}
 socket = {toml_str(d + "/docker.sock")}
 args = {toml_list(args)}
+{"" if tmpfs is None else "data_root_tmpfs = " + toml_str(tmpfs)}
 [readiness]
 file = {toml_str(d + "/ready")}
 socket = {toml_str(d + "/init.sock")}
@@ -1425,6 +1442,85 @@ def bench_versions(tmp, opts, envs):
     finally:
         if cg:
             cg.remove()
+    return res
+
+
+# ---------------------------------------------------------------- nested docker build
+
+# FROM the imported busybox image (only /bin/busybox, sh and sleep), 6 steps: the
+# applets' links; a COPY of BUILD_FILES x BUILD_FILE_MIB MiB of random bytes; three RUN
+# steps that write files (random bytes, copies of the COPY, many small files) and
+# delete one; a CMD (no file change).
+BUILD_FILES, BUILD_FILE_MIB = 4, 4
+DOCKERFILE = """FROM dind-init-bench-busybox:latest
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY data/ /src/
+RUN mkdir /gen && dd if=/dev/urandom of=/gen/random bs=1M count=4 2>/dev/null
+RUN cat /src/* > /gen/all && cp -r /src /gen/src-copy
+RUN for i in $(seq 1 500); do echo "file $i" > /gen/f$i; done && rm /gen/src-copy/blob1
+CMD ["sh"]
+"""
+BUILD_TMPFS = "2g"
+
+
+def build_context(tmp):
+    ctx = os.path.join(tmp, "build-context")
+    os.makedirs(os.path.join(ctx, "data"))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(DOCKERFILE)
+    for i in range(1, BUILD_FILES + 1):
+        with open(os.path.join(ctx, "data", f"blob{i}"), "wb") as f:
+            f.write(os.urandom(BUILD_FILE_MIB * MIB))
+    return ctx
+
+
+def build_once(tmp, storage, image_tar, ctx):
+    """dind-init as PID 1 of a gVisor sandbox with the real dockerd, its data root
+    `d`/data on the sandbox's overlay root (`storage` "overlay-root": dockerd picks
+    vfs) or on a tmpfs (`storage` "tmpfs": `[dockerd] data_root_tmpfs`, overlay2);
+    bench/nested_build.py as COMMAND once ready: import, `docker build`, `du`."""
+    d = tempfile.mkdtemp(prefix=f"build-{storage}-", dir=tmp)
+    cfg = real_config(d, wait_for_ready=True, interval="0s",
+                      tmpfs=BUILD_TMPFS if storage == "tmpfs" else None)
+    argv = wrap("gvisor", [INIT, "--config", cfg, "--", PY, NESTED_BUILD, "--dir", d,
+                           "--init", INIT, "--data-root", d + "/data", "--image-tar",
+                           image_tar, "--context", ctx], d)
+    sp = Spawned(argv, os.path.join(d, "init.log"))
+    try:
+        t, r = sp.next_json(1200)
+        r["storage_mode"] = storage
+        r["start_to_result_ms"] = (t - sp.t_start) / 1e6
+        if "error" in r:
+            raise RuntimeError(f"nested build ({storage}): {r['error']}\n{sp.describe()}")
+        sp.wait_exit(60)
+        r["rc"] = sp.rc
+        return r
+    finally:
+        sp.kill_tree(grace=15)
+
+
+def bench_build(tmp, opts):
+    """The nested build in gVisor, data root on the overlay root (vfs) against a tmpfs
+    (overlay2), alternating which goes first."""
+    image_tar = busybox_tar(tmp)
+    ctx = build_context(tmp)
+    res = {"runs": {"overlay-root": [], "tmpfs": []}, "tmpfs": BUILD_TMPFS,
+           "dockerfile": DOCKERFILE, "context_mib": BUILD_FILES * BUILD_FILE_MIB,
+           "client": first_line(["docker", "--version"])}
+    for rep in range(opts.build_reps):
+        order = ("overlay-root", "tmpfs") if rep % 2 == 0 else ("tmpfs", "overlay-root")
+        for storage in order:
+            try:
+                r = build_once(tmp, storage, image_tar, ctx)
+            except (RuntimeError, TimeoutError) as e:
+                r = {"storage_mode": storage, "error": str(e).splitlines()[0][:300]}
+                log(f"build {storage}: {str(e)[:2000]}")
+            res["runs"][storage].append(r)
+            if "error" in r:
+                continue
+            log(f"build {storage} ({r.get('storage_driver')}): {r['build_ms'] / 1e3:.1f} s, "
+                f"{r['steps']} steps; data root {r['du_kib_before'] / 1024:.0f} MiB after the "
+                f"import, {r['du_kib_after'] / 1024:.0f} MiB after the build")
     return res
 
 
@@ -2078,6 +2174,74 @@ class Report:
                        f"{note} |")
         self.p("")
 
+    def nested_build(self, b):
+        m = self.R["machine"]
+        runs = b.get("runs", {})
+        ok = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
+        one = next((r for v in ok.values() for r in v), {})
+        server = one.get("server_version", "?")
+        client = one.get("client_version") or b.get("client", "?")
+        self.p("## 8. Nested `docker build` in gVisor: vfs against overlay2 on a tmpfs\n",
+               f"dind-init as PID 1 of `runsc --network=none --net-raw do` (**{m['runsc']}**) "
+               f"with the real dockerd (**Docker {server}**, `{m['dockerd']}`; docker CLI "
+               f"{client}, the legacy builder: `DOCKER_BUILDKIT=0`, as no buildx plugin is "
+               "assumed), `--bridge=none`; twice per run, alternating which goes first: "
+               "*overlay root*: dockerd's data root (`--data-root`) on the sandbox's root, "
+               "gVisor's writable overlay over the machine's `/`, where dockerd can only use "
+               "`vfs`; *tmpfs*: the same with `[dockerd] "
+               f"data_root_tmpfs = \"{b.get('tmpfs')}\"`, where it uses `overlay2`. *driver*: "
+               "`dockerd.storage_driver` in `dind-init status --json`. The COMMAND "
+               "(`bench/nested_build.py`, started once ready) imports a busybox tar (`docker "
+               "import`: no registry is reachable), then runs `docker build --network=none` of "
+               f"the Dockerfile below with a {b.get('context_mib')} MiB context (files of "
+               "random bytes). *Build*: from the exec of `docker build` to its exit (CLOCK_MONOTONIC "
+               "in the sandbox); *data root*: `du -sk` of the data root after the build, and "
+               "after the import alone (the base image).\n",
+               "```Dockerfile", b.get("dockerfile", "").rstrip("\n"), "```\n",
+               "| data root | driver | runs | build (s), median | min .. max | data root after "
+               "the build (MiB), median | after the import alone (MiB) | image size (MiB) | "
+               "failures |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---|")
+        med = {}
+        for storage, label in (("overlay-root", "overlay root"), ("tmpfs", "tmpfs")):
+            rs, good = runs.get(storage, []), ok.get(storage, [])
+            drivers = sorted({str(r.get("storage_driver")) for r in good})
+            build = [r["build_ms"] / 1e3 for r in good]
+            after = [r["du_kib_after"] / 1024 for r in good if r.get("du_kib_after") is not None]
+            before = [r["du_kib_before"] / 1024 for r in good
+                      if r.get("du_kib_before") is not None]
+            img = [r["image_bytes"] / MIB for r in good if r.get("image_bytes") is not None]
+            med[storage] = {"driver": drivers, "build": median(build), "size": median(after),
+                            "base": median(before)}
+            errs = sorted({r["error"][:100].replace("|", "/") for r in rs if "error" in r})
+            note = f"{len(rs) - len(good)}: {errs[0]}" if errs else "-"
+            self.p(f"| {label} | {', '.join(drivers) or 'n/a'} | {len(good)} | "
+                   f"{fmt(median(build), 1)} | {rng(build, 1)} | {fmt(median(after), 0)} | "
+                   f"{fmt(median(before), 0)} | {fmt(median(img), 1)} | {note} |")
+        self.p("")
+        v, o = med.get("overlay-root", {}), med.get("tmpfs", {})
+        if v.get("build") and o.get("build") and v.get("size") and o.get("size"):
+            self.p(f"vfs / overlay2 (medians): build time **x{v['build'] / o['build']:.1f}** "
+                   f"({fmt(v['build'], 1)} s against {fmt(o['build'], 1)} s), data root "
+                   f"**x{v['size'] / o['size']:.1f}** ({fmt(v['size'], 0)} MiB against "
+                   f"{fmt(o['size'], 0)} MiB). vfs copies the whole image for each step's "
+                   "container and again for each layer it commits, where overlay2 stores only "
+                   "what a step changed: the gap grows with the base image (busybox here, "
+                   f"{fmt(o.get('base'), 0)} MiB; "
+                   "a Debian or Ubuntu base is tens of MiB more) and with the number of "
+                   "steps.\n")
+        wrong = [f"{s} saw {', '.join(x['driver'])} (expected {want})"
+                 for s, x, want in (("overlay root", v, "vfs"), ("tmpfs", o, "overlay2"))
+                 if x.get("driver") and x["driver"] != [want]]
+        if wrong:
+            self.p(f"**Not the drivers this section means to compare:** {'; '.join(wrong)}.\n")
+        self.p("What users should do: in gVisor, give dockerd's data root a tmpfs, "
+               "`[dockerd] data_root_tmpfs = \"<size>\"` (or `docker run --tmpfs "
+               "/var/lib/docker:exec,size=<size>`, or a volume), so that dockerd uses "
+               "overlay2 instead of vfs; size it for the images and containers it will hold, "
+               "as it counts as the container's memory (README, *Storage*). `dind-init "
+               "status` shows the driver, and warns with this fix when it is `vfs`.\n")
+
     # ---- why, for the missed ones
     def analysis(self):
         R, A = self.R, []
@@ -2454,7 +2618,9 @@ class Report:
                 f"{m['dockerd']}; {m['runsc']}; Python {m['python']} (harness)",
                 f"- Settings: {o.reps} runs per measure (medians; {o.reap_reps} for reaping), {o.orphans} orphans, "
                 f"{o.signals} signals per init (+{o.warmup} warm-up rounds), idle window "
-                f"{o.idle_secs:g} s x {o.idle_reps}{'; --quick' if o.quick else ''}; run took "
+                f"{o.idle_secs:g} s x {o.idle_reps}, "
+                f"{getattr(o, 'build_reps', None) or 'n/a'} nested builds per storage"
+                f"{'; --quick' if o.quick else ''}; run took "
                 f"{R['elapsed_s']} s",
                 "- Reproduce (as root): `bash bench/run.sh`. It installs what is missing "
                 "(scripts/install-deps.sh, then tini, dumb-init, catatonit), builds the static "
@@ -2464,7 +2630,8 @@ class Report:
                 "build side by side in section 1, `--init PATH` to measure another build "
                 "throughout). Section 6 measures the roots that `scripts/docker-roots.sh` "
                 "keeps under /var/cache/dind-init/roots (it skips, with a note, when there are "
-                "none); section 7 is `bench/reliability.py`, which also runs alone.",
+                "none); section 7 is `bench/reliability.py`, which also runs alone; section 8 "
+                "(`--only build`) is gVisor only.",
                 "- The machine is shared while it runs (2 cores, other builds and tests): hence "
                 "medians, alternating runs, and all inits at once, round robin, in the signal "
                 "test.\n"]
@@ -2497,6 +2664,8 @@ class Report:
                                          "(`bench/reliability.py`, issue 14)"))
             for t in reliability.targets(R["reliability"]):
                 self.target(*t)
+        if R.get("build"):
+            self.nested_build(R["build"])
         for env, err in R.get("errors", {}).items():
             self.p(f"**{env} could not be measured:** `{err}`\n")
         body = self.L
@@ -2529,14 +2698,19 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--idle-secs", type=float, help="idle window (default 10, quick 3)")
     ap.add_argument("--idle-reps", type=int, help="idle windows (default 3, quick 1)")
-    ap.add_argument("--only", default="sizes,reap,signals,idle,real,verify,versions,reliability",
+    ap.add_argument("--only",
+                    default="sizes,reap,signals,idle,real,verify,versions,reliability,build",
                     help="what to measure: sizes, reap, signals, idle (section 1), real "
                     "(the real dockerd: sections 2-4), verify (verify = \"container\" "
                     "against \"ping\"), versions (time to ready per Docker version, from "
-                    "the roots under --roots), reliability (bench/reliability.py)")
+                    "the roots under --roots), reliability (bench/reliability.py), build "
+                    "(a nested `docker build` in gVisor, vfs against overlay2 on a tmpfs)")
+    ap.add_argument("--build-reps", type=int, help="nested builds per storage, for `build` "
+                    "(default --reps)")
     ap.add_argument("--roots", default=ROOTS_DIR, help="where scripts/docker-roots.sh "
                     "keeps its roots (<suite>/<key>/), for `versions`")
-    ap.add_argument("--envs", default="host,gvisor", help="for `real`: host,gvisor")
+    ap.add_argument("--envs", default="host,gvisor", help="for `real`, `verify`, "
+                    "`versions`: host,gvisor (`build` runs only with gvisor)")
     ap.add_argument("--no-analysis", action="store_true",
                     help="skip the profiles of missed targets (they build the binary twice more)")
     ap.add_argument("--analysis", action="store_true",
@@ -2572,6 +2746,7 @@ def main():
         INIT = os.path.abspath(opts.init)
     q = opts.quick
     opts.reps = opts.reps or (1 if q else 5)
+    opts.build_reps = opts.build_reps or opts.reps
     opts.reap_reps = opts.reap_reps or (1 if q else 9)
     opts.signals = opts.signals or (40 if q else 200)
     opts.idle_secs = opts.idle_secs or (3.0 if q else 10.0)
@@ -2594,7 +2769,8 @@ def main():
 
     R = {"machine": machine(), "names": names, "errors": {},
          "opts": {k: getattr(opts, k) for k in ("quick", "reps", "reap_reps", "orphans",
-                                                 "signals", "warmup", "idle_secs", "idle_reps")}}
+                                                 "signals", "warmup", "idle_secs", "idle_reps",
+                                                 "build_reps")}}
     log(f"machine: {R['machine']}")
     tmp = tempfile.mkdtemp(prefix="dind-init-bench-")
     t_begin = time.monotonic()
@@ -2646,6 +2822,15 @@ def main():
             except Exception as e:
                 traceback.print_exc()
                 R["errors"]["reliability"] = str(e).splitlines()[0][:300]
+        if "build" in only and "gvisor" in envs:
+            log("nested docker build in gVisor: vfs against overlay2 on a tmpfs")
+            try:
+                R["build"] = bench_build(tmp, opts)
+            except Exception as e:
+                traceback.print_exc()
+                R["errors"]["build"] = str(e).splitlines()[0][:300]
+        elif "build" in only:
+            log("build: gVisor only, and --envs has no gvisor: skipped")
         R["elapsed_s"] = round(time.monotonic() - t_begin)
         rep = Report(R, opts)
         rep.build()  # verdicts first, to know what to profile
