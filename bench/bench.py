@@ -2451,11 +2451,11 @@ class Report:
             A.append(f"- Start dockerd first, then the nested-network helpers (readiness already "
                      f"waits for both, and the rules must only be in place before ready): about "
                      f"one spawn, {fmt(ref.get('true_ms'), 0)} ms here, off the critical path.")
-        A.append("- dockerd's own spawn (fork, then in the child one `sigaction` per signal "
-                 "and the dups before exec) is one fork+exec whatever the init does; a "
-                 "`posix_spawn` (`std`'s `Command` without a `pre_exec` closure, with the "
-                 "signal mask and dispositions reset through `posix_spawnattr`) would spare "
-                 "the copy of the init's address space.")
+        A.append("- dockerd's exec itself: the init already starts it with posix_spawn "
+                 "(`clone(CLONE_VM | CLONE_VFORK)`: no copy of its address space) and keeps "
+                 "freed memory (dlmalloc) instead of one mmap/munmap per allocation burst "
+                 "(README, design notes); what is left of that step is gVisor's exec of "
+                 "dockerd's large binary, which the init waits for to know the exec worked.")
         A.append("- The machine: the same steps on this kernel take "
                  f"{fmt(self.share_meds.get('host', {}).get('share_ms'), 1)} ms (host row above); "
                  "in gVisor every fork, exec and file system call costs more, and on a shared "
@@ -2591,10 +2591,9 @@ class Report:
                          + f"; from the ready file written to COMMAND started: {fmt(cmd, 0)} ms. "
                          f"The rest of the time to ready is the container's start and dockerd's "
                          f"own."
-                         + (" std's `Command` spawns with fork+exec instead of posix_spawn "
-                            "whenever a `pre_exec` closure is set, as `src/sys/spawn.rs` does; where fork "
-                            "is costly (gVisor) a spawn without it is the first thing to try for "
-                            "the COMMAND step." if cmd is not None and cmd > 5 else ""))
+                         + (" COMMAND starts through posix_spawn (`src/sys/spawn.rs`); the "
+                            "step is the ready file's write and rename, the spawn and gVisor's "
+                            "exec of COMMAND." if cmd is not None and cmd > 5 else ""))
             pr = [s["ready"]["probe_minus_ping_us"] / 1e3 - s["ready"]["file_minus_ping_us"] / 1e3
                   for s in rr["sessions"]]
             F.append(f"- **probe --wait after the ready file ({env}):** median "

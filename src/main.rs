@@ -22,6 +22,13 @@ use dind_init::sys::signals;
 use dind_init::{check, log};
 use tracing::{info, warn};
 
+/// dlmalloc instead of musl's own allocator (mallocng), which hands freed pages
+/// back to the kernel at once: the init's start made 68 mmap/munmap calls before
+/// dockerd's exec, and in gVisor each costs up to milliseconds, about 20 ms in all
+/// (README, design notes). dlmalloc keeps what it got.
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     ensure_stdio_open();
     let code = match cli::parse(std::env::args_os().skip(1)) {

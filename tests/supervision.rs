@@ -60,6 +60,59 @@ fn dockerd_gets_its_flags_environment_and_a_clean_start() {
     assert_eq!(start["pgid"], start["pid"], "own process group: {start}");
 }
 
+/// The static build starts its children with posix_spawn (`sys::spawn`), unless
+/// libc's reserved signals (32 to 34) reach the init ignored: posix_spawn cannot
+/// reset those, so it forks and resets them itself. Either way dockerd and COMMAND
+/// start with no signal ignored or blocked, in their own process group, without
+/// the upstream NOTIFY_SOCKET, their output captured or passed through.
+#[test]
+fn the_static_build_starts_children_clean_with_and_without_posix_spawn() {
+    if !require_root("the_static_build_starts_children_clean_with_and_without_posix_spawn") {
+        return;
+    }
+    let binary = static_init();
+    for ignored in [vec![], vec![32, 33, 34]] {
+        let dir = TempDir::new("static-spawn");
+        let command_report = dir.join("command.report");
+        let mut init = Launch::new(&dir)
+            .binary(binary.clone())
+            .ignoring(&ignored)
+            .env("NOTIFY_SOCKET", "/nonexistent/upstream.sock")
+            .args(&[
+                "--",
+                FAKE,
+                &format!("--fake-report={}", s(&command_report)),
+                "--fake-print-long=37",
+            ])
+            .start();
+        assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+        let dockerd = report(&dir.join("dockerd.report"));
+        let command = report(&command_report);
+        for (who, r) in [("dockerd", &dockerd), ("COMMAND", &command)] {
+            let start = events(r, "start")[0];
+            let what = format!("{who}, init ignoring {ignored:?}: {start}");
+            assert_eq!(start["blocked"], serde_json::json!([]), "{what}");
+            assert_eq!(start["ignored"], serde_json::json!([]), "{what}");
+            assert_eq!(start["pgid"], start["pid"], "own process group: {what}");
+            assert_eq!(start["ppid"], 1, "child of the init: {what}");
+        }
+        let notify = events(&dockerd, "start")[0]["env"]["NOTIFY_SOCKET"].clone();
+        assert_eq!(
+            notify,
+            s(&dir.join("notify.sock")),
+            "dockerd's is the init's"
+        );
+        assert!(events(&command, "start")[0]["env"]
+            .get("NOTIFY_SOCKET")
+            .is_none());
+        assert!(
+            init.stdout().contains(&"x".repeat(37)),
+            "COMMAND's stdout passes through: {}",
+            init.describe()
+        );
+    }
+}
+
 #[test]
 fn user_args_replace_the_added_ones_and_dind_style_command_appends() {
     if !require_root("user_args_replace_the_added_ones_and_dind_style_command_appends") {

@@ -267,6 +267,35 @@ pub fn reset_for_exec() {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
+/// Whether the signals libc reserves for itself (32 to 34) are at their default
+/// disposition in this process. posix_spawn(3) cannot reset them in the child
+/// (sigaddset(3) refuses them, so they are never in its default set) and keeps
+/// whatever the parent has, so `sys::spawn` uses it only when this holds: an
+/// init started with them ignored (exec keeps that) forks instead, and resets
+/// them between fork and exec ([`reset_for_exec`]).
+pub fn reserved_signals_at_default() -> bool {
+    (32..=34).all(|signo: i64| {
+        let mut old = KernelSigaction {
+            handler: 1, // anything but SIG_DFL, should the call fail
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: a null new action only reads the current one into `old`, a valid
+        // kernel sigaction; KERNEL_SIGSET_SIZE is the kernel's signal set size.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_rt_sigaction,
+                signo,
+                std::ptr::null::<KernelSigaction>(),
+                &mut old as *mut KernelSigaction,
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+        r == 0 && old.handler == 0
+    })
+}
+
 /// The signal's name, e.g. `SIGTERM`, or its number when unknown.
 pub fn name(signo: i32) -> String {
     match Signal::try_from(signo) {

@@ -190,6 +190,43 @@ pub struct InitUnderTest {
     status: Option<ExitStatus>,
 }
 
+/// The kernel's `struct sigaction` on x86_64 and aarch64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Between fork and exec of the init: libc's reserved signals (32 to 34) at their
+/// default, as runc and runsc start a container's process (a glibc parent that
+/// uses posix_spawn(3), as std's `Command` does, would leave 32 and 33 ignored),
+/// then `ignored` ignored. rt_sigaction(2) directly: libc refuses its own signals.
+fn start_signals(ignored: &[i32]) {
+    for (signals, handler) in [(&[32, 33, 34][..], 0), (ignored, 1)] {
+        for &sig in signals {
+            let action = KernelSigaction {
+                handler, // SIG_DFL or SIG_IGN
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            };
+            // SAFETY: a valid kernel sigaction that installs no handler code; the
+            // old action pointer is null; 8 is the kernel's signal set size.
+            unsafe {
+                nix::libc::syscall(
+                    nix::libc::SYS_rt_sigaction,
+                    sig as nix::libc::c_long,
+                    &action as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                );
+            }
+        }
+    }
+}
+
 /// How to start the init.
 pub struct Launch<'a> {
     pub dir: &'a TempDir,
@@ -202,6 +239,9 @@ pub struct Launch<'a> {
     pub default_config: bool,
     /// The init binary: [`INIT`] unless set (e.g. [`static_init`]).
     pub binary: PathBuf,
+    /// Signals the init starts with ignored (as a parent may leave them; exec keeps
+    /// an ignored disposition).
+    pub ignored: Vec<i32>,
 }
 
 impl<'a> Launch<'a> {
@@ -213,7 +253,14 @@ impl<'a> Launch<'a> {
             env: Vec::new(),
             default_config: true,
             binary: PathBuf::from(INIT),
+            ignored: Vec::new(),
         }
+    }
+
+    /// Starts the init with `signals` ignored (libc's reserved 32 to 34 included).
+    pub fn ignoring(mut self, signals: &[i32]) -> Self {
+        self.ignored.extend_from_slice(signals);
+        self
     }
 
     /// Runs `binary` as the init instead of the debug build.
@@ -266,7 +313,16 @@ impl<'a> Launch<'a> {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let cmdline = format!("{cmd:?}");
+        let ignored = self.ignored.clone();
+        // SAFETY: the closure only makes rt_sigaction(2) calls, async-signal-safe,
+        // installing no handler code; it allocates nothing.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                start_signals(&ignored);
+                Ok(())
+            });
+        }
+        let cmdline = format!("{cmd:?} ignoring {:?}", self.ignored);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
