@@ -1284,3 +1284,46 @@ fn a_connection_storm_does_not_hold_off_a_stop() {
     assert!(made > 100, "the storm was real: {made} connections");
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
 }
+
+/// A check that fails for a reason the init found itself (this debug build is
+/// dynamically linked, so it cannot be the test image) says that reason, even when
+/// dockerd logged a known limit (here AppArmor's) that would explain a failure of
+/// its own.
+#[test]
+fn a_failure_the_init_found_itself_is_not_blamed_on_a_limit_dockerd_logged() {
+    if !require_root("a_failure_the_init_found_itself_is_not_blamed_on_a_limit_dockerd_logged") {
+        return;
+    }
+    let dir = TempDir::new("ours");
+    let cfg = TestConfig {
+        fake_args: vec![
+            "--fake-ready-after-ms=200".into(),
+            "--fake-spawn=echo 'level=warning msg=\"AppArmor enabled on system but the \
+             docker-default profile could not be loaded\"' >&2"
+                .into(),
+        ],
+        readiness: "verify = \"container\"".into(),
+        ..Default::default()
+    };
+    let config = cfg.write(&dir);
+    let init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    let sock = dir.join("init.sock");
+    let mut last = serde_json::Value::Null;
+    let degraded = wait_until(SHORT, || {
+        if let Ok(stream) = UnixStream::connect(&sock) {
+            drop(stream);
+            last = status_at(&sock);
+        }
+        last["state"] == "degraded"
+    });
+    assert!(degraded, "{last}\n{}", init.describe());
+    let reason = last["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("dynamically linked"), "{reason}");
+    assert!(!reason.contains("AppArmor"), "{reason}");
+    // The limit itself is still shown, as a warning of this dockerd run.
+    assert!(
+        last.to_string().contains("docker-default profile"),
+        "the AppArmor limit is a warning still: {last}"
+    );
+    stop(init);
+}

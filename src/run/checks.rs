@@ -91,6 +91,7 @@ impl Checks {
             let failure = Failure {
                 step: verify::Step::Import,
                 message: "this dind-init is dynamically linked, so it cannot run alone in the test image; use the static build (cargo build --release --target x86_64-unknown-linux-musl)".into(),
+                ours: true,
             };
             return Some(self.failed(failure, Duration::ZERO, now));
         }

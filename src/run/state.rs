@@ -195,9 +195,13 @@ impl Init {
                 retry,
             } => {
                 // dockerd's words, and the known limit behind them when there is one:
-                // in the API's error message, or in what dockerd logged.
-                let limit = limits::match_line(&f.message)
-                    .or_else(|| self.model.limits.limits().first().copied());
+                // in the API's error message, or in what dockerd logged (unless the
+                // init found the problem itself, which no limit of dockerd's explains).
+                let limit = limits::match_line(&f.message).or_else(|| {
+                    (!f.ours)
+                        .then(|| self.model.limits.limits().first().copied())
+                        .flatten()
+                });
                 let reason = match limit {
                     Some(l) => format!(
                         "{} (the test container's {} failed)",

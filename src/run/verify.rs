@@ -80,6 +80,9 @@ pub struct Failure {
     pub step: Step,
     /// dockerd's words (its error message), or what went wrong with the call.
     pub message: String,
+    /// The init found the problem itself, before asking dockerd (a dynamically linked
+    /// build): what dockerd logged does not explain it.
+    pub ours: bool,
 }
 
 impl Failure {
@@ -276,6 +279,7 @@ impl Verifier {
         self.failed = Some(Failure {
             step: self.step,
             message,
+            ours: false,
         });
         if self.container.is_some() && self.step != Step::Remove {
             self.go(Step::Remove)
@@ -283,6 +287,7 @@ impl Verifier {
             Next::Done(Err(self.failed.take().unwrap_or(Failure {
                 step: self.step,
                 message: String::new(),
+                ours: false,
             })))
         }
     }
