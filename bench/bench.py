@@ -640,7 +640,8 @@ def profile_signals(tmp, opts, names, sym_binary, k=1500):
     dso = report("dso")
     sym = report("sym")
     alloc_re = re.compile(r"malloc|free|alloc_slot|realloc|finish_grow|grow_one|"
-                          r"default_malloc|get_meta|enframe|nontrivial_free|RawVec|sccp")
+                          r"default_malloc|get_meta|enframe|nontrivial_free|RawVec|sccp|"
+                          r"dlmalloc|pthread_mutex")
     poll_re = re.compile(r"\[k\] .*(poll|fdget|fput|pollwait|ep_|epoll)")
     return {"samples_dso": dso[:4],
             "top": [(p, n) for p, n in sym[:14]],
@@ -2314,7 +2315,7 @@ class Report:
             if prof and "error" not in prof:
                 A.append(f"\n`perf record` of a non-stripped build of the same code forwarding "
                          f"signals in the same round robin: {prof['user_pct']}% of its samples in "
-                         f"user space; the allocator (musl's malloc, free, realloc and Vec growth) "
+                         f"user space; the allocator (dlmalloc, its lock, and Vec growth) "
                          f"{prof['allocator_pct']}%; the kernel's epoll and poll work (epoll_wait, "
                          f"the fds' poll methods, fdget/fput) {prof['poll_set_kernel_pct']}%. "
                          f"Top symbols:\n")
@@ -2444,7 +2445,7 @@ class Report:
             A.append(f"\ndockerd's pid in the sandbox was {', '.join(str(p) for p in pids)}: the "
                      f"init is pid 1, so {min(before)} process(es) were started before dockerd "
                      f"(the nested-network setup's first iptables-legacy helper: `spawn_dockerd` "
-                     f"calls `start_network`, which forks it, before `dockerd::spawn`): one "
+                     f"calls `start_network`, which starts it, before `dockerd::spawn`): one "
                      f"whole spawn on the way to dockerd's exec.")
         A.append("\nWhat would fix it, largest first:\n")
         if before and min(before) > 0:
@@ -2591,9 +2592,10 @@ class Report:
                          + f"; from the ready file written to COMMAND started: {fmt(cmd, 0)} ms. "
                          f"The rest of the time to ready is the container's start and dockerd's "
                          f"own."
-                         + (" COMMAND starts through posix_spawn (`src/sys/spawn.rs`); the "
-                            "step is the ready file's write and rename, the spawn and gVisor's "
-                            "exec of COMMAND." if cmd is not None and cmd > 5 else ""))
+                         + (" COMMAND starts through posix_spawn (`src/sys/spawn.rs`; a fork "
+                            "only when it gets a terminal); the step is the ready file's write "
+                            "and rename, the spawn and gVisor's exec of COMMAND."
+                            if cmd is not None and cmd > 5 else ""))
             pr = [s["ready"]["probe_minus_ping_us"] / 1e3 - s["ready"]["file_minus_ping_us"] / 1e3
                   for s in rr["sessions"]]
             F.append(f"- **probe --wait after the ready file ({env}):** median "

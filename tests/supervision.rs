@@ -74,11 +74,18 @@ fn the_static_build_starts_children_clean_with_and_without_posix_spawn() {
     for ignored in [vec![], vec![32, 33, 34]] {
         let dir = TempDir::new("static-spawn");
         let command_report = dir.join("command.report");
+        let config = TestConfig {
+            other: "[log]\nlevel = \"debug\"".into(),
+            ..Default::default()
+        }
+        .write(&dir);
         let mut init = Launch::new(&dir)
             .binary(binary.clone())
             .ignoring(&ignored)
             .env("NOTIFY_SOCKET", "/nonexistent/upstream.sock")
             .args(&[
+                "--config",
+                s(&config),
                 "--",
                 FAKE,
                 &format!("--fake-report={}", s(&command_report)),
@@ -86,6 +93,26 @@ fn the_static_build_starts_children_clean_with_and_without_posix_spawn() {
             ])
             .start();
         assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
+        // Which way each child started (the init's debug line for each spawn).
+        let via = if ignored.is_empty() {
+            "posix_spawn"
+        } else {
+            "fork"
+        };
+        let spawned: Vec<String> = init
+            .stderr()
+            .lines()
+            .filter(|l| l.contains(" spawned") && l.contains("fake-dockerd"))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            spawned.len() >= 2
+                && spawned
+                    .iter()
+                    .all(|l| l.contains(&format!("via=\"{via}\""))),
+            "dockerd and COMMAND should start via {via}: {spawned:#?}\n{}",
+            init.describe()
+        );
         let dockerd = report(&dir.join("dockerd.report"));
         let command = report(&command_report);
         for (who, r) in [("dockerd", &dockerd), ("COMMAND", &command)] {

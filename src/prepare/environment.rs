@@ -34,12 +34,14 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, GvisorSetting};
 use crate::sys::mounts::{self as cgroup, CgroupKind, Snapshot};
+use crate::sys::spawn::check_executable;
 
 /// The uname(2) version string every gVisor release reports.
 pub const GVISOR_UNAME_VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
 
-/// The PATH searched for dockerd when the init's own environment has none (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The PATH searched for dockerd when the init's own environment has none (Docker's
+/// default; the same that `sys::spawn` searches when it starts a bare name).
+pub use crate::sys::spawn::DEFAULT_PATH;
 
 /// The capability bits of capabilities(7) that dockerd needs.
 const CAP_NET_ADMIN: u32 = 12;
@@ -346,26 +348,6 @@ pub fn locate_program(
             searched: format!("no {shown} in PATH {}", search.to_string_lossy()),
         },
     }
-}
-
-/// `Err(None)`: nothing there (ENOENT, or a path through a file: ENOTDIR);
-/// `Err(Some(why))`: there but not executable.
-fn check_executable(path: &Path) -> Result<(), Option<String>> {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
-        {
-            return Err(None)
-        }
-        Err(e) => return Err(Some(e.to_string())),
-    };
-    if meta.is_dir() {
-        return Err(Some("is a directory".to_owned()));
-    }
-    rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
-        .map_err(|e| Some(std::io::Error::from(e).to_string()))
 }
 
 /// A version as `major.minor.patch`, compared number by number (1.3.0 > 1.2.8).

@@ -1,6 +1,8 @@
 //! Reaping and signalling the init's descendants.
 //!
-//! Only this module calls wait(2), and it reaps until nothing is left, so one
+//! This module is the loop's one caller of wait(2) for any child (others wait only
+//! for a pid of their own: `sys::command` at boot and in `check`, and musl's
+//! posix_spawn for a child whose exec failed), and it reaps until nothing is left, so one
 //! SIGCHLD (signals coalesce) clears every zombie, whoever started it: orphans are
 //! re-parented to PID 1, or to the init as a child subreaper (PR_SET_CHILD_SUBREAPER,
 //! prctl(2)). rustix's `waitpid(None, ..)` would wait on the caller's process group

@@ -9,7 +9,9 @@
 //! container runtime is never lost, not even in the moment before the loop starts.
 //!
 //! Children inherit the blocked mask and ignored dispositions through exec, so
-//! [`reset_for_exec`] undoes both in the child, between fork and exec.
+//! `sys::spawn` starts each with every signal at its default and an empty mask:
+//! through posix_spawn's attributes, or, when it forks, with [`reset_for_exec`]
+//! between fork and exec.
 //!
 //! It does not decide what to do with a signal beyond classifying it; that is the
 //! event loop's job. See signal(7) and signalfd(2).
@@ -269,10 +271,11 @@ pub fn reset_for_exec() {
 
 /// Whether the signals libc reserves for itself (32 to 34) are at their default
 /// disposition in this process. posix_spawn(3) cannot reset them in the child
-/// (sigaddset(3) refuses them, so they are never in its default set) and keeps
-/// whatever the parent has, so `sys::spawn` uses it only when this holds: an
-/// init started with them ignored (exec keeps that) forks instead, and resets
-/// them between fork and exec ([`reset_for_exec`]).
+/// (sigaddset(3) refuses them, so they are never in its default set): musl's
+/// keeps an ignored one ignored and ignores one that had a handler, and exec keeps
+/// that. So `sys::spawn` uses it only when this holds; an init started with them
+/// ignored forks instead, and resets them between fork and exec
+/// ([`reset_for_exec`]).
 pub fn reserved_signals_at_default() -> bool {
     (32..=34).all(|signo: i64| {
         let mut old = KernelSigaction {

@@ -22,7 +22,8 @@
 //! in `pre_exec`, where only async-signal-safe calls are allowed
 //! ([`crate::sys::signals::reset_for_exec`]). Either way, pipes are made with
 //! their read end non-blocking before the child exists, so that nothing can fail
-//! after it does, and this module never waits for a child: only the reaper does.
+//! after it does, and this module never waits for a child: the reaper does (musl's
+//! posix_spawn itself reaps a child whose exec failed, before it returns the error).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -101,21 +102,34 @@ fn pipe(out: Output) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
             // Only the read end: the child's end stays blocking (O_NONBLOCK lives
             // in the open file description, which the write end does not share).
             rustix::io::ioctl_fionbio(&read, true)?;
-            (Some(read), Some(write))
+            (Some(read), Some(above_stdio(write)?))
         }
         Output::Null | Output::Inherit => (None, None),
     })
+}
+
+/// `fd`, or a close-on-exec copy of it above 2 when it is 0, 1 or 2 itself: that
+/// happens only when the init's own stdin, stdout or stderr is closed (main.rs
+/// reopens them on /dev/null at start, unless even that failed). A child's 0, 1
+/// and 2 are then made by dup2 in order without one overwriting another's source.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// Starts `spec`. Errors are the exec's (ENOENT, EACCES, ENOEXEC...), or the
 /// pipes' or the clone's; no child is left behind by an error.
 pub fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
     let terminal = spec.take_terminal && rustix::termios::isatty(rustix::stdio::stdin());
-    if terminal || !posix_spawn_starts_clean() {
-        fork_exec(spec, terminal)
+    let (via, spawned) = if terminal || !posix_spawn_starts_clean() {
+        ("fork", fork_exec(spec, terminal)?)
     } else {
-        posix_spawn(spec)
-    }
+        ("posix_spawn", posix_spawn(spec)?)
+    };
+    tracing::debug!(pid = spawned.pid, program = %spec.program.to_string_lossy(), via, "spawned");
+    Ok(spawned)
 }
 
 /// Whether posix_spawn(3) gives the child every signal at its default. musl's
@@ -129,19 +143,52 @@ fn posix_spawn_starts_clean() -> bool {
 }
 
 /// The environment a child gets: the init's, minus `NOTIFY_SOCKET`, with
-/// `spec.env` added or replacing.
+/// `spec.env` added or replacing; a name `spec.env` gives twice keeps its last value
+/// (as std's `Command` does: dockerd's own entries come first, the user's
+/// `dockerd.env` after them). Each name appears once: Go, for one, would take the
+/// first of two.
 fn environment(spec: &Spec<'_>) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| k != "NOTIFY_SOCKET" && !spec.env.iter().any(|(o, _)| o == k))
         .collect();
-    env.extend(spec.env.iter().cloned());
+    for (i, (k, v)) in spec.env.iter().enumerate() {
+        if !spec.env[i + 1..].iter().any(|(later, _)| later == k) {
+            env.push((k.clone(), v.clone()));
+        }
+    }
     env
 }
 
-/// `program` as execvp(3) finds it: as it is when it has a slash, else the first
-/// executable regular file of that name in the child's `PATH` (`/bin:/usr/bin`
-/// when it has none, as execvp's default). ENOENT when there is none, EACCES when
-/// only files that may not be executed are.
+/// The PATH searched when a child's environment has none: Docker's default (also the
+/// init's own search for dockerd at boot, so that what boot found is what starts).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Whether `path` can be executed. `Err(None)`: nothing there (ENOENT, or a path
+/// through a file: ENOTDIR); `Err(Some(why))`: there but not executable (not
+/// executable, a directory, refused by stat).
+pub fn check_executable(path: &Path) -> Result<(), Option<String>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
+            return Err(None)
+        }
+        Err(e) => return Err(Some(e.to_string())),
+    };
+    if meta.is_dir() {
+        return Err(Some("is a directory".to_owned()));
+    }
+    rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
+        .map_err(|e| Some(io::Error::from(e).to_string()))
+}
+
+/// `program` as execvp(3) finds it: as it is when it has a slash (exec judges it),
+/// else the first candidate in the child's `PATH` ([`DEFAULT_PATH`] when it has
+/// none; an empty entry is the current directory) that [`check_executable`]
+/// accepts. ENOENT when no candidate exists, EACCES when some exist but none can
+/// be executed (exec's 126, not 127).
 fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(program));
@@ -149,25 +196,21 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     if program.is_empty() {
         return Err(io::Error::from_raw_os_error(nix::libc::ENOENT));
     }
-    let path = path.unwrap_or(OsStr::new("/bin:/usr/bin"));
-    let mut denied = false;
-    for dir in path.as_bytes().split(|b| *b == b':') {
-        // An empty entry is the current directory, as for execvp(3).
-        let dir = if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(OsStr::from_bytes(dir))
-        };
-        let candidate = dir.join(program);
-        if !candidate.is_file() {
-            continue;
-        }
-        match rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK) {
+    let mut refused = false;
+    for dir in path
+        .unwrap_or(OsStr::new(DEFAULT_PATH))
+        .as_bytes()
+        .split(|b| *b == b':')
+    {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        match check_executable(&candidate) {
             Ok(()) => return Ok(candidate),
-            Err(_) => denied = true,
+            Err(Some(_)) => refused = true,
+            Err(None) => {}
         }
     }
-    Err(io::Error::from_raw_os_error(if denied {
+    Err(io::Error::from_raw_os_error(if refused {
         nix::libc::EACCES
     } else {
         nix::libc::ENOENT
@@ -203,22 +246,42 @@ fn posix_spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
 
     let (stdout, child_out) = pipe(spec.stdout)?;
     let (stderr, child_err) = pipe(spec.stderr)?;
-    // Opened before the child exists, so its side has nothing left that can fail
-    // but the exec; close-on-exec, so only the dup2'd copies reach the program.
-    let null = rustix::fs::open(
-        "/dev/null",
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
+    // /dev/null, when a stream goes there: opened before the child exists, so its
+    // side has nothing left that can fail but the exec; close-on-exec, so only the
+    // dup2'd copies reach the program.
+    let wants_null =
+        spec.stdin == Input::Null || spec.stdout == Output::Null || spec.stderr == Output::Null;
+    let null = if wants_null {
+        Some(above_stdio(rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?)?)
+    } else {
+        None
+    };
+    // The sources of 0, 1 and 2, each above 2 (see `above_stdio`), so no dup2 can
+    // overwrite the source of a later one.
+    let sources = [
+        match spec.stdin {
+            Input::Null => null.as_ref(),
+            Input::Inherit => None,
+        },
+        match spec.stdout {
+            Output::Null => null.as_ref(),
+            Output::Pipe => child_out.as_ref(),
+            Output::Inherit => None,
+        },
+        match spec.stderr {
+            Output::Null => null.as_ref(),
+            Output::Pipe => child_err.as_ref(),
+            Output::Inherit => None,
+        },
+    ];
     let mut actions = PosixSpawnFileActions::init()?;
-    if spec.stdin == Input::Null {
-        actions.add_dup2(null.as_raw_fd(), 0)?;
-    }
-    for (out, write, target) in [(spec.stdout, &child_out, 1), (spec.stderr, &child_err, 2)] {
-        match (out, write) {
-            (Output::Null, _) => actions.add_dup2(null.as_raw_fd(), target)?,
-            (Output::Pipe, Some(write)) => actions.add_dup2(write.as_raw_fd(), target)?,
-            _ => {}
+    for (target, source) in sources.iter().enumerate() {
+        if let Some(fd) = source {
+            actions.add_dup2(fd.as_raw_fd(), target as i32)?;
         }
     }
     let mut attr = PosixSpawnAttr::init()?;
@@ -353,26 +416,33 @@ mod tests {
         // without any is refused for root too.
         let d = dir("eacces");
         file(&d.0.join("tool"), 0o644);
+        std::fs::create_dir_all(d.0.join("onlydir")).unwrap();
         let path = d.0.clone().into_os_string();
-        assert_eq!(
-            errno(resolve(OsStr::new("tool"), Some(&path))),
-            nix::libc::EACCES
-        );
+        for program in ["tool", "onlydir"] {
+            let got = resolve(OsStr::new(program), Some(&path));
+            assert_eq!(errno(got), nix::libc::EACCES, "{program}");
+        }
     }
 
     #[test]
-    fn resolve_without_path_uses_execvps_default() {
+    fn resolve_without_path_uses_dockers_default() {
         let got = resolve(OsStr::new("sh"), None).unwrap();
-        assert!(
-            got == Path::new("/bin/sh") || got == Path::new("/usr/bin/sh"),
-            "{got:?}"
-        );
+        let first = DEFAULT_PATH
+            .split(':')
+            .map(|d| Path::new(d).join("sh"))
+            .find(|p| check_executable(p).is_ok())
+            .unwrap();
+        assert_eq!(got, first);
     }
 
     #[test]
     fn environment_drops_notify_socket_and_lets_the_caller_replace() {
         let env = [
             (OsString::from("PATH"), OsString::from("/only/here")),
+            (
+                OsString::from("DIND_INIT_SPAWN_TEST"),
+                OsString::from("first"),
+            ),
             (OsString::from("DIND_INIT_SPAWN_TEST"), OsString::from("1")),
         ];
         let spec = Spec {
@@ -383,9 +453,12 @@ mod tests {
         let paths: Vec<_> = got.iter().filter(|(k, _)| k == "PATH").collect();
         assert_eq!(paths.len(), 1, "{got:?}");
         assert_eq!(paths[0].1, "/only/here");
-        assert!(got
+        let ours: Vec<_> = got
             .iter()
-            .any(|(k, v)| k == "DIND_INIT_SPAWN_TEST" && v == "1"));
+            .filter(|(k, _)| k == "DIND_INIT_SPAWN_TEST")
+            .collect();
+        assert_eq!(ours.len(), 1, "a name given twice appears once: {got:?}");
+        assert_eq!(ours[0].1, "1", "the last value wins");
         assert!(!got.iter().any(|(k, _)| k == "NOTIFY_SOCKET"));
     }
 
