@@ -82,7 +82,8 @@ pub struct Environment {
 pub struct AppArmor {
     /// /sys/module/apparmor/parameters/enabled is `Y`.
     pub enabled: bool,
-    /// `apparmor_parser` as dockerd's PATH finds it (`None`: not there).
+    /// `apparmor_parser` as dockerd's PATH finds it (`None`: not there, or not looked
+    /// for because AppArmor is not enabled).
     pub parser: Option<PathBuf>,
 }
 
@@ -220,6 +221,16 @@ pub fn dockerd_path_env(cfg: &Config, init_path: Option<&OsStr>) -> std::ffi::Os
 fn detect_apparmor(cfg: &Config, init_path: Option<&OsStr>) -> AppArmor {
     let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|v| v.starts_with('Y'));
+    apparmor_with(enabled, cfg, init_path)
+}
+
+/// The parser is looked for only where AppArmor is enabled: a search that finds nothing
+/// probes every PATH directory, and in gVisor (which has no AppArmor) each probe is a
+/// round trip to the gofer before dockerd's exec.
+fn apparmor_with(enabled: bool, cfg: &Config, init_path: Option<&OsStr>) -> AppArmor {
+    if !enabled {
+        return AppArmor::default();
+    }
     let path = dockerd_path_env(cfg, init_path);
     let parser = match locate_program(OsStr::new("apparmor_parser"), Some(&path), DEFAULT_PATH) {
         DockerdBinary::Found(p) => Some(p),
@@ -715,13 +726,21 @@ mod tests {
         std::fs::write(&parser, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&parser, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut cfg = Config::default();
-        let found = detect_apparmor(&cfg, Some(dir.as_os_str()));
+        let found = apparmor_with(true, &cfg, Some(dir.as_os_str()));
         assert_eq!(found.parser, Some(parser.clone()));
+        // Not looked for where AppArmor is off: nothing is missing there.
+        assert_eq!(
+            apparmor_with(false, &cfg, Some(dir.as_os_str())),
+            AppArmor::default()
+        );
         // dockerd's own PATH (from [dockerd] env) is the one that counts.
         cfg.dockerd
             .env
             .insert("PATH".to_owned(), "/nonexistent".to_owned());
-        assert_eq!(detect_apparmor(&cfg, Some(dir.as_os_str())).parser, None);
+        assert_eq!(
+            apparmor_with(true, &cfg, Some(dir.as_os_str())).parser,
+            None
+        );
         let missing = AppArmor {
             enabled: true,
             parser: None,

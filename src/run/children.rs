@@ -171,7 +171,10 @@ impl Init {
         if self.model.shutdown.is_some() {
             return;
         }
-        if self.leftovers.is_none() {
+        // Only a dockerd this init started can have left a containerd re-parented to
+        // it: before the first start there is nothing to look for (in gVisor the scan
+        // of /proc costs milliseconds before dockerd's exec).
+        if self.started_once && self.leftovers.is_none() {
             let pids: Vec<i32> = stale::leftover_containerd(self.my_pid)
                 .into_iter()
                 .filter(|p| !self.given_up.contains(p))
