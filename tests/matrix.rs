@@ -608,22 +608,6 @@ fn record(row: &serde_json::Value) {
     eprintln!("matrix: recorded in {}: {line}", path.display());
 }
 
-/// runsc's own version (`runsc version 0.0~20240729.0`: Debian's, kept as is).
-fn runsc_version() -> String {
-    Command::new(RUNSC)
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(2))
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .unwrap_or_default()
-}
-
 // ---------------------------------------------------------------------------
 // The test of one (suite, runtime).
 

@@ -34,6 +34,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+use dind_init::prepare::environment::Version;
 
 const HARNESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vm/harness.sh");
 
@@ -251,11 +252,27 @@ fn record(vm: &VmRun, runtime: &str, init: &str, checks: &Checks, note: &str) {
     // Degraded for a cause the init names, with everything else working: a known limit
     // of the layout (the note says which), not a failure.
     let limit = checks.degraded.is_some() && checks.run && checks.memory_limit && checks.stop;
-    let docker = vm
-        .mark("docker-version")
-        .filter(|v| !v.is_empty())
-        .unwrap_or("unknown");
-    let row = serde_json::json!({
+    // As tests/matrix.rs writes them: the numbers (`20.10.24`, not `20.10.24+dfsg1`),
+    // runc's version and the Debian suite the packages came from. The VM's root is
+    // made from this machine's own packages (scripts/vm/harness.sh), so the suite is
+    // this machine's.
+    let mark_version = |key: &str| {
+        vm.mark(key)
+            .map(|v| Version::parse(v).or_else(|| Version::from_version_output(v)))
+    };
+    let docker = match mark_version("docker-version") {
+        Some(Some(v)) => v.to_string(),
+        _ => vm.mark("docker-version").unwrap_or("unknown").to_owned(),
+    };
+    let runc = mark_version("runc-version")
+        .flatten()
+        .map(|v| v.to_string());
+    let suite = fs::read_to_string("/etc/os-release").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+            .map(|c| c.trim_matches('"').to_owned())
+    });
+    let mut row = serde_json::json!({
         "docker": docker,
         "runtime": runtime,
         "host_cgroup": "v2",
@@ -275,6 +292,15 @@ fn record(vm: &VmRun, runtime: &str, init: &str, checks: &Checks, note: &str) {
         },
         "note": note,
     });
+    if let Some(runc) = runc {
+        row["runc"] = serde_json::json!(runc);
+    }
+    if let Some(suite) = suite.filter(|s| !s.is_empty()) {
+        row["suite"] = serde_json::json!(suite);
+    }
+    if runtime == "gvisor" {
+        row["runsc"] = serde_json::json!(runsc_version());
+    }
     let path = results_path();
     if let Some(parent) = path.parent() {
         let _ = fs::create_dir_all(parent);

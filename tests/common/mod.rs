@@ -487,6 +487,22 @@ pub fn which(name: &str) -> Option<PathBuf> {
 /// The runsc with the devices controller (Debian bookworm-backports 0.0~20240729).
 pub const RUNSC: &str = "/usr/bin/runsc";
 
+/// runsc's own version (`runsc version 0.0~20240729.0`: Debian's, kept as is).
+pub fn runsc_version() -> String {
+    Command::new(RUNSC)
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(2))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
 /// The old runsc 0.0~20221219 (no devices controller), as scripts/install-deps.sh
 /// unpacks it; `$DIND_INIT_OLD_RUNSC` overrides.
 pub fn old_runsc() -> PathBuf {
