@@ -256,16 +256,15 @@ fn record(vm: &VmRun, runtime: &str, init: &str, checks: &Checks, note: &str) {
     // runc's version and the Debian suite the packages came from. The VM's root is
     // made from this machine's own packages (scripts/vm/harness.sh), so the suite is
     // this machine's.
-    let mark_version = |key: &str| {
-        vm.mark(key)
-            .map(|v| Version::parse(v).or_else(|| Version::from_version_output(v)))
+    // docker's mark is `{{.Server.Version}}` alone (an error text could hold other
+    // numbers); runc's is its `runc version 1.1.5+ds1` line.
+    let mark = |key: &str| vm.mark(key).map(str::trim).filter(|v| !v.is_empty());
+    let docker = match mark("docker-version") {
+        Some(v) => Version::parse(v).map_or_else(|| v.to_owned(), |v| v.to_string()),
+        None => "unknown".to_owned(),
     };
-    let docker = match mark_version("docker-version") {
-        Some(Some(v)) => v.to_string(),
-        _ => vm.mark("docker-version").unwrap_or("unknown").to_owned(),
-    };
-    let runc = mark_version("runc-version")
-        .flatten()
+    let runc = mark("runc-version")
+        .and_then(Version::from_version_output)
         .map(|v| v.to_string());
     let suite = fs::read_to_string("/etc/os-release").ok().and_then(|t| {
         t.lines()

@@ -237,9 +237,15 @@ pub fn find_legacy(dind_dir: &Path, own_dir: &Path, path_env: Option<&OsStr>) ->
             .map(|d| d.join(name))
             .find(|p| is_file(p))
     };
-    let links: Vec<(String, PathBuf)> = LINKS
-        .iter()
-        .filter_map(|(name, legacy)| find(legacy).map(|t| ((*name).to_owned(), t)))
+    // LINKS[0] is iptables -> iptables-legacy, found above.
+    let first = ("iptables".to_owned(), home.join("iptables-legacy"));
+    let links: Vec<(String, PathBuf)> = std::iter::once(first)
+        .chain(
+            LINKS
+                .iter()
+                .skip(1)
+                .filter_map(|(name, legacy)| find(legacy).map(|t| ((*name).to_owned(), t))),
+        )
         .collect();
     Legacy::Own {
         dir: own_dir.to_path_buf(),
@@ -1010,8 +1016,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The siblings are taken from iptables-legacy's directory first, even when an
-        // earlier PATH directory has one of them; a PATH that names a directory twice
-        // finds the same.
+        // earlier PATH directory (here named twice) has one of them.
         let early = root.join("early");
         executable(&early.join("iptables-legacy-save"));
         executable(&early.join("ip6tables-legacy"));
