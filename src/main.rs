@@ -15,6 +15,7 @@ use dind_init::client::probe;
 use dind_init::config::{self, Config};
 use dind_init::control::status::{CgroupStatus, EnvironmentStatus};
 use dind_init::error::Error;
+use dind_init::prepare::mtu::MtuPlan;
 use dind_init::prepare::{cgroup, environment, launch, network, storage, tls};
 use dind_init::run::{self, Init, Settings};
 use dind_init::sys::poller::Poller;
@@ -245,7 +246,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         environment::DockerdBinary::Found(p) => Some(p.as_path()),
         _ => None,
     };
-    let mtu = network::MtuPlan::decide(&user_args, dockerd_path);
+    let mtu = MtuPlan::decide(&user_args, dockerd_path);
     let mtu_flags = mtu.flags(&user_args);
     if let Some((dev, value)) = &mtu.uplink {
         if !mtu_flags.is_empty() {

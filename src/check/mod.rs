@@ -211,7 +211,7 @@ fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
         crate::prepare::environment::DockerdBinary::Found(p) => Some(p.as_path()),
         _ => None,
     };
-    let mtu = crate::prepare::network::MtuPlan::decide(&user, dockerd_path);
+    let mtu = crate::prepare::mtu::MtuPlan::decide(&user, dockerd_path);
     let flags = mtu.flags(&user);
     let mtu_line = match (&mtu.uplink, flags.is_empty()) {
         (None, _) => "no IPv4 default route: nothing to pass".to_owned(),

@@ -58,7 +58,6 @@ use tracing::{info, warn};
 
 use crate::config::NetworkMode;
 use crate::control::status::NetworkStatus;
-use crate::prepare::launch::Mtu;
 use crate::sys::netlink::{self, Route};
 use crate::sys::reaper::ExitStatus;
 
@@ -753,87 +752,6 @@ struct Pending {
     /// What is new this time, logged at the end through one call site (each call site
     /// costs binary size): (message, detail, key that makes it once-only).
     news: Vec<(&'static str, String, String)>,
-}
-
-/// What the uplink's MTU means for dockerd (SPEC §7), decided at boot: below 1500,
-/// dockerd gets `--mtu` and, on Docker 24 and later, the same for new user networks.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MtuPlan {
-    /// The uplink's device and MTU, when there is a default route.
-    pub uplink: Option<(String, u32)>,
-    pub mtu: Option<Mtu>,
-    /// Why nothing (more) is passed, for the log and `status`.
-    pub note: Option<String>,
-}
-
-impl MtuPlan {
-    /// Decides from the uplink (netlink) and, only when the MTU is low, dockerd's
-    /// version (`dockerd --version`, bounded: a boot-time step before the loop).
-    pub fn decide(user_args: &[String], dockerd: Option<&Path>) -> MtuPlan {
-        let uplink = match netlink::uplink_mtu() {
-            Ok(u) => u,
-            Err(e) => {
-                return MtuPlan {
-                    note: Some(format!("the uplink's MTU could not be read: {e}")),
-                    ..MtuPlan::default()
-                }
-            }
-        };
-        let Some((_, value)) = uplink.clone().filter(|(_, m)| *m < 1500) else {
-            return MtuPlan {
-                uplink,
-                ..MtuPlan::default()
-            };
-        };
-        // The version matters only for the network option, unless the user set it.
-        let opt_given = crate::prepare::args::option_values(user_args, &["--default-network-opt"])
-            .iter()
-            .any(|v| v.contains("com.docker.network.driver.mtu"));
-        if opt_given {
-            return MtuPlan {
-                uplink,
-                mtu: Some(Mtu {
-                    value,
-                    network_opt: false,
-                }),
-                note: None,
-            };
-        }
-        let version = dockerd.map(|d| {
-            crate::prepare::environment::version_output(d, Duration::from_secs(5))
-                .map(|text| crate::prepare::environment::Version::from_version_output(&text))
-        });
-        let (network_opt, note) = match version {
-            Some(Ok(Some(v))) if v >= crate::prepare::environment::Version::new(24, 0, 0) => {
-                (true, None)
-            }
-            Some(Ok(Some(v))) => (
-                false,
-                Some(format!(
-                    "dockerd {}.{}.{} has no --default-network-opt (Docker 24+): new user networks keep 1500; give them -o com.docker.network.driver.mtu={value}",
-                    v.major, v.minor, v.patch
-                )),
-            ),
-            Some(Ok(None)) | None => (
-                false,
-                Some("dockerd's version is unknown: only the default bridge gets the MTU".into()),
-            ),
-            Some(Err(e)) => (
-                false,
-                Some(format!("{e}: only the default bridge gets the MTU")),
-            ),
-        };
-        MtuPlan {
-            uplink,
-            mtu: Some(Mtu { value, network_opt }),
-            note,
-        }
-    }
-
-    /// The flags dockerd gets for it.
-    pub fn flags(&self, user_args: &[String]) -> Vec<String> {
-        self.mtu.map(|m| m.flags(user_args)).unwrap_or_default()
-    }
 }
 
 /// What `check` reports about nested networking; found without changing anything.
