@@ -44,7 +44,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Condvar, Mutex};
@@ -574,14 +573,6 @@ fn finish(mut running: Running) -> Outcome {
 // ---------------------------------------------------------------------------
 // Results.
 
-fn results_path() -> PathBuf {
-    std::env::var_os("DIND_INIT_RESULTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/support-results.jsonl")
-        })
-}
-
 /// `v1` or `v2`: how dockerd on this machine sees /sys/fs/cgroup (a hybrid is v1).
 fn host_cgroup() -> &'static str {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -589,23 +580,6 @@ fn host_cgroup() -> &'static str {
         Ok(s) if s.f_type == CGROUP2_SUPER_MAGIC => "v2",
         _ => "v1",
     }
-}
-
-/// Appends one line (one write(2) with O_APPEND, so concurrent writers do not mix).
-fn record(row: &serde_json::Value) {
-    let path = results_path();
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    let mut line = row.to_string();
-    line.push('\n');
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap();
-    f.write_all(line.as_bytes()).unwrap();
-    eprintln!("matrix: recorded in {}: {line}", path.display());
 }
 
 // ---------------------------------------------------------------------------
@@ -750,7 +724,7 @@ fn matrix_run(suite: &str, runtime: Runtime) {
     if gvisor {
         row["runsc"] = serde_json::json!(runsc_version());
     }
-    record(&row);
+    record_support_row(&row);
     match ready {
         Some((from_init, from_dockerd)) => eprintln!(
             "matrix: {test}: Docker {docker}: ready {from_dockerd} ms after dockerd started, \

@@ -27,8 +27,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -236,17 +235,7 @@ fn checks(vm: &VmRun) -> Checks {
     }
 }
 
-/// Where the support table's rows go: `$DIND_INIT_RESULTS`, else
-/// `target/support-results.jsonl`.
-fn results_path() -> PathBuf {
-    std::env::var_os("DIND_INIT_RESULTS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/support-results.jsonl"),
-        PathBuf::from,
-    )
-}
-
-/// Appends the run's row to the results file (one write, so rows of tests running at the
-/// same time never mix).
+/// Appends the run's row to the support-table results ([`record_support_row`]).
 fn record(vm: &VmRun, runtime: &str, init: &str, checks: &Checks, note: &str) {
     let all = checks.ready && checks.run && checks.memory_limit && checks.stop;
     // Degraded for a cause the init names, with everything else working: a known limit
@@ -300,16 +289,7 @@ fn record(vm: &VmRun, runtime: &str, init: &str, checks: &Checks, note: &str) {
     if runtime == "gvisor" {
         row["runsc"] = serde_json::json!(runsc_version());
     }
-    let path = results_path();
-    if let Some(parent) = path.parent() {
-        let _ = fs::create_dir_all(parent);
-    }
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.write_all(format!("{row}\n").as_bytes()).unwrap();
+    record_support_row(&row);
 }
 
 /// The assertions every mode shares: ready, the nested container's memory limit, the

@@ -484,6 +484,34 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Where the README's support-table rows go (tests/matrix.rs, tests/vm.rs):
+/// `$DIND_INIT_RESULTS`, else `target/support-results.jsonl`.
+pub fn support_results_path() -> PathBuf {
+    std::env::var_os("DIND_INIT_RESULTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/support-results.jsonl"),
+        PathBuf::from,
+    )
+}
+
+/// Appends one support-table row: one write(2) with O_APPEND, so rows of tests running
+/// at the same time never mix.
+pub fn record_support_row(row: &serde_json::Value) {
+    use std::io::Write;
+    let path = support_results_path();
+    if let Some(parent) = path.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    let line = format!("{row}\n");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.write_all(line.as_bytes())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    eprintln!("support table: recorded in {}: {line}", path.display());
+}
+
 /// The runsc with the devices controller (Debian bookworm-backports 0.0~20240729).
 pub const RUNSC: &str = "/usr/bin/runsc";
 
