@@ -26,7 +26,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -236,49 +235,16 @@ fn start_pid1(dir: &TempDir, args: &[&str]) -> InitUnderTest {
     let config = pid1_config(dir);
     let mut all = vec![s(&bin).to_owned(), "--config".into(), s(&config).to_owned()];
     all.extend(args.iter().map(|a| a.to_string()));
+    // Launch resets the reserved signals 32 to 34 first: the test process inherits 32
+    // and 33 ignored from its own parent, and under qemu-user host signal 32 has no guest
+    // signal, so no emulated program could reset it (on a real arm64 kernel the init's
+    // raw rt_sigaction would; tests/pid1.rs checks that on x86_64).
     Launch::new(dir)
         .without_config()
         .binary(which(QEMU).unwrap())
         .args(&all)
-        .start_prepared(|cmd| {
-            // SAFETY: runs in the forked child before exec; it only makes raw
-            // rt_sigaction(2) calls (async-signal-safe) on a zeroed or SIG_IGN action
-            // that installs no handler code, and allocates nothing.
-            unsafe {
-                cmd.pre_exec(|| {
-                    // The test process inherits signals 32 and 33 ignored from its own
-                    // parent. Under qemu-user host signal 32 has no guest signal, so no
-                    // emulated program can reset it: give the init a clean one, as on a
-                    // real arm64 kernel its raw rt_sigaction would (tests/pid1.rs
-                    // `command_starts_clean` checks that on x86_64, where 32 and 33
-                    // arrive ignored the same way).
-                    for signo in [32, 33] {
-                        raw_sigaction(signo, 0);
-                    }
-                    for sig in IGNORED_BY_LAUNCHER {
-                        raw_sigaction(sig as i32, 1); // SIG_IGN
-                    }
-                    Ok(())
-                });
-            }
-        })
-}
-
-/// rt_sigaction(2) of `signo` to `handler` (0 = SIG_DFL, 1 = SIG_IGN), no flags, empty
-/// mask: the x86_64 kernel layout (handler, flags, restorer, mask).
-fn raw_sigaction(signo: i32, handler: usize) {
-    let action: [usize; 4] = [handler, 0, 0, 0];
-    // SAFETY: `action` is a valid kernel sigaction that installs no handler code; the
-    // old-action pointer is null; 8 is the kernel's sigset size.
-    unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_rt_sigaction,
-            signo,
-            action.as_ptr(),
-            std::ptr::null_mut::<usize>(),
-            8usize,
-        );
-    }
+        .ignoring(&IGNORED_BY_LAUNCHER.map(|sig| sig as i32))
+        .start()
 }
 
 #[test]

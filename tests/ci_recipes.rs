@@ -170,21 +170,10 @@ fn gitlab_docker_executor_service_with_tls() {
     let _one = serial();
     let mut host = HostDocker::start("ci-gitlab");
     image_with_openssl(&host, "dind-init-ci:tls");
-    let ok = |args: &[&str], name: &str| {
-        let ran = host.run(args, name, LONG);
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "{}\n{}",
-            ran.describe(),
-            host.init.describe()
-        );
-        ran
-    };
     // What the runner does for a job with `services: [{name: IMAGE, alias: docker}]`,
     // FF_NETWORK_PER_BUILD and `volumes = ["/certs/client"]` in config.toml.
-    ok(&["network", "create", "job-net"], "net");
-    ok(&["volume", "create", "job-certs"], "vol");
+    host.ok(&["network", "create", "job-net"], "net", LONG);
+    host.ok(&["volume", "create", "job-certs"], "vol", LONG);
     // The recipe's variables; they reach the service too (GitLab passes them all).
     let recipe = example("gitlab-ci/docker-executor.gitlab-ci.yml");
     let map = yaml_map(&recipe, "variables");
@@ -213,14 +202,14 @@ fn gitlab_docker_executor_service_with_tls() {
     }
     service.push("dind-init-ci:tls");
     let started = Instant::now();
-    ok(&service, "service");
+    host.ok(&service, "service", LONG);
 
     // The runner's wait: a helper container on the job's network connects to the
     // service's port (HEALTHCHECK_TCP_PORT) until it answers.
     let probe = format!(
         "for i in $(seq 240); do nc -w 2 docker {port} </dev/null && {{ echo \"port open after $i\"; exit 0; }}; sleep 0.5; done; exit 1"
     );
-    let wait = ok(
+    let wait = host.ok(
         &[
             "run",
             "--rm",
@@ -233,6 +222,7 @@ fn gitlab_docker_executor_service_with_tls() {
             &probe,
         ],
         "wait",
+        LONG,
     );
     assert!(wait.stdout.contains("port open"), "{}", wait.describe());
 
@@ -280,7 +270,7 @@ fn gitlab_docker_executor_service_with_tls() {
     let st: serde_json::Value = serde_json::from_str(st.stdout.trim()).unwrap();
     assert_eq!(st["environment"]["tls"]["mode"], "generated", "{st}");
     assert_eq!(st["environment"]["gvisor"], true, "{st}");
-    ok(&["rm", "-f", "svc-docker"], "rm");
+    host.ok(&["rm", "-f", "svc-docker"], "rm", LONG);
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }
 
@@ -316,17 +306,6 @@ fn github_actions_service_is_healthy_before_the_step() {
     let mut host = HostDocker::start("ci-github");
     image_with_openssl(&host, "dind-init-ci:tls");
     let certs = host.dir.join("runner-certs");
-    let ok = |args: &[&str], name: &str| {
-        let ran = host.run(args, name, LONG);
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "{}\n{}",
-            ran.describe(),
-            host.init.describe()
-        );
-        ran
-    };
     // What the runner does for `services: dind: {image, ports, volumes, env, options}`
     // (examples/github-actions/docker.yml): a network, `docker create` with the
     // options, `docker start`. Docker 20.10 has no --health-start-interval (API 1.44,
@@ -373,7 +352,7 @@ fn github_actions_service_is_healthy_before_the_step() {
             _ => kept.push(o.clone()),
         }
     }
-    ok(&["network", "create", "github_network"], "net");
+    host.ok(&["network", "create", "github_network"], "net", LONG);
     let volume = format!("{}:/certs", certs.display());
     let mut create: Vec<String> = [
         "create",
@@ -397,8 +376,8 @@ fn github_actions_service_is_healthy_before_the_step() {
     create.extend(kept);
     create.push("dind-init-ci:tls".to_owned());
     let create: Vec<&str> = create.iter().map(String::as_str).collect();
-    ok(&create, "create");
-    ok(&["start", "dind"], "start");
+    host.ok(&create, "create", LONG);
+    host.ok(&["start", "dind"], "start", LONG);
     // The runner's wait: `docker inspect` of the health status until it is healthy.
     let mut seen = Vec::new();
     let healthy = wait_until(READY_WAIT, || {
@@ -431,7 +410,7 @@ fn github_actions_service_is_healthy_before_the_step() {
     let ran = run_timeout(&mut step, &host.dir, "step", LONG);
     assert_eq!(ran.code(), Some(0), "{}", ran.describe());
     assert!(ran.stdout.contains("STEP 20.10"), "{}", ran.describe());
-    ok(&["rm", "-f", "dind"], "rm");
+    host.ok(&["rm", "-f", "dind"], "rm", LONG);
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }
 
@@ -460,22 +439,11 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
     }
     let mut host = HostDocker::start("ci-k8s");
     image_with_openssl(&host, "dind-init-ci:tls");
-    let ok = |args: &[&str], name: &str| {
-        let ran = host.run(args, name, LONG);
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "{}\n{}",
-            ran.describe(),
-            host.init.describe()
-        );
-        ran
-    };
     // The pod: its network, its emptyDir volumes, the sidecar (an init container with
     // restartPolicy: Always) started first with the manifest's env and its status
     // listener on 9323 (the image's init.toml has it).
-    ok(&["network", "create", "pod-net"], "net");
-    ok(
+    host.ok(&["network", "create", "pod-net"], "net", LONG);
+    host.ok(
         &[
             "run",
             "-d",
@@ -492,19 +460,22 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
             "dind-init-ci:tls",
         ],
         "sidecar",
+        LONG,
     );
-    let ip = ok(
-        &[
-            "inspect",
-            "--format",
-            "{{(index .NetworkSettings.Networks \"pod-net\").IPAddress}}",
-            "dind",
-        ],
-        "ip",
-    )
-    .stdout
-    .trim()
-    .to_owned();
+    let ip = host
+        .ok(
+            &[
+                "inspect",
+                "--format",
+                "{{(index .NetworkSettings.Networks \"pod-net\").IPAddress}}",
+                "dind",
+            ],
+            "ip",
+            LONG,
+        )
+        .stdout
+        .trim()
+        .to_owned();
     // The kubelet's startupProbe: httpGet /readyz on the pod's address, every second,
     // until 200; the main containers start only then.
     let url = format!("http://{ip}:9323/readyz");
@@ -548,7 +519,7 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
     // The main container: in a real gVisor pod it shares the sidecar's sandbox (one
     // network stack: localhost) and the emptyDir with the client certificates. Here it is
     // a second process in the sidecar's sandbox, as runsc runs a pod's containers.
-    let main = ok(
+    let main = host.ok(
         &[
             "exec",
             "-e",
@@ -564,10 +535,11 @@ fn kubernetes_native_sidecar_startup_probe_then_main_container() {
             "MAIN {{.ServerVersion}}",
         ],
         "main",
+        LONG,
     );
     assert!(main.stdout.contains("MAIN 20.10"), "{}", main.describe());
     eprintln!("kubernetes recipe: startupProbe answers {answers:?}");
-    ok(&["rm", "-f", "dind"], "rm");
+    host.ok(&["rm", "-f", "dind"], "rm", LONG);
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }
 
@@ -585,17 +557,6 @@ fn gitlab_kubernetes_executor_localhost_tls() {
     let port = value(&map, "HEALTHCHECK_TCP_PORT").to_owned();
     let mut host = HostDocker::start("ci-gitlab-k8s");
     image_with_openssl(&host, "dind-init-ci:tls");
-    let ok = |args: &[&str], name: &str| {
-        let ran = host.run(args, name, LONG);
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "{}\n{}",
-            ran.describe(),
-            host.init.describe()
-        );
-        ran
-    };
     // The job pod: the service container with the job's variables. A pod's containers
     // share one gVisor sandbox (one network stack, so localhost); the helper's wait and
     // the job run here as further processes of the service's sandbox.
@@ -610,17 +571,17 @@ fn gitlab_kubernetes_executor_localhost_tls() {
         "--network",
         "bridge-less",
     ];
-    ok(&["network", "create", "bridge-less"], "net");
+    host.ok(&["network", "create", "bridge-less"], "net", LONG);
     for v in &vars {
         service.extend(["-e", v.as_str()]);
     }
     service.push("dind-init-ci:tls");
-    ok(&service, "service");
+    host.ok(&service, "service", LONG);
     // The runner's wait: TCP to localhost:HEALTHCHECK_TCP_PORT until it connects.
     let probe = format!(
         "for i in $(seq 240); do nc -w 2 localhost {port} </dev/null && {{ echo \"port open after $i\"; exit 0; }}; sleep 0.5; done; exit 1"
     );
-    let wait = ok(&["exec", "svc", "sh", "-c", &probe], "wait");
+    let wait = host.ok(&["exec", "svc", "sh", "-c", &probe], "wait", LONG);
     assert!(wait.stdout.contains("port open"), "{}", wait.describe());
     let mut job = vec!["exec"];
     for v in &vars {
@@ -628,8 +589,8 @@ fn gitlab_kubernetes_executor_localhost_tls() {
     }
     let script = format!("set -e\n{NESTED_SCRIPT}\n");
     job.extend(["svc", "sh", "-c", &script]);
-    let ran = ok(&job, "job");
+    let ran = host.ok(&job, "job", LONG);
     assert!(ran.stdout.contains("JOB: built"), "{}", ran.describe());
-    ok(&["rm", "-f", "svc"], "rm");
+    host.ok(&["rm", "-f", "svc"], "rm", LONG);
     assert_eq!(host.stop(), 0, "{}", host.init.describe());
 }

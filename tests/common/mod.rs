@@ -932,6 +932,20 @@ impl HostDocker {
         run_timeout(self.docker().args(args), &self.dir, name, timeout)
     }
 
+    /// [`HostDocker::run`] that must exit 0 (else the test fails with the command's
+    /// output and the host init's log).
+    pub fn ok(&self, args: &[&str], name: &str, timeout: Duration) -> Ran {
+        let ran = self.run(args, name, timeout);
+        assert_eq!(
+            ran.code(),
+            Some(0),
+            "{}\n{}",
+            ran.describe(),
+            self.init.describe()
+        );
+        ran
+    }
+
     /// Assembles the test image (images/test/build.sh) and imports it as `tag`.
     pub fn import_test_image(&self, tag: &str) {
         let host = format!("unix://{}", s(&self.socket()));
@@ -1185,17 +1199,4 @@ pub fn zombies_under_settled(root: i32) -> Vec<i32> {
         last.is_empty()
     });
     last
-}
-
-impl<'a> Launch<'a> {
-    /// Like [`Launch::start`], with `prepare` applied to the `unshare` command before it
-    /// is spawned (e.g. a `pre_exec` that sets what the init inherits).
-    pub fn start_prepared(self, prepare: impl FnOnce(&mut Command)) -> InitUnderTest {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount", "--mount-proc"])
-            .args(&self.unshare)
-            .arg(&self.binary);
-        prepare(&mut cmd);
-        self.spawn(cmd)
-    }
 }
