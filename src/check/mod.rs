@@ -88,9 +88,9 @@ impl Problem {
 
 /// Prints the preflight report for `cfg` and returns the exit code (0 or 1).
 pub fn check(cfg: &Config) -> i32 {
-    let (boot_lines, boot_problems) = boot_steps(cfg);
-    log::print_stdout(&boot_lines);
     let env = environment::detect(cfg);
+    let (boot_lines, boot_problems) = boot_steps(cfg, &env.dockerd);
+    log::print_stdout(&boot_lines);
     let snap = Snapshot::read();
     let plan = snap
         .as_ref()
@@ -152,7 +152,7 @@ pub fn check(cfg: &Config) -> i32 {
 /// socket's paths (SPEC §8: never replaced), docker:dind's TLS contract
 /// (`DOCKER_TLS_CERTDIR`) and the data root's tmpfs. COMMAND's dockerd words are
 /// not known here.
-fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
+fn boot_steps(cfg: &Config, dockerd: &DockerdBinary) -> (String, Vec<Problem>) {
     use crate::prepare::{launch, storage, tls};
     use crate::sys::unix_socket::{self, Found};
     let mut problems = Vec::new();
@@ -202,13 +202,8 @@ fn boot_steps(cfg: &Config) -> (String, Vec<Problem>) {
         cfg.dockerd.data_root_tmpfs.as_deref(),
         &storage::data_root(&user),
     );
-    let dockerd = crate::prepare::environment::locate_program(
-        std::ffi::OsStr::new(&cfg.dockerd.path),
-        std::env::var_os("PATH").as_deref(),
-        crate::prepare::environment::DEFAULT_PATH,
-    );
-    let dockerd_path = match &dockerd {
-        crate::prepare::environment::DockerdBinary::Found(p) => Some(p.as_path()),
+    let dockerd_path = match dockerd {
+        DockerdBinary::Found(p) => Some(p.as_path()),
         _ => None,
     };
     let mtu = crate::prepare::mtu::MtuPlan::decide(&user, dockerd_path);

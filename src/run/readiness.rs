@@ -43,8 +43,6 @@ pub const NOTIFY_PER_EVENT: usize = 32;
 /// One parsed sd_notify datagram.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotifyMessage {
-    /// The sender's pid, when the kernel passed credentials.
-    pub pid: Option<i32>,
     pub ready: bool,
     pub stopping: bool,
     pub status: Option<String>,

@@ -186,10 +186,6 @@ impl Verifier {
         (v, req)
     }
 
-    pub fn step(&self) -> Step {
-        self.step
-    }
-
     fn request(&self, step: Step) -> Request {
         let id = self.container.as_deref().unwrap_or("");
         let label = r#"{"label":["dind-init.verify=1"]}"#;

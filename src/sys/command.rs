@@ -149,12 +149,7 @@ fn wait_until(pid: i32, deadline: Instant) -> Result<Option<ExitStatus>, Failure
         .ok_or_else(|| Failure::Wait(io::Error::from(io::ErrorKind::InvalidInput)))?;
     loop {
         match waitpid(Some(pid), WaitOptions::NOHANG) {
-            Ok(Some((_, status))) => {
-                return Ok(Some(match status.terminating_signal() {
-                    Some(sig) => ExitStatus::Signal(sig),
-                    None => ExitStatus::Code(status.exit_status().unwrap_or(0)),
-                }));
-            }
+            Ok(Some((_, status))) => return Ok(Some(ExitStatus::from_wait(status))),
             Ok(None) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(Failure::Wait(e.into())),

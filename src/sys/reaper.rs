@@ -35,6 +35,14 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// From wait(2)'s status of a child that ended (the reaper and `sys::command`).
+    pub fn from_wait(status: rustix::process::WaitStatus) -> ExitStatus {
+        match status.terminating_signal() {
+            Some(sig) => ExitStatus::Signal(sig),
+            None => ExitStatus::Code(status.exit_status().unwrap_or(0)),
+        }
+    }
+
     /// The code a shell would report: the exit code, or 128+N for signal N.
     pub fn as_exit_code(self) -> i32 {
         match self {
@@ -61,12 +69,7 @@ pub fn reap_each(mut on_exit: impl FnMut(i32, ExitStatus)) -> bool {
     loop {
         match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
-                let status = if let Some(sig) = status.terminating_signal() {
-                    ExitStatus::Signal(sig)
-                } else {
-                    ExitStatus::Code(status.exit_status().unwrap_or(0))
-                };
-                on_exit(pid.as_raw_nonzero().get(), status);
+                on_exit(pid.as_raw_nonzero().get(), ExitStatus::from_wait(status));
             }
             // Children exist, none has exited yet.
             Ok(None) => return true,

@@ -137,9 +137,11 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
 /// the init (nothing in the init installs a handler for them, but its parent may
 /// have left them ignored). glibc's never does: its child sets its reserved
 /// signals (32, 33) to ignored, and exec keeps that; so a glibc build (the tests'
-/// debug build) always forks.
+/// debug build) always forks. Read once: the init never changes those signals after
+/// boot, and every spawn (dockerd, each iptables helper) would ask again.
 fn posix_spawn_starts_clean() -> bool {
-    cfg!(target_env = "musl") && signals::reserved_signals_at_default()
+    static CLEAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CLEAN.get_or_init(|| cfg!(target_env = "musl") && signals::reserved_signals_at_default())
 }
 
 /// The environment a child gets: the init's, minus `NOTIFY_SOCKET`, with
