@@ -332,6 +332,20 @@ def first_line(cmd):
         return "not found"
 
 
+def guarded(R, key, measure, store=True):
+    """Runs `measure()` and keeps its result as R[key] (unless `store` is false); when
+    it raises, prints the error, keeps its first line in R["errors"][key] and leaves
+    R[key] unset, so that the other sections are still measured and reported."""
+    try:
+        result = measure()
+    except Exception as e:  # report it, and measure the rest
+        traceback.print_exc()
+        R["errors"][key] = str(e).splitlines()[0][:300]
+        return
+    if store:
+        R[key] = result
+
+
 def machine():
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -341,12 +355,7 @@ def machine():
                 break
     mem = proc_meminfo_total()
 
-    def version(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=20).stdout.strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            return "not found"
+    version = first_line
 
     def dpkg(pkg):
         return version(["dpkg-query", "-W", "-f=${Version}", pkg])
@@ -2792,44 +2801,25 @@ def main():
             real = R["real"] = {}
             for env in envs:
                 log(f"sections 2-4: {env}")
-                try:
-                    real.update(bench_real(tmp, opts, [env]))
-                except Exception as e:  # report it, and measure the rest
-                    traceback.print_exc()
-                    R["errors"][env] = str(e).splitlines()[0][:300]
+                guarded(R, env, lambda: real.update(bench_real(tmp, opts, [env])), store=False)
             if "gvisor" in envs:
                 R["credentials"] = gvisor_credentials()
             R["spawn_ref"] = {env: spawn_reference(env) for env in envs}
         if "verify" in only:
             log("verify = \"container\" against \"ping\"")
-            try:
-                R["verify"] = bench_verify(tmp, opts, envs)
-            except Exception as e:
-                traceback.print_exc()
-                R["errors"]["verify"] = str(e).splitlines()[0][:300]
+            guarded(R, "verify", lambda: bench_verify(tmp, opts, envs))
         if "versions" in only:
             log("time to ready per Docker version")
-            try:
-                R["versions"] = bench_versions(tmp, opts, envs)
-            except Exception as e:
-                traceback.print_exc()
-                R["errors"]["versions"] = str(e).splitlines()[0][:300]
+            guarded(R, "versions", lambda: bench_versions(tmp, opts, envs))
         if "reliability" in only:
             log("reliability under abuse (bench/reliability.py)")
-            try:
-                R["reliability"] = reliability.run(argparse.Namespace(
-                    quick=opts.quick, phase_secs=None, fuzz=200 if opts.quick else 500,
-                    orphan_every_ms=20, init=INIT, fake=FAKE, keep=opts.keep))
-            except Exception as e:
-                traceback.print_exc()
-                R["errors"]["reliability"] = str(e).splitlines()[0][:300]
+            guarded(R, "reliability", lambda: reliability.run(
+                argparse.Namespace(quick=opts.quick, phase_secs=None,
+                                   fuzz=200 if opts.quick else 500, orphan_every_ms=20,
+                                   init=INIT, fake=FAKE, keep=opts.keep)))
         if "build" in only and "gvisor" in envs:
             log("nested docker build in gVisor: vfs against overlay2 on a tmpfs")
-            try:
-                R["build"] = bench_build(tmp, opts)
-            except Exception as e:
-                traceback.print_exc()
-                R["errors"]["build"] = str(e).splitlines()[0][:300]
+            guarded(R, "build", lambda: bench_build(tmp, opts))
         elif "build" in only:
             log("build: gVisor only, and --envs has no gvisor: skipped")
         R["elapsed_s"] = round(time.monotonic() - t_begin)
