@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, GvisorSetting};
 use crate::sys::mounts::{self as cgroup, CgroupKind, Snapshot};
-use crate::sys::spawn::check_executable;
+use crate::sys::spawn::{check_executable, search_path, Searched};
 
 /// The uname(2) version string every gVisor release reports.
 pub const GVISOR_UNAME_VERSION: &str = "#1 SMP Sun Jan 10 15:06:54 PST 2016";
@@ -317,7 +317,8 @@ pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
 /// executable, a directory, refused by stat) is remembered and the search goes on;
 /// it is reported only if nothing better is found: exec would fail with EACCES
 /// (126), not ENOENT (127). Used for dockerd at boot and for COMMAND before
-/// anything starts.
+/// anything starts; the search itself is [`search_path`], the one the spawn helper
+/// uses, so both always agree.
 pub fn locate_program(
     program: &OsStr,
     path_env: Option<&OsStr>,
@@ -342,21 +343,16 @@ pub fn locate_program(
             },
         };
     }
-    let search = path_env.unwrap_or(OsStr::new(default_path));
-    let mut refused = None;
-    for dir in search.as_bytes().split(|&b| b == b':') {
-        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
-        match check_executable(&candidate) {
-            Ok(()) => return DockerdBinary::Found(candidate),
-            Err(Some(why)) if refused.is_none() => refused = Some((candidate, why)),
-            Err(_) => {}
-        }
-    }
-    match refused {
-        Some((path, why)) => DockerdBinary::NotExecutable { path, why },
-        None => DockerdBinary::NotFound {
-            searched: format!("no {shown} in PATH {}", search.to_string_lossy()),
+    match search_path(program, path_env, default_path) {
+        Searched::Found(path) => DockerdBinary::Found(path),
+        Searched::Refused { path, why } => DockerdBinary::NotExecutable { path, why },
+        Searched::Missing => DockerdBinary::NotFound {
+            searched: format!(
+                "no {shown} in PATH {}",
+                path_env
+                    .unwrap_or(OsStr::new(default_path))
+                    .to_string_lossy()
+            ),
         },
     }
 }

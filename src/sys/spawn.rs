@@ -186,11 +186,45 @@ pub fn check_executable(path: &Path) -> Result<(), Option<String>> {
         .map_err(|e| Some(io::Error::from(e).to_string()))
 }
 
+/// What a search of a `PATH` for a program name found, by execvp(3)'s rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Searched {
+    /// The first candidate [`check_executable`] accepts.
+    Found(PathBuf),
+    /// None can be run, but this one (the first) exists: exec's EACCES (126).
+    Refused { path: PathBuf, why: String },
+    /// No candidate exists: exec's ENOENT (127).
+    Missing,
+}
+
+/// Searches `path_env` (`default_path` when unset; an empty entry is the current
+/// directory) for the name `program` (no slash) as execvp(3) does: a candidate that
+/// exists but cannot be run is remembered and the search goes on.
+pub fn search_path(program: &OsStr, path_env: Option<&OsStr>, default_path: &str) -> Searched {
+    let mut refused = None;
+    for dir in path_env
+        .unwrap_or(OsStr::new(default_path))
+        .as_bytes()
+        .split(|b| *b == b':')
+    {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        match check_executable(&candidate) {
+            Ok(()) => return Searched::Found(candidate),
+            Err(Some(why)) if refused.is_none() => refused = Some((candidate, why)),
+            Err(_) => {}
+        }
+    }
+    match refused {
+        Some((path, why)) => Searched::Refused { path, why },
+        None => Searched::Missing,
+    }
+}
+
 /// `program` as execvp(3) finds it: as it is when it has a slash (exec judges it),
-/// else the first candidate in the child's `PATH` ([`DEFAULT_PATH`] when it has
-/// none; an empty entry is the current directory) that [`check_executable`]
-/// accepts. ENOENT when no candidate exists, EACCES when some exist but none can
-/// be executed (exec's 126, not 127).
+/// else by [`search_path`] in the child's `PATH` ([`DEFAULT_PATH`] when it has none).
+/// ENOENT when no candidate exists, EACCES when some exist but none can be executed
+/// (exec's 126, not 127).
 fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     if program.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(program));
@@ -198,25 +232,11 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     if program.is_empty() {
         return Err(io::Error::from_raw_os_error(nix::libc::ENOENT));
     }
-    let mut refused = false;
-    for dir in path
-        .unwrap_or(OsStr::new(DEFAULT_PATH))
-        .as_bytes()
-        .split(|b| *b == b':')
-    {
-        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
-        match check_executable(&candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(Some(_)) => refused = true,
-            Err(None) => {}
-        }
+    match search_path(program, path, DEFAULT_PATH) {
+        Searched::Found(p) => Ok(p),
+        Searched::Refused { .. } => Err(io::Error::from_raw_os_error(nix::libc::EACCES)),
+        Searched::Missing => Err(io::Error::from_raw_os_error(nix::libc::ENOENT)),
     }
-    Err(io::Error::from_raw_os_error(if refused {
-        nix::libc::EACCES
-    } else {
-        nix::libc::ENOENT
-    }))
 }
 
 /// A C string for exec; a NUL inside is EINVAL, as exec would have it.
