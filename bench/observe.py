@@ -21,6 +21,10 @@ Phases, in order, each printing one JSON line on stdout:
   hold       (--hold SECS) stay idle so the driver can count the init's wake-ups;
   restart    SIGKILL dockerd (pid from the ready file), then the same three moments
              again, measured from the kill (--restarts N: N times);
+  docker-run (--docker-runs N) the peer of `verify = "container"`: N times
+             `docker run --rm dind-init-verify:<tag> --version` on the default bridge,
+             with the docker CLI (what a shell script would do to see a container run),
+             each timed from the CLI's start to its exit;
   container  `docker import` a busybox tar, `docker run -d --network=none IMG
              /bin/sleep 1000` (or, with --container traps-term, a shell that exits on
              SIGTERM), wait until it runs;
@@ -302,6 +306,24 @@ def phase_container(a):
     return running
 
 
+def phase_docker_run(a):
+    rc, out = docker(a, "images", "--format", "{{.Repository}}:{{.Tag}}", "dind-init-verify")
+    image = out.splitlines()[0] if rc == 0 and out else None
+    if image is None:
+        emit({"event": "docker-run", "error": f"no dind-init-verify image: {out}"})
+        return False
+    runs = []
+    for _ in range(a.docker_runs):
+        t0 = mono()
+        rc, out = docker(a, "run", "--rm", image, "/dind-init", "--version")
+        if rc != 0 or "dind-init" not in out:
+            emit({"event": "docker-run", "error": f"docker run: exit {rc}: {out[-300:]}"})
+            return False
+        runs.append(ms(mono(), t0))
+    emit({"event": "docker-run", "image": image, "ms": runs})
+    return True
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dir", required=True)
@@ -310,6 +332,8 @@ def main():
     p.add_argument("--hold", type=float, default=0)
     p.add_argument("--restarts", type=int, default=1, help="how many times the restart "
                    "phase runs (each one SIGKILLs dockerd and waits until ready again)")
+    p.add_argument("--docker-runs", type=int, default=3,
+                   help="how many `docker run`s the docker-run phase times")
     p.add_argument("--image-tar")
     p.add_argument("--container", default="ignores-term", choices=["ignores-term", "traps-term"],
                    help="the nested container: `/bin/sleep 1000` as its PID 1 (SIGTERM does "
@@ -331,6 +355,8 @@ def main():
     for i in range(a.restarts if "restart" in phases else 0):
         if ok:
             ok = phase_restart(a, watch, i)
+    if ok and "docker-run" in phases:
+        ok = phase_docker_run(a)
     if ok and "container" in phases:
         ok = phase_container(a)
     if ok and "term" in phases:
