@@ -113,8 +113,9 @@ exits 1 too.
 
   --socket PATH      the status socket (default: the config's readiness.socket,
                      in $DIND_INIT_CONFIG, else /etc/dind-init/init.toml;
-                     else /run/dind-init/init.sock)
-  --wait DURATION    wait up to DURATION (e.g. 60s) for dockerd to be ready; the
+                     else /run/dind-init/init.sock; an invalid config is an error)
+  --wait DURATION    wait up to DURATION (e.g. 60s) for dockerd to be ready, and
+                     for the init's socket first if it is not there yet; the
                      answer comes at once when it is ready, or when it has failed
                      or the init is stopping (then it never will be)
 ";
@@ -125,7 +126,7 @@ Usage: dind-init status [--socket PATH] [--json]
 
 Prints the init's status: dockerd's state and why, its pid, restarts and last exit,
 the cgroup summary, and dockerd's last log lines. Exit 0; 1 when the init cannot be
-reached; 2 for a usage error.
+reached; 2 for a usage error or an invalid config.
 
   --socket PATH      the status socket (default: the config's readiness.socket,
                      in $DIND_INIT_CONFIG, else /etc/dind-init/init.toml;
@@ -323,6 +324,20 @@ fn parse_check<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation, 
     Ok(Invocation::Check { config })
 }
 
+/// A client's unknown argument; `--config` (which the init and `check` take) gets a
+/// pointer to what the clients read instead.
+fn unexpected(command: &str, text: &str) -> UsageError {
+    let hint = if split_eq(text).0 == "--config" {
+        format!(
+            " ({command} reads the config from ${} or /etc/dind-init/init.toml; --socket PATH names the status socket directly)",
+            crate::config::ENV_VAR
+        )
+    } else {
+        String::new()
+    };
+    UsageError(format!("{command}: unexpected argument `{text}`{hint}"))
+}
+
 fn parse_probe<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation, UsageError> {
     let mut socket = None;
     let mut wait = None;
@@ -339,7 +354,7 @@ fn parse_probe<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation, 
                 wait = Some(d);
             }
             ("--help" | "-h", None) => return Ok(Invocation::HelpFor(PROBE_HELP)),
-            _ => return Err(UsageError(format!("probe: unexpected argument `{text}`"))),
+            _ => return Err(unexpected("probe", &text)),
         }
     }
     Ok(Invocation::Probe { socket, wait })
@@ -356,7 +371,7 @@ fn parse_status<I: Iterator<Item = OsString>>(mut args: I) -> Result<Invocation,
             }
             ("--json", None) => json = true,
             ("--help" | "-h", None) => return Ok(Invocation::HelpFor(STATUS_HELP)),
-            _ => return Err(UsageError(format!("status: unexpected argument `{text}`"))),
+            _ => return Err(unexpected("status", &text)),
         }
     }
     Ok(Invocation::Status { socket, json })
@@ -504,6 +519,14 @@ mod tests {
             (
                 &["status", "--yaml"],
                 "status: unexpected argument `--yaml`",
+            ),
+            (
+                &["probe", "--config", "x.toml"],
+                "probe: unexpected argument `--config` (probe reads the config from $DIND_INIT_CONFIG",
+            ),
+            (
+                &["status", "--config=x.toml"],
+                "--socket PATH names the status socket directly)",
             ),
         ];
         for (args, want) in cases {

@@ -64,7 +64,14 @@ fn dispatch(invocation: Invocation) -> i32 {
         Invocation::Run(args) => run(args),
         Invocation::Check { config } => check(config),
         Invocation::Probe { socket, wait } => {
-            let socket = socket.unwrap_or_else(client_socket);
+            let socket = match socket.map_or_else(client_socket, Ok) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    // 1, not 2: Docker's HEALTHCHECK reserves 2.
+                    log::print_stderr(&format!("dind-init probe: {e}"));
+                    return 1;
+                }
+            };
             let (code, message) = probe::probe(&socket, wait);
             if let Some(m) = message {
                 log::print_stderr(&format!("dind-init probe: {m}"));
@@ -72,7 +79,13 @@ fn dispatch(invocation: Invocation) -> i32 {
             code
         }
         Invocation::Status { socket, json } => {
-            let socket = socket.unwrap_or_else(client_socket);
+            let socket = match socket.map_or_else(client_socket, Ok) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    log::print_stderr(&format!("dind-init status: {e}"));
+                    return 2;
+                }
+            };
             match probe::status(&socket, json) {
                 Ok(text) => {
                     log::print_stdout(&text);
@@ -109,11 +122,18 @@ fn ensure_stdio_open() {
 /// The status socket `probe` and `status` use without `--socket`: the one the
 /// init's config names ($DIND_INIT_CONFIG, else /etc/dind-init/init.toml), so a
 /// HEALTHCHECK finds an image's moved socket; the built-in path when there is no
-/// config or it cannot be read (a probe never fails for a config problem).
-fn client_socket() -> PathBuf {
+/// config. A config that is there but cannot be read or is invalid is an error
+/// (SPEC §3: in every mode), not a silent fall-back to the built-in path, where the
+/// "is dind-init running?" that follows would hide the real problem (the init
+/// itself stopped on that config with exit 2).
+fn client_socket() -> Result<PathBuf, String> {
     load_config(None)
         .map(|(cfg, _)| cfg.readiness.socket)
-        .unwrap_or_else(|_| PathBuf::from(cli::DEFAULT_SOCKET))
+        .map_err(|e| {
+            format!(
+                "{e} (the status socket's path comes from this config; --socket PATH overrides it)"
+            )
+        })
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<(Config, config::Source), Error> {

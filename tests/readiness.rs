@@ -424,10 +424,13 @@ fn probe_and_status_commands() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    // No init at all.
+    // No init at all: at once without --wait, at the end of the wait with it.
     let (code, err) = probe(&[]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
+    let (code, err) = probe(&["--wait", "300ms"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("until the wait ran out"), "{err}");
     // A dockerd that never turns ready: not ready, and a short wait runs out.
     let never = start(&dir, None, TestConfig::default());
     let (code, err) = probe(&[]);
@@ -436,8 +439,26 @@ fn probe_and_status_commands() {
     let (code, err) = probe(&["--wait", "100ms"]);
     assert_eq!(code, Some(1), "{err}");
     stop(never);
-    // One that turns ready while the probe waits.
+    // A probe that starts before the init (`docker run -d ... && docker exec ...
+    // probe --wait`): it waits for the socket, then for dockerd.
+    let early = Command::new(INIT)
+        .arg("probe")
+        .arg("--socket")
+        .arg(&sock)
+        .args(["--wait", "30s"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let init = start(&dir, Some(800), TestConfig::default());
+    let out = early.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One that turns ready while the probe waits.
     let (code, err) = probe(&["--wait", "30s"]);
     assert_eq!(code, Some(0), "{err}");
     let (code, _) = probe(&[]);
@@ -480,15 +501,23 @@ fn probe_and_status_commands() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "ready");
-    // A config that cannot be read leaves the built-in path (nothing there).
+    // An invalid config is named, not hidden behind the built-in socket path's
+    // "is dind-init running?": probe says it and exits 1 (never 2), status exits 2.
     let bad = dir.join("bad.toml");
     fs::write(&bad, "[nope]\n").unwrap();
-    let out = Command::new(INIT)
-        .arg("probe")
-        .env("DIND_INIT_CONFIG", &bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "never 2 for a probe");
+    for (command, want) in [("probe", 1), ("status", 2)] {
+        let out = Command::new(INIT)
+            .arg(command)
+            .env("DIND_INIT_CONFIG", &bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{command}: {err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("nope") && err.contains("--socket PATH"),
+            "{command}: {err}"
+        );
+    }
     stop(init);
 }
 

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::format_duration;
 use crate::control::status::{LastExit, NetworkStatus, Status, StorageStatus, TlsStatus};
@@ -19,14 +19,51 @@ use crate::control::status::{LastExit, NetworkStatus, Status, StorageStatus, Tls
 /// How long a `status` answer may take (the init answers at once when alive).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How often `probe --wait` tries again while the status socket is not there yet.
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+
+/// Whether a failed connect means "the init has not opened its socket yet": no file
+/// there (or no directory), or a socket file nothing accepts on (a previous init's).
+fn not_there_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Connects to the status socket. With a `deadline` (`probe --wait`), a socket that
+/// is not there yet is tried again every [`CONNECT_RETRY`] until then: `docker run
+/// -d ... && docker exec ... dind-init probe --wait 60s` may run before the init has
+/// opened it.
+fn connect(socket: &Path, deadline: Option<Instant>) -> Result<UnixStream, String> {
+    loop {
+        match UnixStream::connect(socket) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if not_there_yet(&e) && deadline.is_some_and(|d| Instant::now() < d) => {
+                std::thread::sleep(CONNECT_RETRY);
+            }
+            Err(e) => {
+                let waited = if deadline.is_some() && not_there_yet(&e) {
+                    " until the wait ran out"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "cannot connect to the status socket {}{waited}: {e} (is dind-init running?)",
+                    socket.display()
+                ));
+            }
+        }
+    }
+}
+
 /// Sends one request line and reads the one-line answer.
-fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot connect to the status socket {}: {e} (is dind-init running?)",
-            socket.display()
-        )
-    })?;
+fn request(
+    mut stream: UnixStream,
+    socket: &Path,
+    line: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let io = |e: std::io::Error| format!("status socket {}: {e}", socket.display());
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
@@ -55,11 +92,23 @@ fn request(socket: &Path, line: &str, timeout: Duration) -> Result<String, Strin
 }
 
 fn fetch(socket: &Path, wait: Option<Duration>) -> Result<(Status, String), String> {
+    let started = Instant::now();
+    let stream = connect(socket, wait.map(|d| started + d))?;
     let (line, timeout) = match wait {
-        Some(d) => (format!("wait {}", format_duration(d)), d + ANSWER_TIMEOUT),
+        // What is left of the wait after the socket appeared (at least 1 ms: `wait 0s`
+        // would be refused).
+        Some(d) => {
+            let left = d
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
+            (
+                format!("wait {}", format_duration(left)),
+                left + ANSWER_TIMEOUT,
+            )
+        }
         None => ("status".to_owned(), ANSWER_TIMEOUT),
     };
-    let raw = request(socket, &line, timeout)?;
+    let raw = request(stream, socket, &line, timeout)?;
     let status: Status = serde_json::from_str(raw.trim_end())
         .map_err(|e| format!("bad status answer: {e}: {:.200}", raw.trim_end()))?;
     Ok((status, raw))
