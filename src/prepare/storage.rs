@@ -26,7 +26,7 @@ use tracing::info;
 use crate::control::status::StorageStatus;
 use crate::error::Error;
 use crate::prepare::args::option_value;
-use crate::prepare::cgroup::{parse_mountinfo, visible};
+use crate::prepare::cgroup::{mount_at, parse_mountinfo, visible};
 
 /// dockerd's default data-root.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
@@ -51,14 +51,7 @@ pub fn data_root(args: &[String]) -> PathBuf {
 /// What is mounted at `path` that a lookup reaches (the top of a stack), from
 /// /proc/self/mountinfo's text: its file system type.
 pub fn mounted_at(mountinfo: &str, path: &Path) -> Option<String> {
-    let path = path.to_string_lossy();
-    let path = path.trim_end_matches('/');
-    let path = if path.is_empty() { "/" } else { path };
-    visible(&parse_mountinfo(mountinfo))
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == path)
-        .map(|m| m.fstype)
+    mount_at(&visible(&parse_mountinfo(mountinfo)), path).map(|m| m.fstype.clone())
 }
 
 /// What to do, given the size asked for and what is mounted at the data-root now.
@@ -200,6 +193,13 @@ mod tests {
 40 22 0:40 / /data\\040root rw - tmpfs tmpfs rw
 ";
 
+    /// The same stack with the top listed first: mountinfo's order is not mount order.
+    const MOUNTINFO_TOP_FIRST: &str = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw,lowerdir=/l
+31 30 0:31 / /var/lib/docker rw - tmpfs tmpfs rw,size=1048576k
+30 22 0:30 / /var/lib/docker rw - ext4 /dev/vdb rw
+";
+
     #[test]
     fn mounted_at_table() {
         let cases = [
@@ -217,6 +217,10 @@ mod tests {
                 "{path}"
             );
         }
+        assert_eq!(
+            mounted_at(MOUNTINFO_TOP_FIRST, Path::new("/var/lib/docker")).as_deref(),
+            Some("tmpfs")
+        );
     }
 
     #[test]
