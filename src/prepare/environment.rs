@@ -193,6 +193,7 @@ pub fn detect(cfg: &Config) -> Environment {
     );
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let pid1_comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let init_path = std::env::var_os("PATH");
     Environment {
         gvisor,
         gvisor_reason,
@@ -203,9 +204,13 @@ pub fn detect(cfg: &Config) -> Environment {
         cgroup_fs: cgroup::fs_name(snap.statfs_magic),
         cgroup_mounts: cgroup_mounts(&snap),
         caps: parse_capabilities(&status),
-        dockerd: locate_dockerd(&cfg.dockerd.path, std::env::var_os("PATH").as_deref()),
+        // Where the spawn helper will look: in dockerd's PATH, not the init's.
+        dockerd: locate_dockerd(
+            &cfg.dockerd.path,
+            Some(&dockerd_path_env(cfg, init_path.as_deref())),
+        ),
         stray_systemd: Path::new("/run/systemd/system").is_dir() && pid1_comm.trim() != "systemd",
-        apparmor: detect_apparmor(cfg, std::env::var_os("PATH").as_deref()),
+        apparmor: detect_apparmor(cfg, init_path.as_deref()),
     }
 }
 
@@ -318,8 +323,9 @@ pub fn parse_capabilities(status: &str) -> Capabilities {
     }
 }
 
-/// Finds dockerd as execvp(3) would (see [`locate_program`]), in Docker's default
-/// PATH when the init's environment has none.
+/// Finds dockerd as execvp(3) would (see [`locate_program`]) in `path_env`, dockerd's
+/// PATH ([`dockerd_path_env`]: the spawn helper searches the one in dockerd's
+/// environment), or Docker's default when it is `None`.
 pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
     locate_program(OsStr::new(path), path_env, DEFAULT_PATH)
 }
