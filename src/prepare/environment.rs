@@ -193,6 +193,7 @@ pub fn detect(cfg: &Config) -> Environment {
     );
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let pid1_comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+    let init_path = std::env::var_os("PATH");
     Environment {
         gvisor,
         gvisor_reason,
@@ -203,19 +204,36 @@ pub fn detect(cfg: &Config) -> Environment {
         cgroup_fs: cgroup::fs_name(snap.statfs_magic),
         cgroup_mounts: cgroup_mounts(&snap),
         caps: parse_capabilities(&status),
-        dockerd: locate_dockerd(&cfg.dockerd.path, std::env::var_os("PATH").as_deref()),
+        // Where the spawn helper will look: in dockerd's PATH, not the init's.
+        dockerd: locate_dockerd(
+            &cfg.dockerd.path,
+            Some(&dockerd_path_env(cfg, init_path.as_deref())),
+        ),
         stray_systemd: Path::new("/run/systemd/system").is_dir() && pid1_comm.trim() != "systemd",
-        apparmor: detect_apparmor(cfg, std::env::var_os("PATH").as_deref()),
+        apparmor: detect_apparmor(cfg, init_path.as_deref()),
     }
 }
 
-/// The PATH dockerd gets: `[dockerd] env`'s, else the init's own, else Docker's default.
+/// dockerd's PATH, decided here only: `[dockerd] env`'s, else the init's own, else
+/// Docker's default ([`DEFAULT_PATH`]). The launch builder gives it to dockerd (led by
+/// the legacy iptables links in gVisor), and `check` and the AppArmor probe search it
+/// for what dockerd and its children will look up.
+///
+/// An empty PATH counts as not set (so `dockerd.env`'s `PATH = ""` falls back to the
+/// init's PATH, and an empty one there to the default). execvp(3) reads an empty
+/// *element* as the current directory, and glibc and musl read an empty string as one
+/// such element; Go's `exec.LookPath`, with which dockerd, containerd and runc find
+/// their helpers, reads it as no directory at all. Neither is what an empty PATH in a
+/// container means to whoever set it (an empty `-e PATH=` or env entry, not a wish to
+/// search PID 1's working directory, or nothing), so it gets the same default as an
+/// unset one, and the launch builder writes that into dockerd's environment.
 pub fn dockerd_path_env(cfg: &Config, init_path: Option<&OsStr>) -> std::ffi::OsString {
-    match (cfg.dockerd.env.get("PATH"), init_path) {
-        (Some(path), _) => path.into(),
-        (None, Some(path)) => path.to_owned(),
-        (None, None) => DEFAULT_PATH.into(),
-    }
+    [cfg.dockerd.env.get("PATH").map(OsStr::new), init_path]
+        .into_iter()
+        .flatten()
+        .find(|p| !p.is_empty())
+        .unwrap_or(OsStr::new(DEFAULT_PATH))
+        .to_owned()
 }
 
 fn detect_apparmor(cfg: &Config, init_path: Option<&OsStr>) -> AppArmor {
@@ -305,8 +323,9 @@ pub fn parse_capabilities(status: &str) -> Capabilities {
     }
 }
 
-/// Finds dockerd as execvp(3) would (see [`locate_program`]), in Docker's default
-/// PATH when the init's environment has none.
+/// Finds dockerd as execvp(3) would (see [`locate_program`]) in `path_env`, dockerd's
+/// PATH ([`dockerd_path_env`]: the spawn helper searches the one in dockerd's
+/// environment), or Docker's default when it is `None`.
 pub fn locate_dockerd(path: &str, path_env: Option<&OsStr>) -> DockerdBinary {
     locate_program(OsStr::new(path), path_env, DEFAULT_PATH)
 }
@@ -701,16 +720,31 @@ mod tests {
 
     #[test]
     fn dockerd_path_is_the_one_dockerd_gets() {
-        let mut cfg = Config::default();
-        assert_eq!(dockerd_path_env(&cfg, None), DEFAULT_PATH);
-        assert_eq!(dockerd_path_env(&cfg, Some(OsStr::new("/a:/b"))), "/a:/b");
-        cfg.dockerd
-            .env
-            .insert("PATH".to_owned(), "/opt/bin".to_owned());
-        assert_eq!(
-            dockerd_path_env(&cfg, Some(OsStr::new("/a:/b"))),
-            "/opt/bin"
-        );
+        // (dockerd.env's PATH, the init's PATH, dockerd's PATH)
+        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
+            (None, None, DEFAULT_PATH),
+            (None, Some("/a:/b"), "/a:/b"),
+            (Some("/opt/bin"), Some("/a:/b"), "/opt/bin"),
+            (Some("/opt/bin"), None, "/opt/bin"),
+            // Empty counts as not set: never "search the current directory".
+            (None, Some(""), DEFAULT_PATH),
+            (Some(""), Some("/a:/b"), "/a:/b"),
+            (Some(""), Some(""), DEFAULT_PATH),
+            (Some(""), None, DEFAULT_PATH),
+            // An empty element inside a PATH is execvp's, passed on as it is.
+            (None, Some("/a::/b"), "/a::/b"),
+        ];
+        for (env, init, want) in cases {
+            let mut cfg = Config::default();
+            if let Some(env) = env {
+                cfg.dockerd.env.insert("PATH".to_owned(), (*env).to_owned());
+            }
+            assert_eq!(
+                dockerd_path_env(&cfg, init.map(OsStr::new)),
+                *want,
+                "{env:?} {init:?}"
+            );
+        }
     }
 
     #[test]

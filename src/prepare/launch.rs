@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 pub use crate::prepare::args::{has_option, option_value, option_values};
-use crate::prepare::environment::DEFAULT_PATH;
+use crate::prepare::environment::dockerd_path_env;
 use crate::prepare::tls::{Listener, PLAIN_HOST, TLS_HOST};
 
 /// dockerd's default API socket (`unix://` with no path).
@@ -98,7 +98,8 @@ pub fn user_args(config: &Config, extra: &[OsString]) -> Vec<String> {
 /// timeout, `--iptables=false --ip6tables=false` in gVisor, what cgroup preparation
 /// needs), then `args` from the config, then the docker:dind-style arguments from
 /// COMMAND; and its environment: `container=docker`, `NOTIFY_SOCKET`, `dockerd.env`,
-/// and PATH led by `path_prefix` when there is one.
+/// and PATH ([`dockerd_path_env`]) led by `path_prefix` when there is one, or in place
+/// of an empty one.
 pub fn build(inputs: Inputs<'_>) -> Launch {
     let cfg = inputs.config;
     let user = user_args(cfg, inputs.extra);
@@ -175,8 +176,18 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
         ),
     ];
     env.extend(cfg.dockerd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Some(prefix) = inputs.path_prefix {
-        let path = led_path(prefix, &env, inputs.init_path);
+    // dockerd's PATH is written when it must be led by the legacy iptables links, or
+    // when the one it would inherit is empty (dockerd_path_env: that means the
+    // default). Otherwise dockerd inherits it as it is, unset included (execvp's
+    // default list then finds dockerd).
+    let inherited = cfg
+        .dockerd
+        .env
+        .get("PATH")
+        .map(OsStr::new)
+        .or(inputs.init_path);
+    if inputs.path_prefix.is_some() || inherited.is_some_and(OsStr::is_empty) {
+        let path = led_path(inputs.path_prefix, &dockerd_path_env(cfg, inputs.init_path));
         env.retain(|(k, _)| k != "PATH");
         env.push(("PATH".to_owned(), path));
     }
@@ -188,18 +199,13 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
     }
 }
 
-/// `prefix` in front of the PATH dockerd would have had (`dockerd.env`'s, else the
-/// init's, else Docker's default), once.
-fn led_path(prefix: &Path, env: &[(String, String)], init_path: Option<&OsStr>) -> String {
+/// `prefix` (when there is one) in front of dockerd's PATH `base`, once.
+fn led_path(prefix: Option<&Path>, base: &OsStr) -> String {
+    let base = base.to_string_lossy().into_owned();
+    let Some(prefix) = prefix else {
+        return base;
+    };
     let prefix = prefix.display().to_string();
-    let base = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .or_else(|| init_path.map(|p| p.to_string_lossy().into_owned()))
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| DEFAULT_PATH.to_owned());
     if base.split(':').next() == Some(prefix.as_str()) {
         base
     } else {
@@ -502,6 +508,28 @@ mod tests {
             // No prefix: dockerd.env's PATH as it is, or none (the init's is inherited).
             (None, vec![("PATH", "/opt/bin")], init, Some("/opt/bin")),
             (None, vec![], init, None),
+            (None, vec![], None, None),
+            // An empty PATH counts as not set (environment::dockerd_path_env), and is
+            // replaced even without a prefix: dockerd would inherit it otherwise.
+            (
+                Some(own),
+                vec![],
+                Some(OsStr::new("")),
+                Some("/run/dind-init/iptables-legacy:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ),
+            (
+                Some(own),
+                vec![("PATH", "")],
+                init,
+                Some("/run/dind-init/iptables-legacy:/usr/bin:/bin"),
+            ),
+            (
+                None,
+                vec![],
+                Some(OsStr::new("")),
+                Some("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ),
+            (None, vec![("PATH", "")], init, Some("/usr/bin:/bin")),
         ];
         for (prefix, env, init_path, want) in cases {
             let mut cfg = Config::default();

@@ -80,7 +80,7 @@ pub const SETUP_BUDGET: Duration = Duration::from_secs(10);
 const LOCK_WAIT_SECS: &str = "3";
 
 /// At most this much of an iptables command's stderr is kept (its end).
-const STDERR_CAP: usize = 4096;
+pub const STDERR_CAP: usize = 4096;
 
 /// At most this many "already logged" keys are remembered (see [`Setup::first`]).
 const MAX_LOGGED: usize = 256;
@@ -207,7 +207,7 @@ impl fmt::Display for Legacy {
 /// the sandbox has not seen yet is a round trip to its gofer (measured: this step took
 /// 8-35 ms of the boot with a 13-directory PATH when each of the six names was searched
 /// through every directory; it runs before dockerd's exec).
-pub fn find_legacy(dind_dir: &Path, own_dir: &Path, path_env: Option<&OsStr>) -> Legacy {
+fn find_legacy(dind_dir: &Path, own_dir: &Path, path_env: Option<&OsStr>) -> Legacy {
     if fs::metadata(dind_dir.join("iptables")).is_ok_and(|m| m.is_file()) {
         return Legacy::Dind(dind_dir.to_path_buf());
     }

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::prepare::args::option_value;
 use crate::prepare::launch::Launch;
+use crate::prepare::storage;
 use crate::sys::netlink;
 use crate::sys::procfs;
 
@@ -26,8 +27,6 @@ pub const DEFAULT_EXEC_ROOT: &str = "/var/run/docker";
 pub const DEFAULT_PID_FILE: &str = "/var/run/docker.pid";
 /// The system containerd socket that dockerd 20.10 adopts when it merely exists.
 pub const SYSTEM_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
-/// dockerd's default data root.
-pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 
 /// Removes `path` if it is a pid file that does not name a live `name`.
 fn clean_pid_file(path: &Path, name: &str) {
@@ -114,9 +113,7 @@ pub fn clean_gvisor_network(launch: &Launch) -> Vec<String> {
             }
         }
     }
-    let data_root = option_value(&launch.args, &["--data-root", "-g"])
-        .unwrap_or_else(|| DEFAULT_DATA_ROOT.to_owned());
-    let store = Path::new(&data_root).join("network/files/local-kv.db");
+    let store = storage::data_root(&launch.args).join("network/files/local-kv.db");
     match fs::remove_file(&store) {
         Ok(()) => {
             info!(path = %store.display(), "removed dockerd's network store");

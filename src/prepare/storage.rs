@@ -6,8 +6,9 @@
 //! slow `vfs` driver (a full copy of every layer) and Docker 29's containerd snapshotter
 //! fails; on a tmpfs it uses overlay2. The tmpfs counts as the container's memory.
 //!
-//! The data-root is `--data-root` in dockerd's arguments (the last one), else
-//! `/var/lib/docker`. A `data-root` set in daemon.json is not read: give it as
+//! The data-root is `--data-root` (or its old alias `-g`/`--graph`) in dockerd's
+//! arguments (the last one), else `/var/lib/docker`: [`data_root`], which stale-state
+//! cleanup reads too. A `data-root` set in daemon.json is not read: give it as
 //! `--data-root` in `dockerd.args` instead. The mount is made once, at boot, in the
 //! init's mount namespace (the container's); dockerd's restarts find it there. It is
 //! never unmounted: it goes with the container.
@@ -25,14 +26,23 @@ use tracing::info;
 use crate::control::status::StorageStatus;
 use crate::error::Error;
 use crate::prepare::args::option_value;
-use crate::prepare::cgroup::{parse_mountinfo, visible};
+use crate::prepare::cgroup::{mount_at, parse_mountinfo, visible};
 
 /// dockerd's default data-root.
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/docker";
 
-/// dockerd's data-root, as its arguments set it (`--data-root`, last one wins).
-pub fn data_root(user_args: &[String]) -> PathBuf {
-    option_value(user_args, &["--data-root"])
+/// dockerd's data-root, as its arguments set it: `--data-root`, last one wins; an empty
+/// value is the default, as if it were not given.
+///
+/// `-g`/`--graph` count too. They are the data-root's old names: hidden since Docker
+/// 17.05 and removed in 23.0, so Docker 20.10, which dind-init supports, still takes
+/// `-g /x` as `--data-root /x` (dockerd refuses both at once). A later dockerd refuses
+/// the flag and does not start, so reading it there costs nothing, while ignoring it on
+/// 20.10 would put the tmpfs and the network-store cleanup on a directory dockerd does
+/// not use. `-g` is read as dockerd's flag parser reads a one-letter flag (`-g /x`,
+/// `-g=/x`, `-g/x`: [`option_value`]); `-G` is another flag (`--group`).
+pub fn data_root(args: &[String]) -> PathBuf {
+    option_value(args, &["--data-root", "--graph", "-g"])
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT))
@@ -41,14 +51,7 @@ pub fn data_root(user_args: &[String]) -> PathBuf {
 /// What is mounted at `path` that a lookup reaches (the top of a stack), from
 /// /proc/self/mountinfo's text: its file system type.
 pub fn mounted_at(mountinfo: &str, path: &Path) -> Option<String> {
-    let path = path.to_string_lossy();
-    let path = path.trim_end_matches('/');
-    let path = if path.is_empty() { "/" } else { path };
-    visible(&parse_mountinfo(mountinfo))
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == path)
-        .map(|m| m.fstype)
+    mount_at(&visible(&parse_mountinfo(mountinfo)), path).map(|m| m.fstype.clone())
 }
 
 /// What to do, given the size asked for and what is mounted at the data-root now.
@@ -168,6 +171,14 @@ mod tests {
             (&["--data-root", "/a", "--debug", "--data-root=/b"], "/b"),
             (&["--data-root="], "/var/lib/docker"),
             (&["--data-rootx=/no"], "/var/lib/docker"),
+            // dockerd before 23.0 takes the old names for the same option.
+            (&["-g", "/g"], "/g"),
+            (&["-g/g"], "/g"),
+            (&["-g=/g"], "/g"),
+            (&["--graph=/g"], "/g"),
+            (&["--data-root=/d", "--graph", "/g"], "/g"),
+            (&["-G", "docker"], "/var/lib/docker"),
+            (&["--group=docker"], "/var/lib/docker"),
         ];
         for (args, want) in cases {
             assert_eq!(data_root(&v(args)), PathBuf::from(want), "{args:?}");
@@ -180,6 +191,13 @@ mod tests {
 30 22 0:30 / /var/lib/docker rw - ext4 /dev/vdb rw
 31 30 0:31 / /var/lib/docker rw - tmpfs tmpfs rw,size=1048576k
 40 22 0:40 / /data\\040root rw - tmpfs tmpfs rw
+";
+
+    /// The same stack with the top listed first: mountinfo's order is not mount order.
+    const MOUNTINFO_TOP_FIRST: &str = "\
+22 1 0:21 / / rw,relatime - overlay overlay rw,lowerdir=/l
+31 30 0:31 / /var/lib/docker rw - tmpfs tmpfs rw,size=1048576k
+30 22 0:30 / /var/lib/docker rw - ext4 /dev/vdb rw
 ";
 
     #[test]
@@ -199,6 +217,10 @@ mod tests {
                 "{path}"
             );
         }
+        assert_eq!(
+            mounted_at(MOUNTINFO_TOP_FIRST, Path::new("/var/lib/docker")).as_deref(),
+            Some("tmpfs")
+        );
     }
 
     #[test]

@@ -97,8 +97,7 @@ impl Init {
                 .is_some_and(|r| r.on_exit(pid, status, self.poller.registry(), now))
             {
                 debug!(pid, status = %status, "iptables finished");
-            } else if let Some(i) = self.killed_helpers.iter().position(|p| *p == pid) {
-                self.killed_helpers.swap_remove(i);
+            } else if self.killed_helpers.reaped(pid) {
                 debug!(pid, status = %status, "a killed iptables was reaped");
             } else {
                 self.model.counters.orphans_reaped += 1;
@@ -345,10 +344,7 @@ impl Init {
         if !self.network_run.as_ref().is_some_and(NetworkRun::is_done) {
             return;
         }
-        if let Some(mut run) = self.network_run.take() {
-            let killed = run.take_killed();
-            self.killed_helpers.truncate(64);
-            self.killed_helpers.extend(killed);
+        if let Some(run) = self.network_run.take() {
             self.network.finish(run.outcome(), now);
             self.model.network = self.network.status();
             self.probe(prober::Input::NetworkDone, now);

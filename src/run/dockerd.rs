@@ -132,6 +132,25 @@ impl Pipes {
     /// and returns the complete lines; at EOF the pipe is closed and an
     /// unterminated last line flushed.
     pub fn read(&mut self, stream: Stream) -> Vec<String> {
+        self.read_available(stream, MAX_READ_PER_TURN)
+    }
+
+    /// At dockerd's exit: everything left in `stream`'s pipe (at most
+    /// [`MAX_READ_AT_EXIT`]), then the unterminated last line, if any.
+    pub fn read_rest(&mut self, stream: Stream) -> Vec<String> {
+        let mut lines = self.read_available(stream, MAX_READ_AT_EXIT);
+        let splitter = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        lines.extend(splitter.finish());
+        lines
+    }
+
+    /// Reads `stream` until its pipe is empty for now (EAGAIN), closed, or `cap`
+    /// bytes were read, and returns the complete lines. At EOF (or an error, as good
+    /// as one) the pipe is closed and an unterminated last line flushed.
+    fn read_available(&mut self, stream: Stream, cap: usize) -> Vec<String> {
         let (slot, splitter) = match stream {
             Stream::Stdout => (&mut self.stdout, &mut self.out),
             Stream::Stderr => (&mut self.stderr, &mut self.err),
@@ -142,16 +161,17 @@ impl Pipes {
         let mut buf = [0u8; 8192];
         let mut lines = Vec::new();
         let mut eof = false;
-        let mut read_bytes = 0;
-        loop {
-            match rustix::io::read(fd, &mut buf) {
+        let mut left = cap;
+        while left > 0 {
+            let want = buf.len().min(left);
+            match rustix::io::read(fd, buf.get_mut(..want).unwrap_or_default()) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
                 Ok(n) => {
-                    read_bytes += n;
-                    lines.extend(splitter.feed(buf.get(..n).unwrap_or(&[])));
+                    left = left.saturating_sub(n);
+                    lines.extend(splitter.feed(buf.get(..n).unwrap_or_default()));
                 }
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => break, // drained for now
@@ -160,44 +180,12 @@ impl Pipes {
                     break;
                 }
             }
-            if read_bytes >= MAX_READ_PER_TURN {
-                break; // let the loop turn; the rest is read on the next one
-            }
         }
+        // At the cap the rest stays in the pipe: for `read`, until the next turn.
         if eof {
             lines.extend(splitter.finish());
             *slot = None;
         }
-        lines
-    }
-
-    /// At dockerd's exit: everything left in `stream`'s pipe (at most
-    /// [`MAX_READ_AT_EXIT`]), then the unterminated last line, if any.
-    pub fn read_rest(&mut self, stream: Stream) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut read = 0;
-        while read < MAX_READ_AT_EXIT {
-            let before = lines.len();
-            let open = match stream {
-                Stream::Stdout => self.stdout.is_some(),
-                Stream::Stderr => self.stderr.is_some(),
-            };
-            if !open {
-                break;
-            }
-            let got = self.read(stream);
-            let done = got.is_empty();
-            lines.extend(got);
-            read += MAX_READ_PER_TURN;
-            if done && lines.len() == before {
-                break;
-            }
-        }
-        let splitter = match stream {
-            Stream::Stdout => &mut self.out,
-            Stream::Stderr => &mut self.err,
-        };
-        lines.extend(splitter.finish());
         lines
     }
 
@@ -284,6 +272,67 @@ mod tests {
         assert!(spawn_failure("dockerd", &noexec).permanent);
         let again = io::Error::from_raw_os_error(Errno::AGAIN.raw_os_error());
         assert!(!spawn_failure("dockerd", &again).permanent);
+    }
+
+    /// A pipe holding `text` (room for 256 KiB), read as dockerd's stdout; the write
+    /// end is returned so that the pipe stays open, as a containerd left by dockerd
+    /// may keep it.
+    fn pipes_holding(text: &[u8], registry: &Registry) -> (Pipes, OwnedFd) {
+        let (r, w) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
+        )
+        .unwrap();
+        rustix::pipe::fcntl_setpipe_size(&w, 256 * 1024).unwrap();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let n = rustix::io::write(&w, rest).unwrap();
+            rest = &rest[n..];
+        }
+        let stdout = Watched::new(registry, r, Token::Stdout, EventFlags::IN).unwrap();
+        let pipes = Pipes {
+            stdout: Some(stdout),
+            stderr: None,
+            out: LineSplitter::new(MAX_LINE),
+            err: LineSplitter::new(MAX_LINE),
+        };
+        (pipes, w)
+    }
+
+    #[test]
+    fn read_takes_a_turn_s_worth_and_read_rest_the_rest() {
+        let poller = crate::sys::poller::Poller::new().unwrap();
+        let line = format!("{}\n", "x".repeat(999));
+        let text = format!("{}tail", line.repeat(100));
+        let (mut pipes, _w) = pipes_holding(text.as_bytes(), poller.registry());
+        // 64 KiB: 65 lines of 1000 bytes and the start of the 66th.
+        assert_eq!(pipes.read(Stream::Stdout).len(), 65);
+        let rest = pipes.read_rest(Stream::Stdout);
+        assert_eq!(rest.len(), 36);
+        assert_eq!(rest.last().map(String::as_str), Some("tail"));
+        // Drained, not closed: the writer still holds it.
+        assert!(pipes.stdout.is_some());
+        assert_eq!(pipes.read_rest(Stream::Stdout), Vec::<String>::new());
+    }
+
+    #[test]
+    fn read_rest_reads_past_a_long_line_it_discards() {
+        let poller = crate::sys::poller::Poller::new().unwrap();
+        // 200 KiB without a newline: cut at MAX_LINE, the rest discarded, for more
+        // than a turn's worth of reads that give no line.
+        let text = format!("{}\nlast\n", "y".repeat(200 * 1024));
+        let (mut pipes, w) = pipes_holding(text.as_bytes(), poller.registry());
+        let lines = pipes.read_rest(Stream::Stdout);
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[1], "last");
+        // Closed by the writer: EOF closes our end.
+        drop(w);
+        assert_eq!(pipes.read_rest(Stream::Stdout), Vec::<String>::new());
+        assert!(pipes.stdout.is_none());
     }
 
     #[test]

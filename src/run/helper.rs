@@ -26,15 +26,47 @@ struct Child {
     deadline: Instant,
 }
 
+/// Helpers killed (at their time limit, or because the init is stopping) and not
+/// reaped yet: their exits are helpers', not orphans' (`orphans_reaped` in `status`
+/// and the metrics). The one list of them, owned by the event loop rather than by the
+/// job that killed them, because a killed helper is often reaped after its job ended.
+///
+/// A SIGKILLed child is reaped soon, and keeps its pid until then, so an entry cannot
+/// come to name another process; only a helper stuck in the kernel (uninterruptible
+/// sleep) stays. The list is bounded for those: when it is full the oldest entry, the
+/// likeliest to be stuck for good, makes room (at worst its exit, if it ever comes,
+/// counts as an orphan's).
+#[derive(Debug, Default)]
+pub struct KilledHelpers(Vec<i32>);
+
+impl KilledHelpers {
+    /// How many are remembered.
+    const CAP: usize = 64;
+
+    /// `pid` was sent SIGKILL.
+    fn push(&mut self, pid: i32) {
+        if self.0.len() >= Self::CAP {
+            self.0.remove(0);
+        }
+        self.0.push(pid);
+    }
+
+    /// The reaper collected `pid`: whether it was a killed helper (then forgotten).
+    pub fn reaped(&mut self, pid: i32) -> bool {
+        let Some(i) = self.0.iter().position(|p| *p == pid) else {
+            return false;
+        };
+        self.0.remove(i);
+        true
+    }
+}
+
 /// A rules job in progress.
 #[derive(Debug)]
 pub struct NetworkRun {
     job: RulesJob,
     child: Option<Child>,
     done: bool,
-    /// Helpers killed at their time limit, not reaped yet: their exits are this
-    /// job's, not orphans'.
-    killed: Vec<i32>,
 }
 
 impl NetworkRun {
@@ -44,7 +76,6 @@ impl NetworkRun {
             job,
             child: None,
             done: false,
-            killed: Vec::new(),
         };
         run.advance(None, registry, now);
         run
@@ -108,7 +139,8 @@ impl NetworkRun {
         }
     }
 
-    /// The reaper collected `pid`: returns false when it is not this job's child.
+    /// The reaper collected `pid`: returns false when it is not this job's running
+    /// child (a helper it killed is in [`KilledHelpers`]).
     pub fn on_exit(
         &mut self,
         pid: i32,
@@ -116,10 +148,6 @@ impl NetworkRun {
         registry: &Registry,
         now: Instant,
     ) -> bool {
-        if let Some(i) = self.killed.iter().position(|p| *p == pid) {
-            self.killed.swap_remove(i);
-            return true;
-        }
         if self.pid() != Some(pid) {
             return false;
         }
@@ -138,31 +166,54 @@ impl NetworkRun {
         self.child.as_ref().map(|c| c.deadline)
     }
 
-    /// A helper past its time limit is killed (the reaper collects it) and the job
-    /// moves on, judging it timed out.
-    pub fn on_time(&mut self, registry: &Registry, now: Instant) {
+    /// A helper past its time limit is killed (the reaper collects it; `killed`
+    /// tells its exit from an orphan's) and the job moves on, judging it timed out.
+    pub fn on_time(&mut self, registry: &Registry, now: Instant, killed: &mut KilledHelpers) {
         if self.child.as_ref().is_some_and(|c| c.deadline <= now) {
             if let Some(child) = self.child.take() {
                 let _ = kill(Pid::from_raw(child.pid), Signal::SIGKILL);
-                self.killed.push(child.pid);
+                killed.push(child.pid);
                 self.advance(Some(Ran::TimedOut), registry, now);
             }
         }
     }
 
-    /// Helpers this job killed that were not reaped yet (the job is over; the
-    /// loop still tells their exits from orphans').
-    pub fn take_killed(&mut self) -> Vec<i32> {
-        std::mem::take(&mut self.killed)
-    }
-
-    /// The init is stopping: kill the running helper, skip the rest.
-    pub fn abandon(&mut self) {
+    /// The init is stopping: kill the running helper (into `killed`), skip the rest.
+    pub fn abandon(&mut self, killed: &mut KilledHelpers) {
         if let Some(child) = self.child.take() {
             let _ = kill(Pid::from_raw(child.pid), Signal::SIGKILL);
-            self.killed.push(child.pid);
+            killed.push(child.pid);
         }
         self.job.abandon("the init is stopping");
         self.done = true;
+    }
+}
+
+#[cfg(test)]
+// A failing test should panic; the crate-wide denials are for production code.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn killed_helpers_are_forgotten_when_reaped_and_oldest_first_when_full() {
+        let mut k = KilledHelpers::default();
+        for pid in 1..=KilledHelpers::CAP as i32 + 2 {
+            k.push(pid);
+        }
+        // (pid, is it a killed helper's exit)
+        let table = [
+            (1, false), // made room for the 65th
+            (2, false), // and for the 66th
+            (3, true),
+            (3, false), // once only
+            (66, true),
+            (64, true),
+            (67, false),
+        ];
+        for (pid, want) in table {
+            assert_eq!(k.reaped(pid), want, "{pid}");
+        }
+        assert_eq!(k.0.len(), KilledHelpers::CAP - 3);
     }
 }

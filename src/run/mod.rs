@@ -71,7 +71,7 @@ use crate::sys::signals;
 use self::checks::Checks;
 use self::dockerd::{LeftoverStep, Leftovers, Pipes};
 use self::gate::Gate;
-use self::helper::NetworkRun;
+use self::helper::{KilledHelpers, NetworkRun};
 use self::model::Model;
 use self::output::{Stream, Tail};
 use self::prober::{Prober, Slot};
@@ -207,9 +207,8 @@ pub struct Init {
     network: network::Setup,
     /// The nested-network rules being set up (helper processes).
     network_run: Option<NetworkRun>,
-    /// Helpers killed at their time limit after their job ended: reaped as theirs,
-    /// not counted as orphans.
-    killed_helpers: Vec<i32>,
+    /// Helpers killed and not reaped yet: reaped as theirs, not counted as orphans.
+    killed_helpers: KilledHelpers,
     children_left: bool,
     /// The Docker API calls once dockerd answers (container check, /info).
     checks: Checks,
@@ -300,7 +299,7 @@ impl Init {
             truncated_lines: 0,
             network,
             network_run: None,
-            killed_helpers: Vec::new(),
+            killed_helpers: KilledHelpers::default(),
             children_left: false,
             checks: Checks::default(),
             signals,
@@ -486,7 +485,7 @@ impl Init {
         let actions = self.prober.on_time(now);
         self.probe_actions(actions, now);
         if let Some(run) = self.network_run.as_mut() {
-            run.on_time(self.poller.registry(), now);
+            run.on_time(self.poller.registry(), now, &mut self.killed_helpers);
         }
         self.network_progress(now);
         if let Some(action) = self.gate.on_time(now) {

@@ -353,7 +353,7 @@ impl Init {
         // No ping answered from now on may start anything (the /info query...).
         self.probe(prober::Input::Gone, now);
         if let Some(run) = self.network_run.as_mut() {
-            run.abandon();
+            run.abandon(&mut self.killed_helpers);
         }
         self.network_progress(now);
         self.supervise(Event::StopRequested, now);

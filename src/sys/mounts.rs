@@ -569,7 +569,15 @@ pub fn visible(mounts: &[Mount]) -> Vec<Mount> {
         .collect()
 }
 
-/// The visible mount at exactly `path`.
+/// The visible mount at exactly `path` (compared as paths: `/x/` is `/x`): the one a
+/// lookup of `path` reaches, the top of a stack. [`visible`] has already dropped the
+/// mounts under the top, from ids, whatever order mountinfo lists them in, so there is
+/// one answer and which end of the list it is searched from does not matter. The one
+/// exception is side by side mounts (the same parent and mount point, neither on the
+/// other: the shadow mounts that propagation made before Linux 4.11, which `visible`
+/// keeps both of); the kernel of that time put the later one behind the earlier in its
+/// lookup, so the first listed is the one reached. The cgroup planner and the data-root
+/// tmpfs (`prepare/storage`) both ask this.
 pub(crate) fn mount_at<'a>(visible: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     visible.iter().find(|m| Path::new(&m.mount_point) == path)
 }

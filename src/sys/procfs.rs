@@ -4,7 +4,7 @@
 
 use std::fs;
 
-/// What /proc/<pid>/stat says about a process.
+/// What `/proc/<pid>/stat` says about a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
     /// The command name (`comm`), at most 15 bytes.
@@ -21,7 +21,7 @@ impl Stat {
     }
 }
 
-/// Parses a /proc/<pid>/stat line. The command name (field 2) is in parentheses
+/// Parses a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses
 /// and may itself contain spaces and parentheses, so the rest is parsed after the
 /// last `)`: then come the state and the ppid.
 pub fn parse_stat(stat: &str) -> Option<Stat> {

@@ -12,7 +12,7 @@
 //! its pid namespace, `kill(-1, sig)` reaches exactly those (the kernel confines it
 //! to the namespace and spares the caller). Not as PID 1 it would reach every process
 //! the user may signal on the machine, so there the descendants are found by
-//! walking /proc (each process's parent, from /proc/<pid>/stat) and signalled one
+//! walking /proc (each process's parent, from `/proc/<pid>/stat`) and signalled one
 //! by one.
 
 use std::collections::{HashMap, HashSet};

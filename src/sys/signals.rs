@@ -200,7 +200,7 @@ pub(crate) fn with_signal_pending(sig: Signal, f: impl FnOnce() + Send + 'static
 /// The size of `struct signalfd_siginfo` (signalfd(2)).
 const SIGINFO_SIZE: usize = 128;
 /// Records read at once from the signalfd.
-const BATCH: usize = 16;
+pub const BATCH: usize = 16;
 
 /// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64 and aarch64
 /// (handler, flags, restorer, mask), which differs from the libc one. Both use the

@@ -11,9 +11,9 @@ use tracing::debug;
 
 use super::*;
 
-/// The files the v2 evacuation reads and writes (cgroupfs, and /proc/<pid>/comm to name
-/// processes): a trait so that the moves and the EBUSY retry are unit-tested without a
-/// kernel.
+/// The files the v2 evacuation reads and writes (cgroupfs, and `/proc/<pid>/comm` to
+/// name processes): a trait so that the moves and the EBUSY retry are unit-tested
+/// without a kernel.
 pub(super) trait CgroupFiles {
     fn read(&mut self, path: &Path) -> io::Result<String>;
     /// One write(2) of `data` (cgroupfs takes one value per write).
