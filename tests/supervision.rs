@@ -187,6 +187,49 @@ fn user_args_replace_the_added_ones_and_dind_style_command_appends() {
 }
 
 #[test]
+fn a_dockerd_whose_interpreter_is_missing_is_named_as_such_by_boot_and_check() {
+    if !require_root("a_dockerd_whose_interpreter_is_missing_is_named_as_such_by_boot_and_check") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("badinterp");
+    // There and executable, but exec says ENOENT: the glibc-dockerd-in-a-musl-image
+    // case, made with a script whose interpreter does not exist.
+    let dockerd = dir.join("dockerd");
+    std::fs::write(&dockerd, "#!/nonexistent/interp\n").unwrap();
+    std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = TestConfig {
+        dockerd: format!("path = \"{}\"", s(&dockerd)),
+        ..Default::default()
+    };
+    let text = cfg
+        .text(&dir)
+        .replacen(&format!("path = \"{FAKE}\"\n"), "", 1);
+    let config = dir.config(&text);
+    let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
+    assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
+    let err = init.stderr();
+    assert!(
+        err.contains("dockerd cannot be executed")
+            && err.contains("/nonexistent/interp, which does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("not found: install Docker"), "{err}");
+    assert!(!err.contains("restarting in"), "no restart: {err}");
+    // `check` says the same before anything starts.
+    let out = Command::new(INIT)
+        .args(["check", "--config", s(&config)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cannot be executed: its #! line names /nonexistent/interp"),
+        "{text}"
+    );
+}
+
+#[test]
 fn missing_dockerd_fails_without_restarts_and_exits_1() {
     if !require_root("missing_dockerd_fails_without_restarts_and_exits_1") {
         return;

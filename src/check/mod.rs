@@ -156,6 +156,17 @@ fn boot_steps(cfg: &Config, dockerd: &DockerdBinary) -> (String, Vec<Problem>) {
     use crate::prepare::{launch, storage, tls};
     use crate::sys::unix_socket::{self, Found};
     let mut problems = Vec::new();
+    // There with its execute bits, and still exec would fail: a missing loader or
+    // `#!` interpreter (a glibc dockerd in a musl image), another architecture.
+    if let DockerdBinary::Found(path) = dockerd {
+        if let Some(why) = crate::sys::exec_header::problem(path) {
+            problems.push(Problem::new(
+                Severity::Error,
+                format!("dockerd at {} cannot be executed: {why}", path.display()),
+                "install Docker built for this image (its C library and architecture), or set dockerd.path",
+            ));
+        }
+    }
     let socket = &cfg.readiness.socket;
     let socket_line = match unix_socket::inspect(socket) {
         Ok(Found::Nothing) => "free".to_owned(),

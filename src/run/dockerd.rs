@@ -72,7 +72,7 @@ pub fn spawn(launch: &Launch, registry: &Registry) -> Result<(i32, Pipes), Spawn
         stderr: Output::Pipe,
         take_terminal: false,
     })
-    .map_err(|e| spawn_failure(&launch.program, &e))?;
+    .map_err(|e| spawn_failure(&launch.program, resolved(launch).as_deref(), &e))?;
     let pid = spawned.pid;
     // A dockerd whose output the loop cannot watch is not kept: it is killed (the
     // reaper collects it) and the start counts as failed, to be retried with the
@@ -103,8 +103,40 @@ pub fn spawn(launch: &Launch, registry: &Registry) -> Result<(i32, Pipes), Spawn
     ))
 }
 
-/// Classifies an exec error: not found and not executable are permanent.
-pub fn spawn_failure(program: &str, e: &io::Error) -> SpawnFailure {
+/// The file the spawn tried to exec: `launch.program` searched in the PATH dockerd
+/// gets (its `launch.env`'s, else the init's), as the spawn helper searches it.
+fn resolved(launch: &Launch) -> Option<std::path::PathBuf> {
+    let path_env = launch
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    match crate::prepare::environment::locate_dockerd(&launch.program, path_env.as_deref()) {
+        crate::prepare::environment::DockerdBinary::Found(path) => Some(path),
+        _ => None,
+    }
+}
+
+/// Classifies an exec error: not found and not executable are permanent. `resolved`
+/// is the file exec was given, when there is one: then ENOENT means its loader or
+/// `#!` interpreter is missing, and its header says which (`sys::exec_header`).
+pub fn spawn_failure(
+    program: &str,
+    resolved: Option<&std::path::Path>,
+    e: &io::Error,
+) -> SpawnFailure {
+    let unrunnable = matches!(e.kind(), io::ErrorKind::NotFound)
+        || e.raw_os_error() == Some(Errno::NOEXEC.raw_os_error());
+    if let Some(path) = resolved.filter(|_| unrunnable) {
+        let why = crate::sys::exec_header::problem(path)
+            .unwrap_or_else(|| e.to_string() + " (a missing interpreter or loader?)");
+        return SpawnFailure {
+            reason: format!("dockerd cannot be executed: `{}`: {why}", path.display()),
+            permanent: true,
+        };
+    }
     match e.kind() {
         io::ErrorKind::NotFound => SpawnFailure {
             reason: format!(
@@ -259,7 +291,7 @@ mod tests {
     #[test]
     fn spawn_failures_are_classified() {
         let missing = io::Error::from_raw_os_error(Errno::NOENT.raw_os_error());
-        let f = spawn_failure("dockerd", &missing);
+        let f = spawn_failure("dockerd", None, &missing);
         assert!(
             f.permanent
                 && f.reason
@@ -267,11 +299,32 @@ mod tests {
             "{f:?}"
         );
         let denied = io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error());
-        assert!(spawn_failure("dockerd", &denied).permanent);
+        assert!(spawn_failure("dockerd", None, &denied).permanent);
         let noexec = io::Error::from_raw_os_error(Errno::NOEXEC.raw_os_error());
-        assert!(spawn_failure("dockerd", &noexec).permanent);
+        assert!(spawn_failure("dockerd", None, &noexec).permanent);
         let again = io::Error::from_raw_os_error(Errno::AGAIN.raw_os_error());
-        assert!(!spawn_failure("dockerd", &again).permanent);
+        assert!(!spawn_failure("dockerd", None, &again).permanent);
+        // ENOENT for a file that is there: its interpreter is missing, and the
+        // reason says so instead of "not found".
+        let dir = std::env::temp_dir().join(format!("dind-init-badinterp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("dockerd");
+        std::fs::write(&script, "#!/nonexistent/interp\n").unwrap();
+        let f = spawn_failure("dockerd", Some(&script), &missing);
+        assert!(
+            f.permanent
+                && f.reason.starts_with("dockerd cannot be executed: `")
+                && f.reason
+                    .contains("/nonexistent/interp, which does not exist"),
+            "{f:?}"
+        );
+        std::fs::write(&script, "no format at all").unwrap();
+        let f = spawn_failure("dockerd", Some(&script), &noexec);
+        assert!(
+            f.reason.contains("neither an ELF binary nor a #! script"),
+            "{f:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A pipe holding `text` (room for 256 KiB), read as dockerd's stdout; the write
