@@ -784,10 +784,30 @@ fn a_ready_file_that_cannot_be_written_is_retried_while_ready() {
     );
     assert!(text.contains("/blocked/ready"), "{text}");
     let config = dir.config(&text);
+    // `check` says so first, naming the key (a warning: dockerd still starts).
+    let out = Command::new(INIT)
+        .args(["check", "--config", s(&config)])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!(
+            "warning: readiness.file: cannot create directory {d}/blocked: {d}/blocked is not a directory (the ready file will not be written)"
+        )),
+        "{report}"
+    );
     let init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     let sock = dir.join("init.sock");
     assert!(wait_until(SHORT, || UnixStream::connect(&sock).is_ok()));
-    wait_ready(&sock);
+    let v = wait_ready(&sock);
+    // The boot's own warning names the key too.
+    assert!(
+        v["cgroup"]["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("readiness.file: failed to create directory")),
+        "{v}"
+    );
     assert!(
         wait_until(SHORT, || init
             .stderr()

@@ -167,6 +167,25 @@ fn boot_steps(cfg: &Config, dockerd: &DockerdBinary) -> (String, Vec<Problem>) {
             ));
         }
     }
+    // The directories boot makes for the sockets, pid and ready files.
+    for (dir, keys) in crate::prepare::cgroup::runtime_dirs_with_keys(cfg) {
+        if let Some(why) = crate::sys::mounts::unwritable_dir(&dir) {
+            let dockerds = keys.iter().any(|(k, _)| k.starts_with("dockerd"));
+            let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+            problems.push(Problem::new(
+                if dockerds {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                crate::prepare::cgroup::runtime_dir_warning(
+                    &keys,
+                    &format!("cannot create directory {}: {why}", dir.display()),
+                ),
+                format!("point {} at a writable directory", names.join(" and ")),
+            ));
+        }
+    }
     let socket = &cfg.readiness.socket;
     let socket_line = match unix_socket::inspect(socket) {
         Ok(Found::Nothing) => "free".to_owned(),

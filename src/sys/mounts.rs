@@ -28,6 +28,56 @@ pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 pub const SYSFS_MAGIC: u64 = 0x6265_6572;
 /// statfs(2) `f_type` of a cgroup v1 hierarchy (linux/magic.h).
 pub const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+/// statfs(2) `f_type` of procfs (linux/magic.h).
+pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// Why no directory (and no file) can be made at `dir`, if something shows it
+/// before trying: its nearest existing ancestor is not a directory, is on a
+/// read-only file system or on one that holds only the kernel's own entries (proc,
+/// sysfs, cgroup), or is not writable. `None` when nothing speaks against it; what
+/// exists is never changed.
+pub fn unwritable_dir(dir: &Path) -> Option<String> {
+    use rustix::fs::{access, statfs, statvfs, Access, StatVfsMountFlags};
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Some(format!("{} is not a directory", at.display())),
+            // ENOTDIR: a file on the way, which the next round names.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                at = at.parent()?
+            }
+            Err(e) => return Some(format!("{}: {e}", at.display())),
+        }
+    }
+    if statvfs(at).is_ok_and(|v| v.f_flag.contains(StatVfsMountFlags::RDONLY)) {
+        return Some(format!("{} is on a read-only file system", at.display()));
+    }
+    if at != dir {
+        // f_type is a signed word on some targets; the magic numbers are all positive.
+        let kernel_fs = match statfs(at).map(|s| s.f_type as u64) {
+            Ok(PROC_SUPER_MAGIC) => Some("proc"),
+            Ok(SYSFS_MAGIC) => Some("sysfs"),
+            Ok(CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC) => Some("a cgroup file system"),
+            _ => None,
+        };
+        if let Some(fs) = kernel_fs {
+            return Some(format!(
+                "{} is on {fs}, where no directory can be made",
+                at.display()
+            ));
+        }
+    }
+    if access(at, Access::WRITE_OK | Access::EXEC_OK).is_err() {
+        return Some(format!("{} is not writable", at.display()));
+    }
+    None
+}
 
 /// Mount options that are flags of a cgroup v1 super block, not controllers.
 const CGROUP_FLAG_OPTIONS: [&str; 10] = [

@@ -131,28 +131,71 @@ pub(super) fn dockerd_pidfile(args: &[String]) -> PathBuf {
         .map_or_else(|| PathBuf::from("/var/run/docker.pid"), PathBuf::from)
 }
 
-/// The directories the socket, pid and ready files will be created in (SPEC §4 step 3).
-pub fn runtime_dirs(cfg: &Config) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for file in [
-        cfg.dockerd.socket.clone(),
-        dockerd_pidfile(&cfg.dockerd.args),
-        cfg.readiness.socket.clone(),
-        cfg.readiness.file.clone(),
-    ] {
-        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dirs.iter().any(|d| d == dir) {
-                dirs.push(dir.to_path_buf());
-            }
+/// The files boot creates directories for (SPEC §4 step 3), each with the key that
+/// names it and what is lost without it.
+pub fn runtime_files(cfg: &Config) -> [(&'static str, PathBuf, &'static str); 4] {
+    [
+        (
+            "dockerd.socket",
+            cfg.dockerd.socket.clone(),
+            "dockerd cannot listen there",
+        ),
+        (
+            "dockerd's --pidfile",
+            dockerd_pidfile(&cfg.dockerd.args),
+            "dockerd cannot write its pid file and stops",
+        ),
+        (
+            "readiness.socket",
+            cfg.readiness.socket.clone(),
+            "probe and status will not work",
+        ),
+        (
+            "readiness.file",
+            cfg.readiness.file.clone(),
+            "the ready file will not be written",
+        ),
+    ]
+}
+
+/// The directories the socket, pid and ready files will be created in (SPEC §4 step
+/// 3), each once, with the keys of the files in it.
+pub fn runtime_dirs_with_keys(cfg: &Config) -> Vec<(PathBuf, Vec<(&'static str, &'static str)>)> {
+    let mut dirs: Vec<(PathBuf, Vec<(&'static str, &'static str)>)> = Vec::new();
+    for (key, file, loss) in runtime_files(cfg) {
+        let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            continue;
+        };
+        match dirs.iter_mut().find(|(d, _)| d == dir) {
+            Some((_, keys)) => keys.push((key, loss)),
+            None => dirs.push((dir.to_path_buf(), vec![(key, loss)])),
         }
     }
     dirs
 }
 
+/// The directories alone (see [`runtime_dirs_with_keys`]).
+pub fn runtime_dirs(cfg: &Config) -> Vec<PathBuf> {
+    runtime_dirs_with_keys(cfg)
+        .into_iter()
+        .map(|(dir, _)| dir)
+        .collect()
+}
+
+/// `key: error (what is lost)` for each key whose directory could not be made.
+pub fn runtime_dir_warning(
+    keys: &[(&'static str, &'static str)],
+    error: &dyn std::fmt::Display,
+) -> String {
+    let names: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    let losses: Vec<&str> = keys.iter().map(|(_, l)| *l).collect();
+    format!("{}: {error} ({})", names.join(", "), losses.join("; "))
+}
+
 pub(super) fn create_runtime_dirs(cfg: &Config, out: &mut CgroupOutcome) {
-    for dir in runtime_dirs(cfg) {
+    for (dir, keys) in runtime_dirs_with_keys(cfg) {
         if let Err(e) = mkdir(&dir, out) {
-            out.warn(e.to_string());
+            out.warn(runtime_dir_warning(&keys, &e));
         }
     }
 }

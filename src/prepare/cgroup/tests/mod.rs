@@ -227,3 +227,47 @@ fn runtime_dirs_follow_config() {
     c.dockerd.args = vec!["--pidfile=/y/d.pid".to_owned()];
     assert!(runtime_dirs(&c).contains(&p("/y")));
 }
+
+#[test]
+fn runtime_dirs_name_their_keys_and_losses() {
+    let mut c = Config::default();
+    c.readiness.file = p("/proc/nope/ready");
+    c.readiness.socket = p("/proc/nope/init.sock");
+    let dirs = runtime_dirs_with_keys(&c);
+    let (dir, keys) = dirs.iter().find(|(d, _)| d == &p("/proc/nope")).unwrap();
+    assert_eq!(
+        runtime_dir_warning(keys, &format!("cannot create directory {}", dir.display())),
+        "readiness.socket, readiness.file: cannot create directory /proc/nope \
+         (probe and status will not work; the ready file will not be written)"
+    );
+}
+
+#[test]
+fn unwritable_dirs_are_seen_before_trying() {
+    let tmp = std::env::temp_dir().join(format!("dind-init-unwritable-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let file = tmp.join("file");
+    std::fs::write(&file, "").unwrap();
+    let cases: [(PathBuf, Option<&str>); 5] = [
+        (tmp.clone(), None),
+        (tmp.join("a/b/c"), None),
+        (file.join("sub"), Some("is not a directory")),
+        (
+            p("/proc/nope/deeper"),
+            Some("/proc is on proc, where no directory can be made"),
+        ),
+        (p("/sys/nope"), Some("/sys is on sysfs")),
+    ];
+    for (dir, want) in cases {
+        let got = unwritable_dir(&dir);
+        match want {
+            None => assert_eq!(got, None, "{}", dir.display()),
+            Some(w) => assert!(
+                got.as_deref().is_some_and(|g| g.contains(w)),
+                "{}: {got:?}",
+                dir.display()
+            ),
+        }
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
