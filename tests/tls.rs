@@ -513,85 +513,43 @@ fn user_certificates(root: &Path) {
         ),
     )
     .unwrap();
-    let p = |rel: &str| s(&root.join(rel)).to_owned();
-    let steps: Vec<Vec<String>> = vec![
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-            "-subj",
-            "/CN=user CA",
-            "-days",
-            "30",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("certs/server/key.pem"),
-            "-out",
-            &p("certs/server/cert.pem"),
-            "-subj",
-            "/CN=user server",
-            "-days",
-            "30",
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-config",
-            &p("ext.cnf"),
-            "-extensions",
-            "s",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("client/key.pem"),
-            "-out",
-            &p("client/cert.pem"),
-            "-subj",
-            "/CN=user client",
-            "-days",
-            "30",
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-config",
-            &p("ext.cnf"),
-            "-extensions",
-            "c",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-    ];
-    for args in steps {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        openssl_out(&args);
+    for (cn, key, cert, ext) in [
+        ("user CA", "ca.key", "ca.pem", None),
+        (
+            "user server",
+            "certs/server/key.pem",
+            "certs/server/cert.pem",
+            Some("s"),
+        ),
+        (
+            "user client",
+            "client/key.pem",
+            "client/cert.pem",
+            Some("c"),
+        ),
+    ] {
+        user_req(root, cn, key, cert, ext);
     }
     fs::copy(root.join("ca.pem"), server.join("ca.pem")).unwrap();
     fs::copy(root.join("ca.pem"), client.join("ca.pem")).unwrap();
+}
+
+/// One `openssl req -x509` of [`user_certificates`]: a new RSA 2048 key at `key` and a
+/// 30-day certificate for `/CN=<cn>` at `cert` (both under `root`): self-signed, or with
+/// `ext` signed by `root`'s `ca.pem` and `ca.key` with that section of `ext.cnf`.
+fn user_req(root: &Path, cn: &str, key: &str, cert: &str, ext: Option<&str>) {
+    let p = |rel: &str| s(&root.join(rel)).to_owned();
+    let (key, cert, subj) = (p(key), p(cert), format!("/CN={cn}"));
+    let (ca, ca_key, config) = (p("ca.pem"), p("ca.key"), p("ext.cnf"));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-noenc", "-keyout", &key, "-out", &cert, "-subj",
+        &subj, "-days", "30",
+    ];
+    if let Some(section) = ext {
+        args.extend(["-CA", &ca, "-CAkey", &ca_key]);
+        args.extend(["-config", &config, "-extensions", section]);
+    }
+    openssl_out(&args);
 }
 
 #[test]
