@@ -43,7 +43,8 @@ use dind_init::sys::command;
 use dind_init::sys::reaper::ExitStatus;
 use nix::sys::signal::Signal;
 
-const READY_WAIT: Duration = Duration::from_secs(120);
+/// How long dockerd may take to be ready (`probe --wait`).
+const READY_WAIT: Duration = Duration::from_secs(110);
 
 /// One real dockerd at a time: on a 2-core machine more make every wait meaningless.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -150,6 +151,8 @@ struct TlsDocker {
     _cgroups: TestCgroups,
 }
 
+/// Starts a [`TlsDocker`] with `env` and waits until its dockerd is ready (fails the
+/// test otherwise).
 fn start_tls_docker(
     dir: &TempDir,
     net: &ClientNet,
@@ -199,6 +202,7 @@ fn start_tls_docker(
     );
     let init = launch.start_wrapped(&outer, &inner);
     net.configure("tls1");
+    wait_dockerd_ready(&init, dir, READY_WAIT);
     TlsDocker {
         init,
         _cgroups: cgroups,
@@ -206,28 +210,6 @@ fn start_tls_docker(
 }
 
 impl TlsDocker {
-    fn wait_ready(&self, dir: &TempDir) {
-        let sock = dir.join("init.sock");
-        assert!(
-            wait_until(Duration::from_secs(60), || sock.exists()),
-            "no status socket\n{}",
-            self.init.describe()
-        );
-        let ran = run_timeout(
-            Command::new(INIT).args(["probe", "--socket", s(&sock), "--wait", "110s"]),
-            dir,
-            "probe",
-            READY_WAIT,
-        );
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "dockerd did not become ready\n{}\n{}",
-            ran.describe(),
-            self.init.describe()
-        );
-    }
-
     fn stop(&mut self) {
         self.init.signal(Signal::SIGTERM);
         let code = self.init.wait_code(Duration::from_secs(60));
@@ -343,7 +325,6 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
         ("DOCKER_TLS_SAN", "DNS:dind.example.test IP:10.77.15.9"),
     ];
     let mut docker = start_tls_docker(&dir, &net, "tls-gen", &env, &[]);
-    docker.wait_ready(&dir);
 
     // What was made, with docker:dind's names and modes.
     for f in [
@@ -463,7 +444,6 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
     drop(docker);
 
     let mut again = start_tls_docker(&dir, &net, "tls-gen2", &env, &[]);
-    again.wait_ready(&dir);
     assert_eq!(before("ca/key.pem"), ca_key, "the CA key must be kept");
     assert_eq!(before("server/key.pem"), server_key);
     assert_eq!(before("client/key.pem"), client_key);
@@ -566,7 +546,6 @@ fn user_managed_certificates_are_used_as_they_are() {
     let net = ClientNet::new();
     let env = [("DOCKER_TLS_CERTDIR", s(&certs))];
     let mut docker = start_tls_docker(&dir, &net, "tls-user", &env, &[]);
-    docker.wait_ready(&dir);
     assert_eq!(
         snapshot(&certs),
         before,
@@ -602,7 +581,6 @@ fn empty_certdir_gives_plain_tcp_on_2375_without_the_slowdown() {
     let dir = TempDir::new("tls-plain");
     let net = ClientNet::new();
     let mut docker = start_tls_docker(&dir, &net, "tls-plain", &[("DOCKER_TLS_CERTDIR", "")], &[]);
-    docker.wait_ready(&dir);
     let host = format!("tcp://{SERVER_IP}:2375");
     let ran = client_run(
         &net,

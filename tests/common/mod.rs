@@ -809,6 +809,33 @@ pub fn test_rootfs(dir: &TempDir, config: Option<&Path>) -> PathBuf {
     root
 }
 
+/// Waits until the init under test whose status socket is `init.sock` in `dir` has a
+/// ready dockerd: first the socket (it exists from the init's first moment; probe needs
+/// it to be there), then `dind-init probe --wait` up to `timeout`. Fails the test with
+/// the probe's and the init's output otherwise.
+pub fn wait_dockerd_ready(init: &InitUnderTest, dir: &TempDir, timeout: Duration) {
+    let sock = dir.join("init.sock");
+    assert!(
+        wait_until(Duration::from_secs(60), || sock.exists()),
+        "no status socket\n{}",
+        init.describe()
+    );
+    let wait = format!("{}s", timeout.as_secs());
+    let probe = run_timeout(
+        Command::new(INIT).args(["probe", "--socket", s(&sock), "--wait", &wait]),
+        dir,
+        "probe",
+        timeout + Duration::from_secs(10),
+    );
+    assert_eq!(
+        probe.code(),
+        Some(0),
+        "dockerd did not become ready\n{}\n{}",
+        probe.describe(),
+        init.describe()
+    );
+}
+
 /// A host dockerd (20.10, runc and runsc as runtimes) under a dind-init as PID 1 of the
 /// test's own pid, mount, network and cgroup namespaces: data root, exec root, pid file,
 /// sockets and daemon.json under its temp dir, `--iptables=false --bridge=none`, an empty
@@ -877,44 +904,12 @@ impl HostDocker {
                 &cgroups.join_command(),
                 "ip link set lo up\numount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
             );
-        let host = HostDocker { init, cgroups, dir };
-        // The status socket exists from the init's first moment; probe needs it to be there.
-        let sock = host.dir.join("init.sock");
-        assert!(
-            wait_until(Duration::from_secs(30), || sock.exists()),
-            "no status socket\n{}",
-            host.init.describe()
-        );
-        let probe = host.probe_wait(Duration::from_secs(90));
-        assert_eq!(
-            probe.code(),
-            Some(0),
-            "the host dockerd did not become ready\n{}\n{}",
-            probe.describe(),
-            host.init.describe()
-        );
-        host
+        wait_dockerd_ready(&init, &dir, Duration::from_secs(90));
+        HostDocker { init, cgroups, dir }
     }
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("docker.sock")
-    }
-
-    /// `dind-init probe --wait` on the host init's status socket.
-    pub fn probe_wait(&self, timeout: Duration) -> Ran {
-        let wait = format!("{}s", timeout.as_secs());
-        run_timeout(
-            Command::new(INIT).args([
-                "probe",
-                "--socket",
-                s(&self.dir.join("init.sock")),
-                "--wait",
-                &wait,
-            ]),
-            &self.dir,
-            "host-probe",
-            timeout + Duration::from_secs(5),
-        )
     }
 
     /// A docker client command for this dockerd (its own client config dir too).
