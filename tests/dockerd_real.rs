@@ -55,21 +55,10 @@ fn real_config(dir: &TempDir, dockerd_extra: &str, args_extra: &[&str]) -> std::
 }
 
 /// Starts the init with the real dockerd in private namespaces and test cgroups.
-fn start_real(
-    dir: &TempDir,
-    cgroups: &TestCgroups,
-    config: &Path,
-    command: &[&str],
-) -> InitUnderTest {
-    let mut args = vec!["--config", s(config)];
-    if !command.is_empty() {
-        args.push("--");
-        args.extend(command);
-    }
+fn start_real(dir: &TempDir, cgroups: &TestCgroups, config: &Path) -> InitUnderTest {
     Launch::new(dir)
-        .args(&args)
-        .unshare_args(&["--cgroup", "--net"])
-        .start_wrapped(&cgroups.join_command(), "ip link set lo up")
+        .args(&["--config", s(config)])
+        .start_isolated(cgroups, "")
 }
 
 /// Runs the docker client against the init's dockerd (a unix socket works across
@@ -104,7 +93,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
         "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0",
         &[],
     );
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     let (ok, out) = docker(&dir, &["import", s(&tar), "nested:1"]);
@@ -167,7 +156,7 @@ fn host_stop_with_a_nested_container_running() {
     let dir = TempDir::new("real-stop");
     let cgroups = TestCgroups::create("realstop", true, true);
     let config = real_config(&dir, "", &[]);
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     assert!(docker(&dir, &["import", s(&tar), "nested:1"]).0);
@@ -214,7 +203,7 @@ fn host_dockerd_that_exits_at_once_is_restarted_then_failed() {
         "backoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3",
         &["--bogus-flag"],
     );
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let log = init.stderr();
     let delays = restart_delays(&log);
@@ -240,7 +229,7 @@ fn host_ready_is_never_signalled_before_dockerd_answers() {
     let sock = dir.join("docker.sock");
     let ready = dir.join("ready");
     let started = Instant::now();
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     // An independent poller: look at the ready file, then ping dockerd. Whenever the
     // file exists, dockerd must answer 200 (the init saw a 200 before writing it).
     // Before the file exists a short read timeout keeps the samples dense; once it
@@ -566,8 +555,7 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
             "-c",
             &format!("touch {}; exec sleep 600", command_ran.display()),
         ])
-        .unshare_args(&["--cgroup", "--net"])
-        .start_wrapped(&cgroups.join_command(), "ip link set lo up");
+        .start_isolated(&cgroups, "");
     let v = wait_status(&dir, LONG, |v| v["state"] == "degraded");
     let reason = v["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("start failed"), "{v}");

@@ -739,6 +739,17 @@ impl<'a> Launch<'a> {
             .arg(&self.binary);
         self.spawn(cmd)
     }
+
+    /// [`Launch::start_wrapped`] in new cgroup and network namespaces, entered from
+    /// `cgroups` (so the cgroup namespace is rooted there), with the new namespace's
+    /// `lo` up before `inner` runs: how a real dockerd runs in a test without touching
+    /// the machine's cgroups or network.
+    pub fn start_isolated(self, cgroups: &TestCgroups, inner: &str) -> InitUnderTest {
+        self.unshare_args(&["--cgroup", "--net"]).start_wrapped(
+            &cgroups.join_command(),
+            &format!("ip link set lo up\n{inner}"),
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -899,10 +910,9 @@ impl HostDocker {
         ));
         let init = Launch::new(&dir)
             .args(&["--config", s(&config)])
-            .unshare_args(&["--cgroup", "--net"])
-            .start_wrapped(
-                &cgroups.join_command(),
-                "ip link set lo up\numount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
+            .start_isolated(
+                &cgroups,
+                "umount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
             );
         wait_dockerd_ready(&init, &dir, Duration::from_secs(90));
         HostDocker { init, cgroups, dir }
