@@ -34,27 +34,9 @@ fn requirements() -> Vec<(&'static str, bool)> {
     ]
 }
 
-/// A config for the real dockerd with every path inside `dir`; no bridge and no
-/// iptables rules (its network namespace is private anyway).
-fn real_config(dir: &TempDir, dockerd_extra: &str, args_extra: &[&str]) -> std::path::PathBuf {
-    let d = dir.path().display();
-    let mut args = vec![
-        format!("--data-root={d}/data"),
-        format!("--exec-root={d}/exec"),
-        format!("--pidfile={d}/docker.pid"),
-        "--iptables=false".to_owned(),
-        "--bridge=none".to_owned(),
-    ];
-    args.extend(args_extra.iter().map(|a| a.to_string()));
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{dockerd_extra}\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n",
-        args.join(", ")
-    ))
-}
-
-/// Starts the init with the real dockerd in private namespaces and test cgroups.
+/// Starts the init with the real dockerd in private namespaces and test cgroups. Its
+/// `config` is a [`real_dockerd_config`], with `--bridge=none` unless the test needs the
+/// bridge (the network namespace is private anyway).
 fn start_real(dir: &TempDir, cgroups: &TestCgroups, config: &Path) -> InitUnderTest {
     Launch::new(dir)
         .args(&["--config", s(config)])
@@ -88,10 +70,11 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     }
     let dir = TempDir::new("real-kill");
     let cgroups = TestCgroups::create("realkill", true, true);
-    let config = real_config(
+    let config = real_dockerd_config(
         &dir,
+        &["--bridge=none"],
         "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0",
-        &[],
+        "",
     );
     let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
@@ -155,7 +138,7 @@ fn host_stop_with_a_nested_container_running() {
     }
     let dir = TempDir::new("real-stop");
     let cgroups = TestCgroups::create("realstop", true, true);
-    let config = real_config(&dir, "", &[]);
+    let config = real_dockerd_config(&dir, &["--bridge=none"], "", "");
     let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
@@ -198,10 +181,11 @@ fn host_dockerd_that_exits_at_once_is_restarted_then_failed() {
     }
     let dir = TempDir::new("real-exit1");
     let cgroups = TestCgroups::create("realexit", true, true);
-    let config = real_config(
+    let config = real_dockerd_config(
         &dir,
+        &["--bridge=none", "--bogus-flag"],
         "backoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3",
-        &["--bogus-flag"],
+        "",
     );
     let mut init = start_real(&dir, &cgroups, &config);
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
@@ -225,7 +209,7 @@ fn host_ready_is_never_signalled_before_dockerd_answers() {
     }
     let dir = TempDir::new("real-ready");
     let cgroups = TestCgroups::create("realready", true, true);
-    let config = real_config(&dir, "", &[]);
+    let config = real_dockerd_config(&dir, &["--bridge=none"], "", "");
     let sock = dir.join("docker.sock");
     let ready = dir.join("ready");
     let started = Instant::now();
@@ -528,21 +512,15 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
     .unwrap();
     fs::set_permissions(&flaky, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cgroups = TestCgroups::create("realverify", true, true);
-    let args = [
-        format!("--data-root={d}/data"),
-        format!("--exec-root={d}/exec"),
-        format!("--pidfile={d}/docker.pid"),
-        "--iptables=false".to_owned(),
-        format!("--add-runtime=flaky={}", flaky.display()),
-        "--default-runtime=flaky".to_owned(),
-    ];
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    let config = dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\nverify = \"container\"\n\
-         [command]\nready_timeout = \"10m\"\n",
-        args.join(", ")
-    ));
+    let config = real_dockerd_config(
+        &dir,
+        &[
+            &format!("--add-runtime=flaky={}", flaky.display()),
+            "--default-runtime=flaky",
+        ],
+        "",
+        "verify = \"container\"\n[command]\nready_timeout = \"10m\"",
+    );
     let command_ran = dir.join("command.ran");
     // The static build: the check imports the running binary as a one-file image.
     let mut init = Launch::new(&dir)

@@ -153,30 +153,16 @@ struct TlsDocker {
 
 /// Starts a [`TlsDocker`] with `env` and waits until its dockerd is ready (fails the
 /// test otherwise).
-fn start_tls_docker(
-    dir: &TempDir,
-    net: &ClientNet,
-    name: &str,
-    env: &[(&str, &str)],
-    command: &[&str],
-) -> TlsDocker {
+fn start_tls_docker(dir: &TempDir, net: &ClientNet, name: &str, env: &[(&str, &str)]) -> TlsDocker {
     let cgroups = TestCgroups::create(name, true, true);
-    let d = dir.path().display();
-    let config = dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\n\
-         args = [\"--data-root={d}/data\", \"--exec-root={d}/exec\", \
-         \"--pidfile={d}/docker.pid\", \"--iptables=false\", \"--ip6tables=false\", \
-         \"--bridge=none\"]\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\ninterval = \"0s\"\n\
-         [log]\njournald = \"off\"\n"
-    ));
-    let mut args = vec!["--config".to_owned(), s(&config).to_owned()];
-    if !command.is_empty() {
-        args.push("--".to_owned());
-        args.extend(command.iter().map(|c| (*c).to_owned()));
-    }
+    let config = real_dockerd_config(
+        dir,
+        &["--ip6tables=false", "--bridge=none"],
+        "",
+        "interval = \"0s\"\n[log]\njournald = \"off\"",
+    );
     let mut launch = Launch::new(dir)
-        .args(&args)
+        .args(&["--config", s(&config)])
         .unshare_args(&["--cgroup", "--net"]);
     for (k, v) in env {
         launch = launch.env(k, v);
@@ -324,7 +310,7 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
         ("DOCKER_TLS_CERTDIR", s(&certs)),
         ("DOCKER_TLS_SAN", "DNS:dind.example.test IP:10.77.15.9"),
     ];
-    let mut docker = start_tls_docker(&dir, &net, "tls-gen", &env, &[]);
+    let mut docker = start_tls_docker(&dir, &net, "tls-gen", &env);
 
     // What was made, with docker:dind's names and modes.
     for f in [
@@ -443,7 +429,7 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
     docker.stop();
     drop(docker);
 
-    let mut again = start_tls_docker(&dir, &net, "tls-gen2", &env, &[]);
+    let mut again = start_tls_docker(&dir, &net, "tls-gen2", &env);
     assert_eq!(before("ca/key.pem"), ca_key, "the CA key must be kept");
     assert_eq!(before("server/key.pem"), server_key);
     assert_eq!(before("client/key.pem"), client_key);
@@ -545,7 +531,7 @@ fn user_managed_certificates_are_used_as_they_are() {
     let before = snapshot(&certs);
     let net = ClientNet::new();
     let env = [("DOCKER_TLS_CERTDIR", s(&certs))];
-    let mut docker = start_tls_docker(&dir, &net, "tls-user", &env, &[]);
+    let mut docker = start_tls_docker(&dir, &net, "tls-user", &env);
     assert_eq!(
         snapshot(&certs),
         before,
@@ -580,7 +566,7 @@ fn empty_certdir_gives_plain_tcp_on_2375_without_the_slowdown() {
     let _one = serial();
     let dir = TempDir::new("tls-plain");
     let net = ClientNet::new();
-    let mut docker = start_tls_docker(&dir, &net, "tls-plain", &[("DOCKER_TLS_CERTDIR", "")], &[]);
+    let mut docker = start_tls_docker(&dir, &net, "tls-plain", &[("DOCKER_TLS_CERTDIR", "")]);
     let host = format!("tcp://{SERVER_IP}:2375");
     let ran = client_run(
         &net,

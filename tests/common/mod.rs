@@ -167,6 +167,33 @@ pub fn base_config(dir: &TempDir) -> PathBuf {
     TestConfig::default().write(dir)
 }
 
+/// Writes a config for the init under test with the real dockerd (found in PATH) and
+/// returns its path. Every path is inside `dir`: data root (`data`), exec root (`exec`),
+/// pid file (`docker.pid`), socket (`docker.sock`), ready file (`ready`) and status
+/// socket (`init.sock`). dockerd gets `--iptables=false` (the test's network namespace
+/// is its own), then `args`; `dockerd` is more lines of the `[dockerd]` table, `rest`
+/// more lines of `[readiness]`, then other tables.
+pub fn real_dockerd_config(dir: &TempDir, args: &[&str], dockerd: &str, rest: &str) -> PathBuf {
+    let d = dir.path().display();
+    let paths = [
+        format!("--data-root={d}/data"),
+        format!("--exec-root={d}/exec"),
+        format!("--pidfile={d}/docker.pid"),
+    ];
+    let args: Vec<String> = paths
+        .iter()
+        .map(String::as_str)
+        .chain(["--iptables=false"])
+        .chain(args.iter().copied())
+        .map(|a| format!("{a:?}"))
+        .collect();
+    dir.config(&format!(
+        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{dockerd}\n\
+         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n{rest}\n",
+        args.join(", ")
+    ))
+}
+
 /// Polls `cond` every 5 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
@@ -900,14 +927,16 @@ impl HostDocker {
             ),
         )
         .unwrap();
-        let config = dir.config(&format!(
-            "[dockerd]\nsocket = \"{d}/docker.sock\"\n\
-             args = [\"--data-root={d}/data\", \"--exec-root={d}/exec\", \
-             \"--pidfile={d}/docker.pid\", \"--config-file={d}/daemon.json\", \
-             \"--iptables=false\", \"--ip6tables=false\", \"--bridge=none\"]\n\
-             [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\ninterval = \"0s\"\n\
-             [log]\njournald = \"off\"\n"
-        ));
+        let config = real_dockerd_config(
+            &dir,
+            &[
+                &format!("--config-file={d}/daemon.json"),
+                "--ip6tables=false",
+                "--bridge=none",
+            ],
+            "",
+            "interval = \"0s\"\n[log]\njournald = \"off\"",
+        );
         let init = Launch::new(&dir)
             .args(&["--config", s(&config)])
             .start_isolated(
