@@ -923,12 +923,23 @@ def session(tmp, env, cg, opts, image_tar, hold, variant):
         sp.kill_tree(grace=15)
 
 
+SECONDS = re.compile(r"(\d+)[.,](\d+)")
+
+
+def seconds_ns(text):
+    """'1764658959.982846997' (seconds since the epoch and their fraction, as bash's
+    $EPOCHREALTIME, with the locale's decimal point, and `stat -c %.9Y` print them) ->
+    ns since the epoch; None when `text` is not such a time."""
+    m = SECONDS.fullmatch(text or "")
+    return int(m.group(1)) * 10**9 + int((m.group(2) + "0" * 9)[:9]) if m else None
+
+
 def rfc3339_ns(ts):
     """'2026-12-02T07:02:39.982846997Z' -> ns since the epoch (UTC)."""
     base, _, frac = ts.rstrip("Z").partition(".")
     dt = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(
         tzinfo=datetime.timezone.utc)
-    return int(dt.timestamp()) * 10**9 + int((frac + "000000000")[:9])
+    return seconds_ns(f"{int(dt.timestamp())}.{frac or 0}")
 
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+([A-Z]+)\s+([\w:]+): (.*)$")
@@ -994,9 +1005,8 @@ def exec_stamp(path):
         with open(path, errors="replace") as f:
             for line in f:
                 if line.startswith("exec-stamp "):
-                    sec, _, frac = line.split()[1].replace(",", ".").partition(".")
-                    return int(sec) * 10**9 + int((frac + "0" * 9)[:9])
-    except (OSError, ValueError):
+                    return seconds_ns(line[len("exec-stamp "):].strip())
+    except OSError:
         pass
     return None
 
@@ -1151,9 +1161,8 @@ def e2e_once(tmp, env, cg, who):
                            and 'state="ready"' in text), None)
                 if w and st:
                     w = min(w, st)
-            elif prev and re.fullmatch(r"\d+\.\d+", prev):
-                sec, frac = prev.split(".")
-                w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
+            else:
+                w = seconds_ns(prev)
             if w and r["log"]["listen"]:
                 r["file_after_listen_ms"] = (w - r["log"]["listen"][0]) / 1e6
             r["phases"] = start_phases(ev, sp.t_wall, sp.t_wall + (t - sp.t_start), w)
@@ -1407,10 +1416,7 @@ def version_once(tmp, root, env, cg):
                       and 'state="ready"' in text), None)
         # The ready file: in gVisor its mtime (ns); this kernel's file times are
         # tick-coarse, so there the init's `ready` state line, logged right after it.
-        w = None
-        if env == "gvisor" and prev and re.fullmatch(r"\d+\.\d+", prev):
-            sec, frac = prev.split(".")
-            w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
+        w = seconds_ns(prev) if env == "gvisor" else None
         if w is None:
             w = ready
 
