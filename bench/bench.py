@@ -1689,6 +1689,12 @@ def rng(xs, nd=1):
     return f"{min(xs):.{nd}f} .. {max(xs):.{nd}f}" if xs else "n/a"
 
 
+def span(runs, a, b):
+    """The median time from phase `a` to phase `b` over `runs` (dicts of ms by phase),
+    counting the runs that have both; None when none has."""
+    return median([p[b] - p[a] for p in runs if p.get(a) is not None and p.get(b) is not None])
+
+
 class Report:
     def __init__(self, R, opts):
         self.R, self.opts = R, opts
@@ -2439,7 +2445,7 @@ class Report:
         ref = self.R.get("spawn_ref", {}).get("gvisor", {})
 
         def seg(a, b):
-            return None if m.get(a) is None or m.get(b) is None else m[b] - m[a]
+            return span([m], a, b)
         A = ["### The init's own share of the time to ready (gVisor)\n"]
         pids = m.get("pids") or []
         before = [p - 2 for p in pids if p >= 2]
@@ -2513,19 +2519,16 @@ class Report:
 
         def med(k):
             return median([p.get(k) for p in ph])
-
-        def span(a, b):
-            return median([p[b] - p[a] for p in ph if p.get(a) is not None and p.get(b) is not None])
         A.append(f"dind-init {fmt(di, 0)} ms against the shell approach's {fmt(sh, 0)} ms "
                  f"({sh / di:.2f}x; {E2E_FACTOR:g}x needs {fmt(sh / E2E_FACTOR, 0)} ms or less). "
                  f"Of the {fmt(di, 0)} ms (medians): the sandbox's start until the init's first "
                  f"line {fmt(med('init_first_line'), 0)} ms (runsc's, before the init runs); the "
-                 f"init's first line to dockerd started {fmt(span('init_first_line', 'dockerd_spawned'), 0)} "
+                 f"init's first line to dockerd started {fmt(span(ph, 'init_first_line', 'dockerd_spawned'), 0)} "
                  f"ms; dockerd's own start to `API listen on` "
-                 f"{fmt(span('dockerd_spawned', 'api_listen'), 0)} ms; then the ready file "
-                 f"{fmt(span('api_listen', 'ready_file'), 0)} ms later, COMMAND started "
-                 f"{fmt(span('ready_file', 'command_started'), 0)} ms after that and its READY "
-                 f"line {fmt(span('command_started', 'ready_line'), 0)} ms later. The shell "
+                 f"{fmt(span(ph, 'dockerd_spawned', 'api_listen'), 0)} ms; then the ready file "
+                 f"{fmt(span(ph, 'api_listen', 'ready_file'), 0)} ms later, COMMAND started "
+                 f"{fmt(span(ph, 'ready_file', 'command_started'), 0)} ms after that and its READY "
+                 f"line {fmt(span(ph, 'command_started', 'ready_line'), 0)} ms later. The shell "
                  f"approach's time is fixed by its `sleep 3` plus its first `docker info`, so the "
                  f"factor rises and falls with how fast dockerd starts on the machine that day; "
                  f"the init's own part is in the section above.\n")
@@ -2589,13 +2592,9 @@ class Report:
                          f"containerd client failing to reconnect). That time is dockerd's, not "
                          f"the init's, and it is most of a stop without containers.")
             ph = [e.get("phases", {}) for e in rr["e2e"]["dind-init"]]
-
-            def span(a, b):
-                return median([p[b] - p[a] for p in ph if p.get(a) is not None
-                               and p.get(b) is not None])
-            boot = span("init_first_line", "dockerd_spawned")
-            net = span("network_done", "api_listen")
-            cmd = span("ready_file", "command_started")
+            boot = span(ph, "init_first_line", "dockerd_spawned")
+            net = span(ph, "network_done", "api_listen")
+            cmd = span(ph, "ready_file", "command_started")
             if boot is not None:
                 F.append(f"- **Start-up in the end-to-end runs ({env}).** From the init's first "
                          f"log line to dockerd started: median {fmt(boot, 0)} ms"
