@@ -32,16 +32,9 @@ fn exchange(socket: &Path, request: &[u8]) -> String {
     out
 }
 
+/// The status, once it says ready.
 fn wait_ready(socket: &Path) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = wait_until(SHORT, || {
-        UnixStream::connect(socket).is_ok() && {
-            last = status_at(socket);
-            last["state"] == "ready"
-        }
-    });
-    assert!(ok, "never ready; last status {last}");
-    last
+    wait_status_at(socket, SHORT, |v| v["state"] == "ready")
 }
 
 /// Starts an init whose fake dockerd is ready after `ready_ms` (None: never).
