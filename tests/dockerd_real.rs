@@ -17,8 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 const SHORT: Duration = Duration::from_secs(60);
 const LONG: Duration = Duration::from_secs(600);
@@ -85,8 +84,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     let mut baseline = None;
     for round in 1..=20 {
         let v = status(&dir);
-        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         let v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
@@ -608,8 +606,7 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
     );
     assert!(ok, "{out}");
     // A killed dockerd comes back and is checked again, without a new import.
-    let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-    kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     let v = wait_status(&dir, LONG, |v| {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
     });

@@ -374,9 +374,7 @@ fn ready_file_never_exists_while_not_ready_across_restarts() {
         let v = wait_ready(&sock);
         assert_eq!(v["dockerd"]["restarts"], round);
         assert!(file.exists(), "ready and no file");
-        let pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        let host = init.host_pid(pid);
-        kill(Pid::from_raw(host), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         // Until it is ready again: whenever two answers around a look at the file
         // both say "not ready" within one restart, the file must be absent.
         loop {
@@ -503,9 +501,8 @@ fn health_pings_make_it_unhealthy_and_ready_again() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
     // A frozen dockerd answers nothing.
-    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    let host = init.signal_dockerd(&v, Signal::SIGSTOP);
     assert!(
         wait_until(SHORT, || status_at(&sock)["state"] == "unhealthy"),
         "{}",
@@ -538,8 +535,7 @@ fn unhealthy_dockerd_is_restarted_when_configured() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
-    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    init.signal_dockerd(&v, Signal::SIGSTOP);
     assert!(
         wait_until(SHORT, || {
             let v = status_at(&sock);
@@ -1158,9 +1154,7 @@ fn metrics_are_valid_and_follow_events() {
         body(&exchange(&sock, b"GET /metrics HTTP/1.0\r\n\r\n"))
     );
     // Kill dockerd: once it is back, the restart counter moved.
-    let pid = v["dockerd"]["pid"].as_i64().unwrap();
-    let host_pid = init.host_pid(pid as i32);
-    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     assert!(
         wait_until(SHORT, || {
             let t = body(&get_tcp()).to_owned();

@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 const SHORT: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(120);
@@ -520,8 +519,7 @@ fn leftover_containerd_is_stopped_before_the_restart() {
         init.describe()
     );
     let first = v["dockerd"]["pid"].as_i64().unwrap();
-    let host_pid = init.host_pid(first as i32);
-    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     // containerd got SIGTERM and finished before the new dockerd started.
     let v = wait_status(&dir, SHORT, |v| {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
@@ -558,8 +556,7 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
     let init_pid = init.init_pid();
     let mut first = None;
     for round in 1..=20 {
-        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
@@ -695,8 +692,7 @@ fn only_startup_failures_are_diagnosed() {
     .write(&dir);
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
-    let pid = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     let v = wait_status(&dir, SHORT, |v| v["state"] == "restarting");
     let reason = v["reason"].as_str().unwrap();
     assert!(

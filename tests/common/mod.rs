@@ -1113,6 +1113,15 @@ fn process_tree(root: i32) -> Vec<i32> {
 }
 
 impl InitUnderTest {
+    /// Sends `sig` to the dockerd that `status` (an answer of the init's status socket)
+    /// names; returns its host pid.
+    pub fn signal_dockerd(&self, status: &serde_json::Value, sig: Signal) -> i32 {
+        let ns_pid = status["dockerd"]["pid"].as_i64().unwrap() as i32;
+        let host = self.host_pid(ns_pid);
+        kill(Pid::from_raw(host), sig).unwrap();
+        host
+    }
+
     /// The host pid of the process that is `ns_pid` in the init's pid namespace.
     pub fn host_pid(&self, ns_pid: i32) -> i32 {
         for pid in process_tree(self.init_pid()) {
