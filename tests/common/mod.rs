@@ -621,17 +621,28 @@ pub fn run_timeout(cmd: &mut Command, dir: &TempDir, name: &str, timeout: Durati
 /// A root file system of busybox-static (`/bin/busybox` plus applet links) as a tar in
 /// `dir`, for `docker import` by a nested dockerd (no registry is reachable).
 pub fn busybox_rootfs_tar(dir: &TempDir) -> PathBuf {
-    let root = dir.join("rootfs");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+    busybox_tar(dir, "rootfs", &["sh", "echo", "cat", "ls", "sleep"], &[])
+}
+
+/// A busybox-static tree as directory `name` in `dir`: `/bin/busybox` with links for
+/// `applets`, empty /proc, /sys, /dev, /etc and /tmp, and `files` (path, text); then
+/// its tar, `name.tar` in `dir`, whose path it returns.
+fn busybox_tar(dir: &TempDir, name: &str, applets: &[&str], files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join(name);
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
     fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "ls", "sleep"] {
+    for applet in applets {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    let tar = dir.join("rootfs.tar");
+    for (path, text) in files {
+        let file = root.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, text).unwrap();
+    }
+    let tar = dir.join(&format!("{name}.tar"));
     let st = Command::new("tar")
         .arg("-C")
         .arg(&root)
@@ -640,7 +651,7 @@ pub fn busybox_rootfs_tar(dir: &TempDir) -> PathBuf {
         .arg(".")
         .status()
         .unwrap();
-    assert!(st.success(), "tar of the nested rootfs failed");
+    assert!(st.success(), "tar of {} failed", root.display());
     tar
 }
 
@@ -1009,31 +1020,15 @@ pub const NESTED_PAGE: &str = "hello from a nested httpd";
 /// `timeout`, `md5sum`, ...) and `/www/index.html` holding [`NESTED_PAGE`]. Its own
 /// directory (`netrootfs`) and tar (`netrootfs.tar`) in `dir`, so both can coexist.
 pub fn busybox_net_rootfs_tar(dir: &TempDir) -> PathBuf {
-    let root = dir.join("netrootfs");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    for d in ["proc", "sys", "dev", "etc", "tmp", "www"] {
-        fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-    fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "echo", "cat", "ls", "sleep", "wget", "httpd", "nc", "timeout", "md5sum", "head",
-        "grep", "mkdir", "true", "false", "test", "ip",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs::write(root.join("www/index.html"), NESTED_PAGE).unwrap();
-    let tar = dir.join("netrootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar of the nested network rootfs failed");
-    tar
+    busybox_tar(
+        dir,
+        "netrootfs",
+        &[
+            "sh", "echo", "cat", "ls", "sleep", "wget", "httpd", "nc", "timeout", "md5sum", "head",
+            "grep", "mkdir", "true", "false", "test", "ip",
+        ],
+        &[("www/index.html", NESTED_PAGE)],
+    )
 }
 
 // ---------------------------------------------------------------------------
