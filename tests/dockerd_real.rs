@@ -109,15 +109,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
             baseline = Some(fds_and_rss(init_pid));
         }
     }
-    let (fds0, rss0) = baseline.unwrap();
-    // The last status connection may still be closing on the init's side.
-    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(init_pid).0 <= fds0);
-    let (fds1, rss1) = fds_and_rss(init_pid);
-    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
-    assert!(
-        rss1 <= rss0 + 1024,
-        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
-    );
+    assert_no_growth(init_pid, baseline.unwrap());
     // A containerd-shim of the last `docker run --rm` may still be exiting.
     let zombies = zombies_under_settled(init_pid);
     assert!(

@@ -569,16 +569,7 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
             first = Some(fds_and_rss(init_pid));
         }
     }
-    let (fds0, rss0) = first.unwrap();
-    // The last status connection may still be closing on the init's side.
-    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(init_pid).0 <= fds0);
-    let (fds1, rss1) = fds_and_rss(init_pid);
-    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
-    assert!(
-        // Allocator slack, not a leak: a leak per restart would show over 15 rounds.
-        rss1 <= rss0 + 1024,
-        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
-    );
+    assert_no_growth(init_pid, first.unwrap());
     // No zombie in the namespace.
     let zombies = zombies_under(init_pid).len();
     assert_eq!(zombies, 0, "{}", init.describe());

@@ -1156,6 +1156,22 @@ pub fn fds_and_rss(pid: i32) -> (usize, u64) {
     (fds, rss)
 }
 
+/// Checks that the host process `pid` (the init) has no more open fds and at most 1 MiB
+/// more RSS than `baseline` ([`fds_and_rss`] some rounds of restarts earlier): a leak
+/// per restart would show over the rounds, allocator slack stays within that MiB. The
+/// fd count gets up to 5 s to come down: the last status connection may still be
+/// closing on the init's side.
+pub fn assert_no_growth(pid: i32, baseline: (usize, u64)) {
+    let (fds0, rss0) = baseline;
+    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(pid).0 <= fds0);
+    let (fds1, rss1) = fds_and_rss(pid);
+    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
+    assert!(
+        rss1 <= rss0 + 1024,
+        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
+    );
+}
+
 /// `runsc --network=none --net-raw do <args>`: a program as PID 1 of a gVisor
 /// sandbox on a throwaway overlay of the host's root.
 pub fn runsc_do(runsc: &Path, args: &[&str]) -> Command {
