@@ -306,6 +306,23 @@ exec sleep infinity
         let _ = fs::remove_file(&tar);
     }
 
+    /// `dind-init probe --wait` in the container, up to [`READY_WAIT`]; fails the test
+    /// (with the container's log) unless its dockerd becomes ready.
+    fn wait_ready(&self, container: &str) {
+        let wait = format!("{}s", READY_WAIT.as_secs());
+        let probe = self.run(
+            &["exec", container, "dind-init", "probe", "--wait", &wait],
+            "probe",
+        );
+        assert_eq!(
+            probe.code(),
+            Some(0),
+            "{}\n{}",
+            probe.describe(),
+            self.logs(container)
+        );
+    }
+
     /// `dind-init status --json` in the container.
     fn status(&self, container: &str) -> serde_json::Value {
         let out = self.ok(
@@ -661,18 +678,7 @@ fn runsc_without_host_uds_open_never_reports_ready() {
     let name = "dind";
     podman.run_notified(runtime, name, "container", &listener);
     // dind-init becomes ready, but cannot tell anyone upward.
-    let wait = format!("{}s", READY_WAIT.as_secs());
-    let probe = podman.run(
-        &["exec", name, "dind-init", "probe", "--wait", &wait],
-        "probe",
-    );
-    assert_eq!(
-        probe.code(),
-        Some(0),
-        "{}\n{}",
-        probe.describe(),
-        podman.logs(name)
-    );
+    podman.wait_ready(name);
     let status = podman.status(name);
     assert_eq!(status["state"], "ready", "{status}");
     assert_eq!(status["sd_notify"]["sent"], 0, "{status}");
@@ -733,12 +739,7 @@ fn sdnotify_conmon_reports_ready_before_docker_is() {
         let ready = listener
             .wait_for("READY=1", CMD)
             .unwrap_or_else(|| panic!("no READY=1: {:?}", listener.messages()));
-        let wait = format!("{}s", READY_WAIT.as_secs());
-        let probe = podman.run(
-            &["exec", name, "dind-init", "probe", "--wait", &wait],
-            "probe",
-        );
-        assert_eq!(probe.code(), Some(0), "{}", probe.describe());
+        podman.wait_ready(name);
         let status = podman.status(name);
         // The container got no NOTIFY_SOCKET: dind-init has nobody to tell.
         assert_eq!(
