@@ -230,15 +230,11 @@ fn a_thousand_clients_while_five_thousand_orphans_are_reaped() {
     let config = TestConfig::default().write(&dir);
     let cmd_report = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&cmd_report)),
-            "--fake-orphans=5000",
-            "--fake-wait-no-zombies=60",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(
+            &cmd_report,
+            &["--fake-orphans=5000", "--fake-wait-no-zombies=60"],
+        )
         .start();
     let sock = dir.join("init.sock");
     wait_ready(&sock);

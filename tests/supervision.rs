@@ -82,14 +82,8 @@ fn the_static_build_starts_children_clean_with_and_without_posix_spawn() {
             .binary(binary.clone())
             .ignoring(&ignored)
             .env("NOTIFY_SOCKET", "/nonexistent/upstream.sock")
-            .args(&[
-                "--config",
-                s(&config),
-                "--",
-                FAKE,
-                &format!("--fake-report={}", s(&command_report)),
-                "--fake-print-long=37",
-            ])
+            .args(&["--config", s(&config)])
+            .fake_command(&command_report, &["--fake-print-long=37"])
             .start();
         assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
         // Which way each child started (the init's debug line for each spawn).
@@ -212,14 +206,8 @@ fn missing_dockerd_fails_without_restarts_and_exits_1() {
     // With COMMAND, the init stays, reports `failed`, and runs COMMAND anyway.
     let report_path = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-sleep-ms=600000",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&report_path, &["--fake-sleep-ms=600000"])
         .start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
     assert!(
@@ -435,14 +423,8 @@ fn startup_failure_is_diagnosed_in_the_reason() {
     .write(&dir);
     let report_path = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-sleep-ms=600000",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&report_path, &["--fake-sleep-ms=600000"])
         .start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
     let reason = v["reason"].as_str().unwrap();
@@ -587,14 +569,8 @@ fn command_waits_for_ready() {
     let shared = dir.join("dockerd.report");
     let config = TestConfig::fake(&["--fake-ready-after-ms=400"]).write(&dir);
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&shared)),
-            "--fake-exit-code=5",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&shared, &["--fake-exit-code=5"])
         .start();
     assert_eq!(init.wait_code(SHORT), 5, "{}", init.describe());
     let r = report(&shared);

@@ -301,6 +301,12 @@ impl<'a> Launch<'a> {
         self
     }
 
+    /// COMMAND is the fake dockerd writing its report to `report`, with `args`.
+    pub fn fake_command(self, report: &Path, args: &[&str]) -> Self {
+        let report = format!("--fake-report={}", s(report));
+        self.args(&["--", FAKE, &report]).args(args)
+    }
+
     /// Starts without `--config` (to test where the config comes from).
     pub fn without_config(mut self) -> Self {
         self.default_config = false;
