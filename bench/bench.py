@@ -924,12 +924,23 @@ def session(tmp, env, cg, opts, image_tar, hold, variant):
         sp.kill_tree(grace=15)
 
 
+SECONDS = re.compile(r"(\d+)[.,](\d+)")
+
+
+def seconds_ns(text):
+    """'1764658959.982846997' (seconds since the epoch and their fraction, as bash's
+    $EPOCHREALTIME, with the locale's decimal point, and `stat -c %.9Y` print them) ->
+    ns since the epoch; None when `text` is not such a time."""
+    m = SECONDS.fullmatch(text or "")
+    return int(m.group(1)) * 10**9 + int((m.group(2) + "0" * 9)[:9]) if m else None
+
+
 def rfc3339_ns(ts):
     """'2026-12-02T07:02:39.982846997Z' -> ns since the epoch (UTC)."""
     base, _, frac = ts.rstrip("Z").partition(".")
     dt = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(
         tzinfo=datetime.timezone.utc)
-    return int(dt.timestamp()) * 10**9 + int((frac + "000000000")[:9])
+    return seconds_ns(f"{int(dt.timestamp())}.{frac or 0}")
 
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+([A-Z]+)\s+([\w:]+): (.*)$")
@@ -995,9 +1006,8 @@ def exec_stamp(path):
         with open(path, errors="replace") as f:
             for line in f:
                 if line.startswith("exec-stamp "):
-                    sec, _, frac = line.split()[1].replace(",", ".").partition(".")
-                    return int(sec) * 10**9 + int((frac + "0" * 9)[:9])
-    except (OSError, ValueError):
+                    return seconds_ns(line[len("exec-stamp "):].strip())
+    except OSError:
         pass
     return None
 
@@ -1152,9 +1162,8 @@ def e2e_once(tmp, env, cg, who):
                            and 'state="ready"' in text), None)
                 if w and st:
                     w = min(w, st)
-            elif prev and re.fullmatch(r"\d+\.\d+", prev):
-                sec, frac = prev.split(".")
-                w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
+            else:
+                w = seconds_ns(prev)
             if w and r["log"]["listen"]:
                 r["file_after_listen_ms"] = (w - r["log"]["listen"][0]) / 1e6
             r["phases"] = start_phases(ev, sp.t_wall, sp.t_wall + (t - sp.t_start), w)
@@ -1418,10 +1427,7 @@ def version_once(tmp, root, env, cg):
                       and 'state="ready"' in text), None)
         # The ready file: in gVisor its mtime (ns); this kernel's file times are
         # tick-coarse, so there the init's `ready` state line, logged right after it.
-        w = None
-        if env == "gvisor" and prev and re.fullmatch(r"\d+\.\d+", prev):
-            sec, frac = prev.split(".")
-            w = int(sec) * 10**9 + int((frac + "0" * 9)[:9])
+        w = seconds_ns(prev) if env == "gvisor" else None
         if w is None:
             w = ready
 
@@ -1692,6 +1698,12 @@ def fmt(v, nd=1):
 def rng(xs, nd=1):
     xs = [x for x in xs if x is not None]
     return f"{min(xs):.{nd}f} .. {max(xs):.{nd}f}" if xs else "n/a"
+
+
+def span(runs, a, b):
+    """The median time from phase `a` to phase `b` over `runs` (dicts of ms by phase),
+    counting the runs that have both; None when none has."""
+    return median([p[b] - p[a] for p in runs if p.get(a) is not None and p.get(b) is not None])
 
 
 class Report:
@@ -2459,7 +2471,7 @@ class Report:
         ref = self.R.get("spawn_ref", {}).get("gvisor", {})
 
         def seg(a, b):
-            return None if m.get(a) is None or m.get(b) is None else m[b] - m[a]
+            return span([m], a, b)
         A = ["### The init's own share of the time to ready (gVisor)\n"]
         pids = m.get("pids") or []
         before = [p - 2 for p in pids if p >= 2]
@@ -2538,19 +2550,16 @@ class Report:
 
         def med(k):
             return median([p.get(k) for p in ph])
-
-        def span(a, b):
-            return median([p[b] - p[a] for p in ph if p.get(a) is not None and p.get(b) is not None])
         A.append(f"dind-init {fmt(di, 0)} ms against the shell approach's {fmt(sh, 0)} ms "
                  f"({sh / di:.2f}x; {E2E_FACTOR:g}x needs {fmt(sh / E2E_FACTOR, 0)} ms or less). "
                  f"Of the {fmt(di, 0)} ms (medians): the sandbox's start until the init's first "
                  f"line {fmt(med('init_first_line'), 0)} ms (runsc's, before the init runs); the "
-                 f"init's first line to dockerd started {fmt(span('init_first_line', 'dockerd_spawned'), 0)} "
+                 f"init's first line to dockerd started {fmt(span(ph, 'init_first_line', 'dockerd_spawned'), 0)} "
                  f"ms; dockerd's own start to `API listen on` "
-                 f"{fmt(span('dockerd_spawned', 'api_listen'), 0)} ms; then the ready file "
-                 f"{fmt(span('api_listen', 'ready_file'), 0)} ms later, COMMAND started "
-                 f"{fmt(span('ready_file', 'command_started'), 0)} ms after that and its READY "
-                 f"line {fmt(span('command_started', 'ready_line'), 0)} ms later. The shell "
+                 f"{fmt(span(ph, 'dockerd_spawned', 'api_listen'), 0)} ms; then the ready file "
+                 f"{fmt(span(ph, 'api_listen', 'ready_file'), 0)} ms later, COMMAND started "
+                 f"{fmt(span(ph, 'ready_file', 'command_started'), 0)} ms after that and its READY "
+                 f"line {fmt(span(ph, 'command_started', 'ready_line'), 0)} ms later. The shell "
                  f"approach's time is fixed by its `sleep 3` plus its first `docker info`, so the "
                  f"factor rises and falls with how fast dockerd starts on the machine that day; "
                  f"the init's own part is in the section above.\n")
@@ -2614,13 +2623,9 @@ class Report:
                          f"containerd client failing to reconnect). That time is dockerd's, not "
                          f"the init's, and it is most of a stop without containers.")
             ph = [e.get("phases", {}) for e in rr["e2e"]["dind-init"]]
-
-            def span(a, b):
-                return median([p[b] - p[a] for p in ph if p.get(a) is not None
-                               and p.get(b) is not None])
-            boot = span("init_first_line", "dockerd_spawned")
-            net = span("network_done", "api_listen")
-            cmd = span("ready_file", "command_started")
+            boot = span(ph, "init_first_line", "dockerd_spawned")
+            net = span(ph, "network_done", "api_listen")
+            cmd = span(ph, "ready_file", "command_started")
             if boot is not None:
                 F.append(f"- **Start-up in the end-to-end runs ({env}).** From the init's first "
                          f"log line to dockerd started: median {fmt(boot, 0)} ms"

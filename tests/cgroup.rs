@@ -121,11 +121,7 @@ fn host_v1_tree_is_built_and_a_nested_container_runs() {
     );
     let mut init = Launch::new(&dir)
         .args(&["--config", s(&config), "--", "/bin/sh", "-c", &command])
-        .unshare_args(&["--cgroup", "--net"])
-        .start_wrapped(
-            &cgroups.join_command(),
-            "ip link set lo up\numount -R /sys/fs/cgroup",
-        );
+        .start_isolated(&cgroups, "umount -R /sys/fs/cgroup");
     let code = init.wait_code(LONG);
     let out = init.stdout();
     assert_eq!(code, 0, "{}", init.describe());

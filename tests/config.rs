@@ -144,13 +144,8 @@ fn pid1_rejects_hostile_configs_in_one_short_line_and_starts_nothing() {
         fs::write(&config, &case.bytes).unwrap();
         let report_path = dir.join("report");
         let mut init = Launch::new(&dir)
-            .args(&[
-                "--config",
-                s(&config),
-                "--",
-                FAKE,
-                &format!("--fake-report={}", s(&report_path)),
-            ])
+            .args(&["--config", s(&config)])
+            .fake_command(&report_path, &[])
             .start();
         // `wait_code` fails the test if the init dies of a signal (the SIGSEGV of a
         // stack overflow).

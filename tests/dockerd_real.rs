@@ -17,8 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 const SHORT: Duration = Duration::from_secs(60);
 const LONG: Duration = Duration::from_secs(600);
@@ -34,42 +33,13 @@ fn requirements() -> Vec<(&'static str, bool)> {
     ]
 }
 
-/// A config for the real dockerd with every path inside `dir`; no bridge and no
-/// iptables rules (its network namespace is private anyway).
-fn real_config(dir: &TempDir, dockerd_extra: &str, args_extra: &[&str]) -> std::path::PathBuf {
-    let d = dir.path().display();
-    let mut args = vec![
-        format!("--data-root={d}/data"),
-        format!("--exec-root={d}/exec"),
-        format!("--pidfile={d}/docker.pid"),
-        "--iptables=false".to_owned(),
-        "--bridge=none".to_owned(),
-    ];
-    args.extend(args_extra.iter().map(|a| a.to_string()));
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{dockerd_extra}\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n",
-        args.join(", ")
-    ))
-}
-
-/// Starts the init with the real dockerd in private namespaces and test cgroups.
-fn start_real(
-    dir: &TempDir,
-    cgroups: &TestCgroups,
-    config: &Path,
-    command: &[&str],
-) -> InitUnderTest {
-    let mut args = vec!["--config", s(config)];
-    if !command.is_empty() {
-        args.push("--");
-        args.extend(command);
-    }
+/// Starts the init with the real dockerd in private namespaces and test cgroups. Its
+/// `config` is a [`real_dockerd_config`], with `--bridge=none` unless the test needs the
+/// bridge (the network namespace is private anyway).
+fn start_real(dir: &TempDir, cgroups: &TestCgroups, config: &Path) -> InitUnderTest {
     Launch::new(dir)
-        .args(&args)
-        .unshare_args(&["--cgroup", "--net"])
-        .start_wrapped(&cgroups.join_command(), "ip link set lo up")
+        .args(&["--config", s(config)])
+        .start_isolated(cgroups, "")
 }
 
 /// Runs the docker client against the init's dockerd (a unix socket works across
@@ -99,12 +69,13 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     }
     let dir = TempDir::new("real-kill");
     let cgroups = TestCgroups::create("realkill", true, true);
-    let config = real_config(
+    let config = real_dockerd_config(
         &dir,
+        &["--bridge=none"],
         "backoff_initial = \"50ms\"\nbackoff_max = \"200ms\"\nmax_restarts = 0",
-        &[],
+        "",
     );
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     let (ok, out) = docker(&dir, &["import", s(&tar), "nested:1"]);
@@ -113,8 +84,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
     let mut baseline = None;
     for round in 1..=20 {
         let v = status(&dir);
-        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         let v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
@@ -139,15 +109,7 @@ fn host_sigkill_of_dockerd_twenty_times_with_nested_containers() {
             baseline = Some(fds_and_rss(init_pid));
         }
     }
-    let (fds0, rss0) = baseline.unwrap();
-    // The last status connection may still be closing on the init's side.
-    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(init_pid).0 <= fds0);
-    let (fds1, rss1) = fds_and_rss(init_pid);
-    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
-    assert!(
-        rss1 <= rss0 + 1024,
-        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
-    );
+    assert_no_growth(init_pid, baseline.unwrap());
     // A containerd-shim of the last `docker run --rm` may still be exiting.
     let zombies = zombies_under_settled(init_pid);
     assert!(
@@ -166,8 +128,8 @@ fn host_stop_with_a_nested_container_running() {
     }
     let dir = TempDir::new("real-stop");
     let cgroups = TestCgroups::create("realstop", true, true);
-    let config = real_config(&dir, "", &[]);
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let config = real_dockerd_config(&dir, &["--bridge=none"], "", "");
+    let mut init = start_real(&dir, &cgroups, &config);
     wait_status(&dir, SHORT, |v| v["state"] == "ready");
     let tar = busybox_rootfs_tar(&dir);
     assert!(docker(&dir, &["import", s(&tar), "nested:1"]).0);
@@ -209,12 +171,13 @@ fn host_dockerd_that_exits_at_once_is_restarted_then_failed() {
     }
     let dir = TempDir::new("real-exit1");
     let cgroups = TestCgroups::create("realexit", true, true);
-    let config = real_config(
+    let config = real_dockerd_config(
         &dir,
+        &["--bridge=none", "--bogus-flag"],
         "backoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\nmax_restarts = 3",
-        &["--bogus-flag"],
+        "",
     );
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let log = init.stderr();
     let delays = restart_delays(&log);
@@ -236,11 +199,11 @@ fn host_ready_is_never_signalled_before_dockerd_answers() {
     }
     let dir = TempDir::new("real-ready");
     let cgroups = TestCgroups::create("realready", true, true);
-    let config = real_config(&dir, "", &[]);
+    let config = real_dockerd_config(&dir, &["--bridge=none"], "", "");
     let sock = dir.join("docker.sock");
     let ready = dir.join("ready");
     let started = Instant::now();
-    let mut init = start_real(&dir, &cgroups, &config, &[]);
+    let mut init = start_real(&dir, &cgroups, &config);
     // An independent poller: look at the ready file, then ping dockerd. Whenever the
     // file exists, dockerd must answer 200 (the init saw a 200 before writing it).
     // Before the file exists a short read timeout keeps the samples dense; once it
@@ -539,21 +502,15 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
     .unwrap();
     fs::set_permissions(&flaky, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cgroups = TestCgroups::create("realverify", true, true);
-    let args = [
-        format!("--data-root={d}/data"),
-        format!("--exec-root={d}/exec"),
-        format!("--pidfile={d}/docker.pid"),
-        "--iptables=false".to_owned(),
-        format!("--add-runtime=flaky={}", flaky.display()),
-        "--default-runtime=flaky".to_owned(),
-    ];
-    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-    let config = dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\nverify = \"container\"\n\
-         [command]\nready_timeout = \"10m\"\n",
-        args.join(", ")
-    ));
+    let config = real_dockerd_config(
+        &dir,
+        &[
+            &format!("--add-runtime=flaky={}", flaky.display()),
+            "--default-runtime=flaky",
+        ],
+        "",
+        "verify = \"container\"\n[command]\nready_timeout = \"10m\"",
+    );
     let command_ran = dir.join("command.ran");
     // The static build: the check imports the running binary as a one-file image.
     let mut init = Launch::new(&dir)
@@ -566,8 +523,7 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
             "-c",
             &format!("touch {}; exec sleep 600", command_ran.display()),
         ])
-        .unshare_args(&["--cgroup", "--net"])
-        .start_wrapped(&cgroups.join_command(), "ip link set lo up");
+        .start_isolated(&cgroups, "");
     let v = wait_status(&dir, LONG, |v| v["state"] == "degraded");
     let reason = v["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("start failed"), "{v}");
@@ -642,8 +598,7 @@ fn host_verify_container_degraded_then_ready_without_a_restart() {
     );
     assert!(ok, "{out}");
     // A killed dockerd comes back and is checked again, without a new import.
-    let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-    kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     let v = wait_status(&dir, LONG, |v| {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
     });

@@ -26,13 +26,10 @@ fn reaps_twenty_thousand_orphans() {
     let dir = TempDir::new("orphans");
     let report_path = dir.join("report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-orphans=20000",
-            "--fake-wait-no-zombies=60",
-        ])
+        .fake_command(
+            &report_path,
+            &["--fake-orphans=20000", "--fake-wait-no-zombies=60"],
+        )
         .start();
     let code = init.wait_code(LONG);
     assert_eq!(
@@ -123,13 +120,13 @@ fn forwarded_signals_reach_command() {
         Signal::SIGTTOU,
     ];
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-trap=USR1,USR2,WINCH,CONT,TSTP,TTIN,TTOU",
-            "--fake-sleep-ms=600000",
-        ])
+        .fake_command(
+            &report_path,
+            &[
+                "--fake-trap=USR1,USR2,WINCH,CONT,TSTP,TTIN,TTOU",
+                "--fake-sleep-ms=600000",
+            ],
+        )
         .start();
     assert!(
         wait_event(&report_path, SHORT, |e| e["event"] == "start"),
@@ -160,7 +157,7 @@ fn command_starts_clean() {
     let report_path = dir.join("report");
     let mut init = Launch::new(&dir)
         .env("NOTIFY_SOCKET", "/run/should-not-pass")
-        .args(&["--", FAKE, &format!("--fake-report={}", s(&report_path))])
+        .fake_command(&report_path, &[])
         .start();
     assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
     let r = report(&report_path);
@@ -256,15 +253,11 @@ fn command_ignoring_sigterm_is_killed_after_the_grace() {
     }
     .write(&dir);
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            "--fake-ignore-term",
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-sleep-ms=600000",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(
+            &report_path,
+            &["--fake-ignore-term", "--fake-sleep-ms=600000"],
+        )
         .start();
     assert!(
         wait_event(&report_path, SHORT, |e| e["event"] == "start"),
@@ -304,13 +297,8 @@ fn bad_configs_exit_2_and_start_nothing() {
         let report_path = dir.join("report");
         let config = dir.config(text);
         let mut init = Launch::new(&dir)
-            .args(&[
-                "--config",
-                s(&config),
-                "--",
-                FAKE,
-                &format!("--fake-report={}", s(&report_path)),
-            ])
+            .args(&["--config", s(&config)])
+            .fake_command(&report_path, &[])
             .start();
         assert_eq!(
             init.wait_code(SHORT),
@@ -335,10 +323,9 @@ fn bad_configs_exit_2_and_start_nothing() {
     let dir = TempDir::new("nocfg");
     let missing = dir.join("missing.toml");
     let report_path = dir.join("report");
-    let cmd = ["--", FAKE, &format!("--fake-report={}", s(&report_path))];
     let mut init = Launch::new(&dir)
         .args(&["--config", s(&missing)])
-        .args(&cmd)
+        .fake_command(&report_path, &[])
         .start();
     assert_eq!(init.wait_code(SHORT), 2, "{}", init.describe());
     assert!(
@@ -349,7 +336,7 @@ fn bad_configs_exit_2_and_start_nothing() {
     let mut init = Launch::new(&dir)
         .without_config()
         .env("DIND_INIT_CONFIG", s(&missing))
-        .args(&cmd)
+        .fake_command(&report_path, &[])
         .start();
     assert_eq!(init.wait_code(SHORT), 2, "{}", init.describe());
     assert!(
@@ -555,12 +542,7 @@ fn sigint_and_sigquit_stop_the_init_like_sigterm() {
     for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGQUIT, 131)] {
         let report_path = dir.join(&format!("report-{}", sig.as_str()));
         let mut init = Launch::new(&dir)
-            .args(&[
-                "--",
-                FAKE,
-                &format!("--fake-report={}", s(&report_path)),
-                "--fake-sleep-ms=600000",
-            ])
+            .fake_command(&report_path, &["--fake-sleep-ms=600000"])
             .start();
         assert!(
             wait_event(&report_path, SHORT, |e| e["event"] == "start"),

@@ -258,6 +258,25 @@ exec sleep infinity
         run_timeout(&mut self.command(args, None), &self.dir, name, CMD)
     }
 
+    /// `podman run -d --name NAME --sdnotify=MODE` of the test image under `runtime`,
+    /// with `listener` as podman's NOTIFY_SOCKET, as systemd starts a `Type=notify`
+    /// unit; fails the test unless podman exits 0.
+    fn run_notified(&self, runtime: Runtime, name: &str, sdnotify: &str, listener: &Listener) {
+        let (global, run_flags) = runtime.flags();
+        let mode = format!("--sdnotify={sdnotify}");
+        let mut args = global;
+        args.extend(["run", "-d", "--name", name, &mode]);
+        args.extend(run_flags);
+        args.push(IMAGE);
+        let ran = run_timeout(
+            &mut self.command(&args, Some(&listener.path)),
+            &self.dir,
+            &format!("run-{sdnotify}"),
+            CMD,
+        );
+        assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    }
+
     /// Runs podman and fails the test unless it exits 0; its stdout.
     fn ok(&self, args: &[&str], name: &str) -> String {
         let ran = self.run(args, name);
@@ -285,6 +304,23 @@ exec sleep infinity
             "import",
         );
         let _ = fs::remove_file(&tar);
+    }
+
+    /// `dind-init probe --wait` in the container, up to [`READY_WAIT`]; fails the test
+    /// (with the container's log) unless its dockerd becomes ready.
+    fn wait_ready(&self, container: &str) {
+        let wait = format!("{}s", READY_WAIT.as_secs());
+        let probe = self.run(
+            &["exec", container, "dind-init", "probe", "--wait", &wait],
+            "probe",
+        );
+        assert_eq!(
+            probe.code(),
+            Some(0),
+            "{}\n{}",
+            probe.describe(),
+            self.logs(container)
+        );
     }
 
     /// `dind-init status --json` in the container.
@@ -516,19 +552,8 @@ fn sdnotify_container(runtime: Runtime) -> i64 {
         runtime.name().replace([' ', '='], "-")
     ));
     let listener = Listener::bind(podman.dir.join("notify.sock"));
-    let (global, run_flags) = runtime.flags();
     let name = "dind";
-    let mut args: Vec<&str> = global;
-    args.extend(["run", "-d", "--name", name, "--sdnotify=container"]);
-    args.extend(run_flags);
-    args.push(IMAGE);
-    let ran = run_timeout(
-        &mut podman.command(&args, Some(&listener.path)),
-        &podman.dir,
-        "run",
-        CMD,
-    );
-    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    podman.run_notified(runtime, name, "container", &listener);
 
     let ready = listener.wait_for("READY=1", READY_WAIT);
     let ready = ready.unwrap_or_else(|| {
@@ -647,35 +672,13 @@ fn runsc_without_host_uds_open_never_reports_ready() {
     let _serial = serial();
     let podman = PrivatePodman::new("podman-runsc-no-uds");
     let listener = Listener::bind(podman.dir.join("notify.sock"));
-    let (global, run_flags) = Runtime::Runsc {
+    let runtime = Runtime::Runsc {
         host_uds_open: false,
-    }
-    .flags();
+    };
     let name = "dind";
-    let mut args = global;
-    args.extend(["run", "-d", "--name", name, "--sdnotify=container"]);
-    args.extend(run_flags);
-    args.push(IMAGE);
-    let ran = run_timeout(
-        &mut podman.command(&args, Some(&listener.path)),
-        &podman.dir,
-        "run",
-        CMD,
-    );
-    assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+    podman.run_notified(runtime, name, "container", &listener);
     // dind-init becomes ready, but cannot tell anyone upward.
-    let wait = format!("{}s", READY_WAIT.as_secs());
-    let probe = podman.run(
-        &["exec", name, "dind-init", "probe", "--wait", &wait],
-        "probe",
-    );
-    assert_eq!(
-        probe.code(),
-        Some(0),
-        "{}\n{}",
-        probe.describe(),
-        podman.logs(name)
-    );
+    podman.wait_ready(name);
     let status = podman.status(name);
     assert_eq!(status["state"], "ready", "{status}");
     assert_eq!(status["sd_notify"]["sent"], 0, "{status}");
@@ -731,28 +734,12 @@ fn sdnotify_conmon_reports_ready_before_docker_is() {
     .enumerate()
     {
         let listener = Listener::bind(podman.dir.join(&format!("notify-{index}.sock")));
-        let (global, run_flags) = runtime.flags();
         let name = "early";
-        let mut args = global;
-        args.extend(["run", "-d", "--name", name, "--sdnotify=conmon"]);
-        args.extend(run_flags);
-        args.push(IMAGE);
-        let ran = run_timeout(
-            &mut podman.command(&args, Some(&listener.path)),
-            &podman.dir,
-            "run-conmon",
-            CMD,
-        );
-        assert_eq!(ran.code(), Some(0), "{}", ran.describe());
+        podman.run_notified(runtime, name, "conmon", &listener);
         let ready = listener
             .wait_for("READY=1", CMD)
             .unwrap_or_else(|| panic!("no READY=1: {:?}", listener.messages()));
-        let wait = format!("{}s", READY_WAIT.as_secs());
-        let probe = podman.run(
-            &["exec", name, "dind-init", "probe", "--wait", &wait],
-            "probe",
-        );
-        assert_eq!(probe.code(), Some(0), "{}", probe.describe());
+        podman.wait_ready(name);
         let status = podman.status(name);
         // The container got no NOTIFY_SOCKET: dind-init has nobody to tell.
         assert_eq!(

@@ -32,16 +32,9 @@ fn exchange(socket: &Path, request: &[u8]) -> String {
     out
 }
 
+/// The status, once it says ready.
 fn wait_ready(socket: &Path) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = wait_until(SHORT, || {
-        UnixStream::connect(socket).is_ok() && {
-            last = status_at(socket);
-            last["state"] == "ready"
-        }
-    });
-    assert!(ok, "never ready; last status {last}");
-    last
+    wait_status_at(socket, SHORT, |v| v["state"] == "ready")
 }
 
 /// Starts an init whose fake dockerd is ready after `ready_ms` (None: never).
@@ -237,15 +230,11 @@ fn a_thousand_clients_while_five_thousand_orphans_are_reaped() {
     let config = TestConfig::default().write(&dir);
     let cmd_report = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&cmd_report)),
-            "--fake-orphans=5000",
-            "--fake-wait-no-zombies=60",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(
+            &cmd_report,
+            &["--fake-orphans=5000", "--fake-wait-no-zombies=60"],
+        )
         .start();
     let sock = dir.join("init.sock");
     wait_ready(&sock);
@@ -381,9 +370,7 @@ fn ready_file_never_exists_while_not_ready_across_restarts() {
         let v = wait_ready(&sock);
         assert_eq!(v["dockerd"]["restarts"], round);
         assert!(file.exists(), "ready and no file");
-        let pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        let host = init.host_pid(pid);
-        kill(Pid::from_raw(host), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         // Until it is ready again: whenever two answers around a look at the file
         // both say "not ready" within one restart, the file must be absent.
         loop {
@@ -539,9 +526,8 @@ fn health_pings_make_it_unhealthy_and_ready_again() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
     // A frozen dockerd answers nothing.
-    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    let host = init.signal_dockerd(&v, Signal::SIGSTOP);
     assert!(
         wait_until(SHORT, || status_at(&sock)["state"] == "unhealthy"),
         "{}",
@@ -574,8 +560,7 @@ fn unhealthy_dockerd_is_restarted_when_configured() {
     );
     let sock = dir.join("init.sock");
     let v = wait_ready(&sock);
-    let host = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
-    kill(Pid::from_raw(host), Signal::SIGSTOP).unwrap();
+    init.signal_dockerd(&v, Signal::SIGSTOP);
     assert!(
         wait_until(SHORT, || {
             let v = status_at(&sock);
@@ -1214,9 +1199,7 @@ fn metrics_are_valid_and_follow_events() {
         body(&exchange(&sock, b"GET /metrics HTTP/1.0\r\n\r\n"))
     );
     // Kill dockerd: once it is back, the restart counter moved.
-    let pid = v["dockerd"]["pid"].as_i64().unwrap();
-    let host_pid = init.host_pid(pid as i32);
-    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     assert!(
         wait_until(SHORT, || {
             let t = body(&get_tcp()).to_owned();

@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 const SHORT: Duration = Duration::from_secs(30);
 const LONG: Duration = Duration::from_secs(120);
@@ -83,14 +82,8 @@ fn the_static_build_starts_children_clean_with_and_without_posix_spawn() {
             .binary(binary.clone())
             .ignoring(&ignored)
             .env("NOTIFY_SOCKET", "/nonexistent/upstream.sock")
-            .args(&[
-                "--config",
-                s(&config),
-                "--",
-                FAKE,
-                &format!("--fake-report={}", s(&command_report)),
-                "--fake-print-long=37",
-            ])
+            .args(&["--config", s(&config)])
+            .fake_command(&command_report, &["--fake-print-long=37"])
             .start();
         assert_eq!(init.wait_code(SHORT), 0, "{}", init.describe());
         // Which way each child started (the init's debug line for each spawn).
@@ -256,14 +249,8 @@ fn missing_dockerd_fails_without_restarts_and_exits_1() {
     // With COMMAND, the init stays, reports `failed`, and runs COMMAND anyway.
     let report_path = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-sleep-ms=600000",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&report_path, &["--fake-sleep-ms=600000"])
         .start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
     assert!(
@@ -479,14 +466,8 @@ fn startup_failure_is_diagnosed_in_the_reason() {
     .write(&dir);
     let report_path = dir.join("cmd.report");
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&report_path)),
-            "--fake-sleep-ms=600000",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&report_path, &["--fake-sleep-ms=600000"])
         .start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "failed");
     let reason = v["reason"].as_str().unwrap();
@@ -563,8 +544,7 @@ fn leftover_containerd_is_stopped_before_the_restart() {
         init.describe()
     );
     let first = v["dockerd"]["pid"].as_i64().unwrap();
-    let host_pid = init.host_pid(first as i32);
-    kill(Pid::from_raw(host_pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     // containerd got SIGTERM and finished before the new dockerd started.
     let v = wait_status(&dir, SHORT, |v| {
         v["state"] == "ready" && v["dockerd"]["restarts"] == 1
@@ -601,8 +581,7 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
     let init_pid = init.init_pid();
     let mut first = None;
     for round in 1..=20 {
-        let ns_pid = v["dockerd"]["pid"].as_i64().unwrap() as i32;
-        kill(Pid::from_raw(init.host_pid(ns_pid)), Signal::SIGKILL).unwrap();
+        init.signal_dockerd(&v, Signal::SIGKILL);
         v = wait_status(&dir, SHORT, |v| {
             v["state"] == "ready" && v["dockerd"]["restarts"] == round
         });
@@ -615,16 +594,7 @@ fn sigkill_of_dockerd_twenty_times_restarts_it_each_time() {
             first = Some(fds_and_rss(init_pid));
         }
     }
-    let (fds0, rss0) = first.unwrap();
-    // The last status connection may still be closing on the init's side.
-    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(init_pid).0 <= fds0);
-    let (fds1, rss1) = fds_and_rss(init_pid);
-    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
-    assert!(
-        // Allocator slack, not a leak: a leak per restart would show over 15 rounds.
-        rss1 <= rss0 + 1024,
-        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
-    );
+    assert_no_growth(init_pid, first.unwrap());
     // No zombie in the namespace.
     let zombies = zombies_under(init_pid).len();
     assert_eq!(zombies, 0, "{}", init.describe());
@@ -642,14 +612,8 @@ fn command_waits_for_ready() {
     let shared = dir.join("dockerd.report");
     let config = TestConfig::fake(&["--fake-ready-after-ms=400"]).write(&dir);
     let mut init = Launch::new(&dir)
-        .args(&[
-            "--config",
-            s(&config),
-            "--",
-            FAKE,
-            &format!("--fake-report={}", s(&shared)),
-            "--fake-exit-code=5",
-        ])
+        .args(&["--config", s(&config)])
+        .fake_command(&shared, &["--fake-exit-code=5"])
         .start();
     assert_eq!(init.wait_code(SHORT), 5, "{}", init.describe());
     let r = report(&shared);
@@ -738,8 +702,7 @@ fn only_startup_failures_are_diagnosed() {
     .write(&dir);
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     let v = wait_status(&dir, SHORT, |v| v["state"] == "ready");
-    let pid = init.host_pid(v["dockerd"]["pid"].as_i64().unwrap() as i32);
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    init.signal_dockerd(&v, Signal::SIGKILL);
     let v = wait_status(&dir, SHORT, |v| v["state"] == "restarting");
     let reason = v["reason"].as_str().unwrap();
     assert!(

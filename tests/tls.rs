@@ -43,7 +43,8 @@ use dind_init::sys::command;
 use dind_init::sys::reaper::ExitStatus;
 use nix::sys::signal::Signal;
 
-const READY_WAIT: Duration = Duration::from_secs(120);
+/// How long dockerd may take to be ready (`probe --wait`).
+const READY_WAIT: Duration = Duration::from_secs(110);
 
 /// One real dockerd at a time: on a 2-core machine more make every wait meaningless.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -150,30 +151,18 @@ struct TlsDocker {
     _cgroups: TestCgroups,
 }
 
-fn start_tls_docker(
-    dir: &TempDir,
-    net: &ClientNet,
-    name: &str,
-    env: &[(&str, &str)],
-    command: &[&str],
-) -> TlsDocker {
+/// Starts a [`TlsDocker`] with `env` and waits until its dockerd is ready (fails the
+/// test otherwise).
+fn start_tls_docker(dir: &TempDir, net: &ClientNet, name: &str, env: &[(&str, &str)]) -> TlsDocker {
     let cgroups = TestCgroups::create(name, true, true);
-    let d = dir.path().display();
-    let config = dir.config(&format!(
-        "[dockerd]\nsocket = \"{d}/docker.sock\"\n\
-         args = [\"--data-root={d}/data\", \"--exec-root={d}/exec\", \
-         \"--pidfile={d}/docker.pid\", \"--iptables=false\", \"--ip6tables=false\", \
-         \"--bridge=none\"]\n\
-         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\ninterval = \"0s\"\n\
-         [log]\njournald = \"off\"\n"
-    ));
-    let mut args = vec!["--config".to_owned(), s(&config).to_owned()];
-    if !command.is_empty() {
-        args.push("--".to_owned());
-        args.extend(command.iter().map(|c| (*c).to_owned()));
-    }
+    let config = real_dockerd_config(
+        dir,
+        &["--ip6tables=false", "--bridge=none"],
+        "",
+        "interval = \"0s\"\n[log]\njournald = \"off\"",
+    );
     let mut launch = Launch::new(dir)
-        .args(&args)
+        .args(&["--config", s(&config)])
         .unshare_args(&["--cgroup", "--net"]);
     for (k, v) in env {
         launch = launch.env(k, v);
@@ -199,6 +188,7 @@ fn start_tls_docker(
     );
     let init = launch.start_wrapped(&outer, &inner);
     net.configure("tls1");
+    wait_dockerd_ready(&init, dir, READY_WAIT);
     TlsDocker {
         init,
         _cgroups: cgroups,
@@ -206,28 +196,6 @@ fn start_tls_docker(
 }
 
 impl TlsDocker {
-    fn wait_ready(&self, dir: &TempDir) {
-        let sock = dir.join("init.sock");
-        assert!(
-            wait_until(Duration::from_secs(60), || sock.exists()),
-            "no status socket\n{}",
-            self.init.describe()
-        );
-        let ran = run_timeout(
-            Command::new(INIT).args(["probe", "--socket", s(&sock), "--wait", "110s"]),
-            dir,
-            "probe",
-            READY_WAIT,
-        );
-        assert_eq!(
-            ran.code(),
-            Some(0),
-            "dockerd did not become ready\n{}\n{}",
-            ran.describe(),
-            self.init.describe()
-        );
-    }
-
     fn stop(&mut self) {
         self.init.signal(Signal::SIGTERM);
         let code = self.init.wait_code(Duration::from_secs(60));
@@ -342,8 +310,7 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
         ("DOCKER_TLS_CERTDIR", s(&certs)),
         ("DOCKER_TLS_SAN", "DNS:dind.example.test IP:10.77.15.9"),
     ];
-    let mut docker = start_tls_docker(&dir, &net, "tls-gen", &env, &[]);
-    docker.wait_ready(&dir);
+    let mut docker = start_tls_docker(&dir, &net, "tls-gen", &env);
 
     // What was made, with docker:dind's names and modes.
     for f in [
@@ -462,8 +429,7 @@ fn generated_certificates_admit_the_client_refuse_others_and_survive_a_restart()
     docker.stop();
     drop(docker);
 
-    let mut again = start_tls_docker(&dir, &net, "tls-gen2", &env, &[]);
-    again.wait_ready(&dir);
+    let mut again = start_tls_docker(&dir, &net, "tls-gen2", &env);
     assert_eq!(before("ca/key.pem"), ca_key, "the CA key must be kept");
     assert_eq!(before("server/key.pem"), server_key);
     assert_eq!(before("client/key.pem"), client_key);
@@ -513,85 +479,43 @@ fn user_certificates(root: &Path) {
         ),
     )
     .unwrap();
-    let p = |rel: &str| s(&root.join(rel)).to_owned();
-    let steps: Vec<Vec<String>> = vec![
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-            "-subj",
-            "/CN=user CA",
-            "-days",
-            "30",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("certs/server/key.pem"),
-            "-out",
-            &p("certs/server/cert.pem"),
-            "-subj",
-            "/CN=user server",
-            "-days",
-            "30",
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-config",
-            &p("ext.cnf"),
-            "-extensions",
-            "s",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-noenc",
-            "-keyout",
-            &p("client/key.pem"),
-            "-out",
-            &p("client/cert.pem"),
-            "-subj",
-            "/CN=user client",
-            "-days",
-            "30",
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-config",
-            &p("ext.cnf"),
-            "-extensions",
-            "c",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-    ];
-    for args in steps {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        openssl_out(&args);
+    for (cn, key, cert, ext) in [
+        ("user CA", "ca.key", "ca.pem", None),
+        (
+            "user server",
+            "certs/server/key.pem",
+            "certs/server/cert.pem",
+            Some("s"),
+        ),
+        (
+            "user client",
+            "client/key.pem",
+            "client/cert.pem",
+            Some("c"),
+        ),
+    ] {
+        user_req(root, cn, key, cert, ext);
     }
     fs::copy(root.join("ca.pem"), server.join("ca.pem")).unwrap();
     fs::copy(root.join("ca.pem"), client.join("ca.pem")).unwrap();
+}
+
+/// One `openssl req -x509` of [`user_certificates`]: a new RSA 2048 key at `key` and a
+/// 30-day certificate for `/CN=<cn>` at `cert` (both under `root`): self-signed, or with
+/// `ext` signed by `root`'s `ca.pem` and `ca.key` with that section of `ext.cnf`.
+fn user_req(root: &Path, cn: &str, key: &str, cert: &str, ext: Option<&str>) {
+    let p = |rel: &str| s(&root.join(rel)).to_owned();
+    let (key, cert, subj) = (p(key), p(cert), format!("/CN={cn}"));
+    let (ca, ca_key, config) = (p("ca.pem"), p("ca.key"), p("ext.cnf"));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-noenc", "-keyout", &key, "-out", &cert, "-subj",
+        &subj, "-days", "30",
+    ];
+    if let Some(section) = ext {
+        args.extend(["-CA", &ca, "-CAkey", &ca_key]);
+        args.extend(["-config", &config, "-extensions", section]);
+    }
+    openssl_out(&args);
 }
 
 #[test]
@@ -607,8 +531,7 @@ fn user_managed_certificates_are_used_as_they_are() {
     let before = snapshot(&certs);
     let net = ClientNet::new();
     let env = [("DOCKER_TLS_CERTDIR", s(&certs))];
-    let mut docker = start_tls_docker(&dir, &net, "tls-user", &env, &[]);
-    docker.wait_ready(&dir);
+    let mut docker = start_tls_docker(&dir, &net, "tls-user", &env);
     assert_eq!(
         snapshot(&certs),
         before,
@@ -643,8 +566,7 @@ fn empty_certdir_gives_plain_tcp_on_2375_without_the_slowdown() {
     let _one = serial();
     let dir = TempDir::new("tls-plain");
     let net = ClientNet::new();
-    let mut docker = start_tls_docker(&dir, &net, "tls-plain", &[("DOCKER_TLS_CERTDIR", "")], &[]);
-    docker.wait_ready(&dir);
+    let mut docker = start_tls_docker(&dir, &net, "tls-plain", &[("DOCKER_TLS_CERTDIR", "")]);
     let host = format!("tcp://{SERVER_IP}:2375");
     let ran = client_run(
         &net,

@@ -167,6 +167,33 @@ pub fn base_config(dir: &TempDir) -> PathBuf {
     TestConfig::default().write(dir)
 }
 
+/// Writes a config for the init under test with the real dockerd (found in PATH) and
+/// returns its path. Every path is inside `dir`: data root (`data`), exec root (`exec`),
+/// pid file (`docker.pid`), socket (`docker.sock`), ready file (`ready`) and status
+/// socket (`init.sock`). dockerd gets `--iptables=false` (the test's network namespace
+/// is its own), then `args`; `dockerd` is more lines of the `[dockerd]` table, `rest`
+/// more lines of `[readiness]`, then other tables.
+pub fn real_dockerd_config(dir: &TempDir, args: &[&str], dockerd: &str, rest: &str) -> PathBuf {
+    let d = dir.path().display();
+    let paths = [
+        format!("--data-root={d}/data"),
+        format!("--exec-root={d}/exec"),
+        format!("--pidfile={d}/docker.pid"),
+    ];
+    let args: Vec<String> = paths
+        .iter()
+        .map(String::as_str)
+        .chain(["--iptables=false"])
+        .chain(args.iter().copied())
+        .map(|a| format!("{a:?}"))
+        .collect();
+    dir.config(&format!(
+        "[dockerd]\nsocket = \"{d}/docker.sock\"\nargs = [{}]\n{dockerd}\n\
+         [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\n{rest}\n",
+        args.join(", ")
+    ))
+}
+
 /// Polls `cond` every 5 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
@@ -272,6 +299,12 @@ impl<'a> Launch<'a> {
     pub fn args<S: AsRef<str>>(mut self, args: &[S]) -> Self {
         self.args.extend(args.iter().map(|s| s.as_ref().to_owned()));
         self
+    }
+
+    /// COMMAND is the fake dockerd writing its report to `report`, with `args`.
+    pub fn fake_command(self, report: &Path, args: &[&str]) -> Self {
+        let report = format!("--fake-report={}", s(report));
+        self.args(&["--", FAKE, &report]).args(args)
     }
 
     /// Starts without `--config` (to test where the config comes from).
@@ -594,17 +627,28 @@ pub fn run_timeout(cmd: &mut Command, dir: &TempDir, name: &str, timeout: Durati
 /// A root file system of busybox-static (`/bin/busybox` plus applet links) as a tar in
 /// `dir`, for `docker import` by a nested dockerd (no registry is reachable).
 pub fn busybox_rootfs_tar(dir: &TempDir) -> PathBuf {
-    let root = dir.join("rootfs");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+    busybox_tar(dir, "rootfs", &["sh", "echo", "cat", "ls", "sleep"], &[])
+}
+
+/// A busybox-static tree as directory `name` in `dir`: `/bin/busybox` with links for
+/// `applets`, empty /proc, /sys, /dev, /etc and /tmp, and `files` (path, text); then
+/// its tar, `name.tar` in `dir`, whose path it returns.
+fn busybox_tar(dir: &TempDir, name: &str, applets: &[&str], files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join(name);
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
     fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "ls", "sleep"] {
+    for applet in applets {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    let tar = dir.join("rootfs.tar");
+    for (path, text) in files {
+        let file = root.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, text).unwrap();
+    }
+    let tar = dir.join(&format!("{name}.tar"));
     let st = Command::new("tar")
         .arg("-C")
         .arg(&root)
@@ -613,7 +657,7 @@ pub fn busybox_rootfs_tar(dir: &TempDir) -> PathBuf {
         .arg(".")
         .status()
         .unwrap();
-    assert!(st.success(), "tar of the nested rootfs failed");
+    assert!(st.success(), "tar of {} failed", root.display());
     tar
 }
 
@@ -739,6 +783,17 @@ impl<'a> Launch<'a> {
             .arg(&self.binary);
         self.spawn(cmd)
     }
+
+    /// [`Launch::start_wrapped`] in new cgroup and network namespaces, entered from
+    /// `cgroups` (so the cgroup namespace is rooted there), with the new namespace's
+    /// `lo` up before `inner` runs: how a real dockerd runs in a test without touching
+    /// the machine's cgroups or network.
+    pub fn start_isolated(self, cgroups: &TestCgroups, inner: &str) -> InitUnderTest {
+        self.unshare_args(&["--cgroup", "--net"]).start_wrapped(
+            &cgroups.join_command(),
+            &format!("ip link set lo up\n{inner}"),
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -809,6 +864,33 @@ pub fn test_rootfs(dir: &TempDir, config: Option<&Path>) -> PathBuf {
     root
 }
 
+/// Waits until the init under test whose status socket is `init.sock` in `dir` has a
+/// ready dockerd: first the socket (it exists from the init's first moment; probe needs
+/// it to be there), then `dind-init probe --wait` up to `timeout`. Fails the test with
+/// the probe's and the init's output otherwise.
+pub fn wait_dockerd_ready(init: &InitUnderTest, dir: &TempDir, timeout: Duration) {
+    let sock = dir.join("init.sock");
+    assert!(
+        wait_until(Duration::from_secs(60), || sock.exists()),
+        "no status socket\n{}",
+        init.describe()
+    );
+    let wait = format!("{}s", timeout.as_secs());
+    let probe = run_timeout(
+        Command::new(INIT).args(["probe", "--socket", s(&sock), "--wait", &wait]),
+        dir,
+        "probe",
+        timeout + Duration::from_secs(10),
+    );
+    assert_eq!(
+        probe.code(),
+        Some(0),
+        "dockerd did not become ready\n{}\n{}",
+        probe.describe(),
+        init.describe()
+    );
+}
+
 /// A host dockerd (20.10, runc and runsc as runtimes) under a dind-init as PID 1 of the
 /// test's own pid, mount, network and cgroup namespaces: data root, exec root, pid file,
 /// sockets and daemon.json under its temp dir, `--iptables=false --bridge=none`, an empty
@@ -862,59 +944,28 @@ impl HostDocker {
             ),
         )
         .unwrap();
-        let config = dir.config(&format!(
-            "[dockerd]\nsocket = \"{d}/docker.sock\"\n\
-             args = [\"--data-root={d}/data\", \"--exec-root={d}/exec\", \
-             \"--pidfile={d}/docker.pid\", \"--config-file={d}/daemon.json\", \
-             \"--iptables=false\", \"--ip6tables=false\", \"--bridge=none\"]\n\
-             [readiness]\nfile = \"{d}/ready\"\nsocket = \"{d}/init.sock\"\ninterval = \"0s\"\n\
-             [log]\njournald = \"off\"\n"
-        ));
+        let config = real_dockerd_config(
+            &dir,
+            &[
+                &format!("--config-file={d}/daemon.json"),
+                "--ip6tables=false",
+                "--bridge=none",
+            ],
+            "",
+            "interval = \"0s\"\n[log]\njournald = \"off\"",
+        );
         let init = Launch::new(&dir)
             .args(&["--config", s(&config)])
-            .unshare_args(&["--cgroup", "--net"])
-            .start_wrapped(
-                &cgroups.join_command(),
-                "ip link set lo up\numount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
+            .start_isolated(
+                &cgroups,
+                "umount -R /sys/fs/cgroup\nmount -t tmpfs -o mode=0755 tmpfs /run",
             );
-        let host = HostDocker { init, cgroups, dir };
-        // The status socket exists from the init's first moment; probe needs it to be there.
-        let sock = host.dir.join("init.sock");
-        assert!(
-            wait_until(Duration::from_secs(30), || sock.exists()),
-            "no status socket\n{}",
-            host.init.describe()
-        );
-        let probe = host.probe_wait(Duration::from_secs(90));
-        assert_eq!(
-            probe.code(),
-            Some(0),
-            "the host dockerd did not become ready\n{}\n{}",
-            probe.describe(),
-            host.init.describe()
-        );
-        host
+        wait_dockerd_ready(&init, &dir, Duration::from_secs(90));
+        HostDocker { init, cgroups, dir }
     }
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("docker.sock")
-    }
-
-    /// `dind-init probe --wait` on the host init's status socket.
-    pub fn probe_wait(&self, timeout: Duration) -> Ran {
-        let wait = format!("{}s", timeout.as_secs());
-        run_timeout(
-            Command::new(INIT).args([
-                "probe",
-                "--socket",
-                s(&self.dir.join("init.sock")),
-                "--wait",
-                &wait,
-            ]),
-            &self.dir,
-            "host-probe",
-            timeout + Duration::from_secs(5),
-        )
     }
 
     /// A docker client command for this dockerd (its own client config dir too).
@@ -975,31 +1026,15 @@ pub const NESTED_PAGE: &str = "hello from a nested httpd";
 /// `timeout`, `md5sum`, ...) and `/www/index.html` holding [`NESTED_PAGE`]. Its own
 /// directory (`netrootfs`) and tar (`netrootfs.tar`) in `dir`, so both can coexist.
 pub fn busybox_net_rootfs_tar(dir: &TempDir) -> PathBuf {
-    let root = dir.join("netrootfs");
-    fs::create_dir_all(root.join("bin")).unwrap();
-    for d in ["proc", "sys", "dev", "etc", "tmp", "www"] {
-        fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let busybox = which("busybox").unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-    fs::copy(&busybox, root.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "echo", "cat", "ls", "sleep", "wget", "httpd", "nc", "timeout", "md5sum", "head",
-        "grep", "mkdir", "true", "false", "test", "ip",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    fs::write(root.join("www/index.html"), NESTED_PAGE).unwrap();
-    let tar = dir.join("netrootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar of the nested network rootfs failed");
-    tar
+    busybox_tar(
+        dir,
+        "netrootfs",
+        &[
+            "sh", "echo", "cat", "ls", "sleep", "wget", "httpd", "nc", "timeout", "md5sum", "head",
+            "grep", "mkdir", "true", "false", "test", "ip",
+        ],
+        &[("www/index.html", NESTED_PAGE)],
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -1079,6 +1114,15 @@ fn process_tree(root: i32) -> Vec<i32> {
 }
 
 impl InitUnderTest {
+    /// Sends `sig` to the dockerd that `status` (an answer of the init's status socket)
+    /// names; returns its host pid.
+    pub fn signal_dockerd(&self, status: &serde_json::Value, sig: Signal) -> i32 {
+        let ns_pid = status["dockerd"]["pid"].as_i64().unwrap() as i32;
+        let host = self.host_pid(ns_pid);
+        kill(Pid::from_raw(host), sig).unwrap();
+        host
+    }
+
     /// The host pid of the process that is `ns_pid` in the init's pid namespace.
     pub fn host_pid(&self, ns_pid: i32) -> i32 {
         for pid in process_tree(self.init_pid()) {
@@ -1116,6 +1160,22 @@ pub fn fds_and_rss(pid: i32) -> (usize, u64) {
         .and_then(|n| n.parse().ok())
         .unwrap();
     (fds, rss)
+}
+
+/// Checks that the host process `pid` (the init) has no more open fds and at most 1 MiB
+/// more RSS than `baseline` ([`fds_and_rss`] some rounds of restarts earlier): a leak
+/// per restart would show over the rounds, allocator slack stays within that MiB. The
+/// fd count gets up to 5 s to come down: the last status connection may still be
+/// closing on the init's side.
+pub fn assert_no_growth(pid: i32, baseline: (usize, u64)) {
+    let (fds0, rss0) = baseline;
+    let settled = wait_until(Duration::from_secs(5), || fds_and_rss(pid).0 <= fds0);
+    let (fds1, rss1) = fds_and_rss(pid);
+    assert!(settled, "the init's fd count grew from {fds0} to {fds1}");
+    assert!(
+        rss1 <= rss0 + 1024,
+        "the init's RSS grew from {rss0} KiB to {rss1} KiB"
+    );
 }
 
 /// `runsc --network=none --net-raw do <args>`: a program as PID 1 of a gVisor
