@@ -174,6 +174,9 @@ pub fn open_status_socket(cfg: &Config, poller: &Poller) -> Result<Option<Contro
     }
 }
 
+/// How many given-up leftover containerds are remembered (the latest).
+const GIVEN_UP_MAX: usize = 16;
+
 /// The run mode's state: the parts, and the fds they talk about.
 #[derive(Debug)]
 pub struct Init {
@@ -472,9 +475,11 @@ impl Init {
             Some(LeftoverStep::GiveUp(pids)) => {
                 warn!(pids = ?pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
                 self.leftovers = None;
-                // Bounded: only the latest ones matter (pids are reused).
-                self.given_up.truncate(16);
+                // Bounded: only the latest ones matter (pids are reused), so the
+                // oldest go first.
                 self.given_up.extend(pids);
+                let excess = self.given_up.len().saturating_sub(GIVEN_UP_MAX);
+                self.given_up.drain(..excess);
                 self.spawn_dockerd(now);
             }
             None => {}
