@@ -36,20 +36,37 @@ pub fn parse_size(text: &str) -> Result<String, String> {
             short(text)
         )
     };
-    let Some(unit) = text.chars().last() else {
+    if text.is_empty() {
         return Err(invalid("empty"));
-    };
-    let shift = match unit.to_ascii_lowercase() {
-        'k' => 10,
-        'm' => 20,
-        'g' => 30,
-        't' => 40,
-        _ => return Err(invalid("no unit")),
-    };
-    let digits = &text[..text.len() - unit.len_utf8()];
+    }
+    // The unit is what follows the last digit: `8gb` has the unit `gb`, not "none".
+    let number_len = text
+        .rfind(|c: char| c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let (digits, unit) = text.split_at(number_len);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("not a whole number"));
     }
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "" => return Err(invalid("no unit")),
+        _ => {
+            // `8GB`, `512MiB`: the letter the user meant, as the example.
+            let example = match unit.chars().next().map(|c| c.to_ascii_lowercase()) {
+                Some(c @ ('k' | 'm' | 'g' | 't')) => format!("{digits}{c}"),
+                _ => "8g".to_owned(),
+            };
+            return Err(format!(
+                "invalid size `{}`: unknown unit `{}`; use k, m, g or t (powers of 1024), e.g. \"{}\"",
+                short(text),
+                short(unit),
+                short(&example)
+            ));
+        }
+    };
     let value: u128 = match digits.parse() {
         Ok(v) if digits.len() <= 20 => v,
         _ => return Err(invalid("too large")),
