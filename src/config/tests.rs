@@ -423,6 +423,10 @@ fn accepted_values() {
         ("[dockerd]\ndata_root_tmpfs = \"1024T\"", |c| {
             c.dockerd.data_root_tmpfs.as_deref() == Some("1024t")
         }),
+        // Units in either case, sizes and durations alike.
+        ("[dockerd]\nstop_timeout = \"10S\"", |c| {
+            c.dockerd.stop_timeout == Duration::from_secs(10)
+        }),
         ("[dockerd]\nmax_restarts = 4294967295", |c| {
             c.dockerd.max_restarts == u32::MAX
         }),
@@ -774,6 +778,13 @@ fn parse_duration_accepts() {
         ("007s", 7_000),
         ("90s", 90_000),
         ("8760h", 8760 * 3_600_000),
+        // Units in either case, as for sizes.
+        ("5S", 5_000),
+        ("100MS", 100),
+        ("100Ms", 100),
+        ("2M", 120_000),
+        ("1H30M", 5_400_000),
+        ("1h30M5S", 5_405_000),
     ];
     for (text, ms) in table {
         assert_eq!(
@@ -796,7 +807,6 @@ fn parse_duration_rejects() {
         ("5 s", "invalid duration `5 s`: expected"),
         (" 5s", "invalid duration ` 5s`: expected"),
         ("5s ", "invalid duration `5s `: expected"),
-        ("5S", "invalid duration `5S`: expected"),
         ("s", "invalid duration `s`: expected"),
         ("5us", "invalid duration `5us`: expected"),
         ("1d", "invalid duration `1d`: expected"),
@@ -807,6 +817,8 @@ fn parse_duration_rejects() {
         ("8760h1ms", "invalid duration `8760h1ms`: too large"),
         ("18446744073709551616ms", "invalid duration `18446744073709551616ms`: too large"),
         ("5s5", "invalid duration `5s5`: expected"),
+        ("1M1m", "invalid duration `1M1m`: units must go from largest to smallest"),
+        ("5SEC", "invalid duration `5SEC`: expected"),
     ];
     for (text, want) in table {
         let got = parse_duration(text).unwrap_err();
