@@ -90,10 +90,14 @@ Config:
   Durations are written like 100ms, 5s, 2m.
 
 Signals:
-  SIGTERM, SIGINT, SIGQUIT   stop: COMMAND's group gets the signal, then every
-                             remaining process gets SIGTERM, and SIGKILL after
-                             dockerd.stop_timeout
-  SIGHUP                     passed to dockerd (to COMMAND when there is no dockerd)
+  SIGTERM, SIGINT, SIGQUIT   stop: COMMAND's group gets the signal and dockerd
+                             SIGTERM, and SIGKILL if still running after
+                             dockerd.stop_timeout; then every remaining process
+                             gets SIGTERM, and SIGKILL once dockerd.stop_timeout
+                             has passed since the stop began (but at least 0.5 s
+                             after that SIGTERM)
+  SIGHUP                     passed to dockerd (it reloads its configuration); to
+                             COMMAND's group while dockerd is not running
   SIGUSR1 SIGUSR2 SIGWINCH SIGCONT SIGTSTP SIGTTIN SIGTTOU   forwarded to COMMAND
 
 Exit codes:
