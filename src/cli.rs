@@ -73,7 +73,7 @@ Usage:
   dind-init [--config PATH] [-- COMMAND [ARG...]]   run as init (the ENTRYPOINT)
   dind-init probe [--socket PATH] [--wait DURATION]  readiness probe: exit 0 ready, else 1
   dind-init status [--socket PATH] [--json]          print the init's status
-  dind-init check [--config PATH]                    validate the config; changes nothing
+  dind-init check [--config PATH]                    validate config + preflight report; changes nothing
   dind-init --version | --help
 
 Run mode:
