@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::parse_duration;
+use crate::spelling;
 
 /// The default path of the status socket, shared by the server and the clients.
 pub const DEFAULT_SOCKET: &str = "/run/dind-init/init.sock";
@@ -72,7 +73,7 @@ Usage:
   dind-init [--config PATH] [-- COMMAND [ARG...]]   run as init (the ENTRYPOINT)
   dind-init probe [--socket PATH] [--wait DURATION]  readiness probe: exit 0 ready, else 1
   dind-init status [--socket PATH] [--json]          print the init's status
-  dind-init check [--config PATH]                    validate the config; changes nothing
+  dind-init check [--config PATH]                    validate config + preflight report; changes nothing
   dind-init --version | --help
 
 Run mode:
@@ -89,10 +90,14 @@ Config:
   Durations are written like 100ms, 5s, 2m.
 
 Signals:
-  SIGTERM, SIGINT, SIGQUIT   stop: COMMAND's group gets the signal, then every
-                             remaining process gets SIGTERM, and SIGKILL after
-                             dockerd.stop_timeout
-  SIGHUP                     passed to dockerd (to COMMAND when there is no dockerd)
+  SIGTERM, SIGINT, SIGQUIT   stop: COMMAND's group gets the signal and dockerd
+                             SIGTERM, and SIGKILL if still running after
+                             dockerd.stop_timeout; then every remaining process
+                             gets SIGTERM, and SIGKILL once dockerd.stop_timeout
+                             has passed since the stop began (but at least 0.5 s
+                             after that SIGTERM)
+  SIGHUP                     passed to dockerd (it reloads its configuration); to
+                             COMMAND's group while dockerd is not running
   SIGUSR1 SIGUSR2 SIGWINCH SIGCONT SIGTSTP SIGTTIN SIGTTOU   forwarded to COMMAND
 
 Exit codes:
@@ -185,56 +190,16 @@ pub fn did_you_mean(word: &str) -> Option<&'static str> {
         "version" | "-version" => return Some("dind-init --version"),
         _ => {}
     }
-    if word.len() < 3 {
-        return None;
-    }
-    [
+    let subcommands = [
         ("check", "dind-init check"),
         ("probe", "dind-init probe"),
         ("status", "dind-init status"),
-    ]
-    .into_iter()
-    .find(|(name, _)| edit_distance(word, name) <= 2)
-    .map(|(_, hint)| hint)
-}
-
-/// Levenshtein distance, with a swap of two neighbours counted as one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance between a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        if let Some(first) = row.first_mut() {
-            *first = i;
-        }
-    }
-    if let Some(row) = d.first_mut() {
-        for (j, cell) in row.iter_mut().enumerate() {
-            *cell = j;
-        }
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a.get(i - 1) != b.get(j - 1));
-            let at = |d: &Vec<Vec<usize>>, x: usize, y: usize| {
-                d.get(x)
-                    .and_then(|r| r.get(y))
-                    .copied()
-                    .unwrap_or(usize::MAX - 1)
-            };
-            let mut best = (at(&d, i - 1, j) + 1)
-                .min(at(&d, i, j - 1) + 1)
-                .min(at(&d, i - 1, j - 1) + cost);
-            if i > 1 && j > 1 && a.get(i - 1) == b.get(j - 2) && a.get(i - 2) == b.get(j - 1) {
-                best = best.min(at(&d, i - 2, j - 2) + 1);
-            }
-            if let Some(cell) = d.get_mut(i).and_then(|r| r.get_mut(j)) {
-                *cell = best;
-            }
-        }
-    }
-    d.last().and_then(|r| r.last()).copied().unwrap_or(0)
+    ];
+    let name = spelling::closest(word, subcommands.map(|(name, _)| name))?;
+    subcommands
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, hint)| hint)
 }
 
 /// Splits `--name=value` into name and value.
@@ -499,9 +464,6 @@ mod tests {
         ] {
             assert_eq!(did_you_mean(word), hint, "{word}");
         }
-        assert_eq!(edit_distance("status", "stauts"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

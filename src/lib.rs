@@ -10,4 +10,5 @@ pub mod error;
 pub mod log;
 pub mod prepare;
 pub mod run;
+pub mod spelling;
 pub mod sys;

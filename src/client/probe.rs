@@ -127,7 +127,10 @@ pub fn probe(socket: &Path, wait: Option<Duration>) -> (i32, Option<String>) {
             let reason = s.reason.map(|r| format!(": {r}")).unwrap_or_default();
             (
                 1,
-                Some(format!("not ready: dockerd is {}{reason}", s.state)),
+                Some(match s.state.as_str() {
+                    "failed" => format!("not ready: dockerd has failed{reason}"),
+                    state => format!("not ready: dockerd is {state}{reason}"),
+                }),
             )
         }
         Err(e) => (1, Some(e)),
@@ -303,6 +306,57 @@ pub fn table(s: &Status) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// `probe`'s stderr line for each state, against a socket that answers as the
+    /// init would.
+    #[test]
+    fn probe_says_why_per_state() {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("dind-init-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("init.sock");
+        let cases = [
+            ("ready", "null", None),
+            ("starting", "null", Some("not ready: dockerd is starting")),
+            (
+                "failed",
+                "\"too many restarts\"",
+                Some("not ready: dockerd has failed: too many restarts"),
+            ),
+            (
+                "degraded",
+                "\"containers cannot start\"",
+                Some("not ready: dockerd is degraded: containers cannot start"),
+            ),
+            ("unhealthy", "null", Some("not ready: dockerd is unhealthy")),
+            (
+                "restarting",
+                "null",
+                Some("not ready: dockerd is restarting"),
+            ),
+            ("stopping", "null", Some("not ready: dockerd is stopping")),
+        ];
+        for (state, reason, want) in cases {
+            let _ = std::fs::remove_file(&socket);
+            let listener = UnixListener::bind(&socket).unwrap();
+            let answer = format!(
+                r#"{{"state":"{state}","reason":{reason},"since":"2026-12-02T06:04:25.123Z","dockerd":{{"pid":null,"restarts":0,"last_exit":null}},"cgroup":{{"mode":"v2","mounted":[],"stubbed":[]}},"environment":{{"gvisor":false,"cgroup":"v2","pid1":true}}}}"#
+            );
+            let server = std::thread::spawn(move || {
+                let (stream, _) = listener.accept().unwrap();
+                let mut request = String::new();
+                BufReader::new(&stream).read_line(&mut request).unwrap();
+                (&stream)
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .unwrap();
+            });
+            let (code, message) = probe(&socket, None);
+            server.join().unwrap();
+            assert_eq!(message.as_deref(), want, "{state}");
+            assert_eq!(code, i32::from(want.is_some()), "{state}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tls_and_storage_lines_table() {

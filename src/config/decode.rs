@@ -104,12 +104,25 @@ pub(super) fn fields<'a, 'i>(
             return Err(Located {
                 offset: key.span().start,
                 key: path,
-                message: format!("{what} (expected one of: {})", names.join(", ")),
+                message: unknown_name(what, key.get_ref(), names),
             });
         }
         set(Field { path, item })?;
     }
     Ok(())
+}
+
+/// The message for a key or table (`what`) named `name` that is none of `names`: a
+/// suggestion when `name` is a near miss of one, then the list. The suggestion comes
+/// first and the list is shortened by whole names, so that the message stays within
+/// [`MAX_MESSAGE_BYTES`] (SPEC §3's one short line) and is never cut in a name.
+pub(super) fn unknown_name(what: &str, name: &str, names: &[&str]) -> String {
+    let head = match crate::spelling::closest(name, names.iter().copied()) {
+        Some(near) => format!("{what}; did you mean `{near}`?"),
+        None => what.to_owned(),
+    };
+    let room = MAX_MESSAGE_BYTES.saturating_sub(head.len() + " (expected: )".len());
+    format!("{head} (expected: {})", list_within(names, room))
 }
 
 /// The top-level keys, each of which must be a table.

@@ -335,6 +335,25 @@ pub(super) fn shorten(value: &str, chars: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `names` joined with `, ` in at most `max` bytes: when they do not all fit, as many as
+/// fit and then `…`, so that no name is shown cut.
+pub(super) fn list_within(names: &[&str], max: usize) -> String {
+    let all = names.join(", ");
+    if all.len() <= max {
+        return all;
+    }
+    let mut out = String::new();
+    for name in names {
+        if out.len() + name.len() + ", ".len() + ELLIPSIS.len() > max {
+            break;
+        }
+        out.push_str(name);
+        out.push_str(", ");
+    }
+    out.push_str(ELLIPSIS);
+    out
+}
+
 /// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
 pub(super) fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {

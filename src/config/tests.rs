@@ -189,12 +189,16 @@ fn dotted_keys_and_inline_tables_work() {
 /// (what, text, expected message prefix "t.toml:L:C: key: ", expected fragment)
 const ERRORS: &[(&str, &str, &str, &str)] = &[
     // unknown keys and tables
-    ("unknown top-level key", "levle = \"info\"\n", "t.toml:1:1: levle: ", "unknown key (expected one of: log, environment, cgroup, dockerd, network, readiness, command)"),
-    ("unknown key in table", "[log]\nlevel = \"info\"\nlevle = \"info\"\n", "t.toml:3:1: log.levle: ", "unknown key (expected one of: level, format, journald)"),
-    ("unknown key, single choice", "[network]\nmod = \"off\"\n", "t.toml:2:1: network.mod: ", "unknown key (expected one of: mode)"),
-    ("unknown table", "[log]\n\n[logging]\nlevel = \"x\"\n", "t.toml:3:2: logging: ", "unknown table (expected one of: log, environment, cgroup"),
-    ("unknown subtable", "[dockerd.extra]\nx = 1\n", "t.toml:1:10: dockerd.extra: ", "unknown table (expected one of: path, args"),
+    ("unknown top-level key", "levle = \"info\"\n", "t.toml:1:1: levle: ", "unknown key (expected: log, environment, cgroup, dockerd, network, readiness, command)"),
+    ("unknown key in table", "[log]\nlevel = \"info\"\nlevle = \"info\"\n", "t.toml:3:1: log.levle: ", "unknown key; did you mean `level`? (expected: level, format, journald)"),
+    ("unknown key, single choice", "[network]\nmod = \"off\"\n", "t.toml:2:1: network.mod: ", "unknown key; did you mean `mode`? (expected: mode)"),
+    ("unknown table", "[log]\n\n[logging]\nlevel = \"x\"\n", "t.toml:3:2: logging: ", "unknown table (expected: log, environment, cgroup"),
+    ("unknown subtable", "[dockerd.extra]\nx = 1\n", "t.toml:1:10: dockerd.extra: ", "unknown table (expected: path, args"),
     ("unknown dotted key", "log.colour = true\n", "t.toml:1:5: log.colour: ", "unknown key"),
+    ("unknown key, near miss", "[readiness]\nverfy = \"ping\"\n", "t.toml:2:1: readiness.verfy: ", "unknown key; did you mean `verify`? (expected: file, socket, "),
+    ("unknown table, near miss", "[readines]\n", "t.toml:1:2: readines: ", "unknown table; did you mean `readiness`? (expected: log, "),
+    ("unknown key, whole list", "[dockerd]\nfoo = 1\n", "t.toml:2:1: dockerd.foo: ", "unknown key (expected: path, args, socket, env, restart, backoff_initial, backoff_max, max_restarts, restart_window, stop_timeout, log_tail, data_root_tmpfs)"),
+    ("unknown key, near miss, list shortened", "[dockerd]\nstop_timout = \"8s\"\n", "t.toml:2:1: dockerd.stop_timout: ", "unknown key; did you mean `stop_timeout`? (expected: path, args, "),
     // wrong types
     ("string for bool", "[cgroup]\nstub_missing = \"yes\"\n", "t.toml:2:16: cgroup.stub_missing: ", "invalid type: string \"yes\", expected a boolean"),
     ("integer for table", "log = 5\n", "t.toml:1:7: log: ", "invalid type: integer, expected a table"),
@@ -228,7 +232,7 @@ const ERRORS: &[(&str, &str, &str, &str)] = &[
     ("bad restart", "[dockerd]\nrestart = \"on_failure\"\n", "t.toml:2:11: dockerd.restart: ", "expected one of: always, on-failure, never"),
     ("bad gvisor", "[environment]\ngvisor = \"true\"\n", "t.toml:2:10: environment.gvisor: ", "invalid value `true`: expected one of: auto, yes, no"),
     ("gvisor boolean", "[environment]\ngvisor = true\n", "t.toml:2:10: environment.gvisor: ", "invalid type: boolean `true`, expected a string, one of: auto, yes, no"),
-    ("unknown environment key", "[environment]\ngvisor = \"auto\"\nrunsc = \"yes\"\n", "t.toml:3:1: environment.runsc: ", "unknown key (expected one of: gvisor)"),
+    ("unknown environment key", "[environment]\ngvisor = \"auto\"\nrunsc = \"yes\"\n", "t.toml:3:1: environment.runsc: ", "unknown key (expected: gvisor)"),
     ("bad cgroup mode", "[cgroup]\nmode = \"hybrid\"\n", "t.toml:2:8: cgroup.mode: ", "expected one of: auto, v1, v2, off"),
     ("bad journald", "[log]\njournald = \"yes\"\n", "t.toml:2:12: log.journald: ", "expected one of: auto, on, off"),
     ("bad network", "[network]\nmode = \"on\"\n", "t.toml:2:8: network.mode: ", "expected one of: auto, off"),
@@ -241,8 +245,11 @@ const ERRORS: &[(&str, &str, &str, &str)] = &[
     ("size fraction", "[dockerd]\ndata_root_tmpfs = \"1.5g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `1.5g`: not a whole number"),
     ("size sign", "[dockerd]\ndata_root_tmpfs = \"-1g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `-1g`: not a whole number"),
     ("size unit only", "[dockerd]\ndata_root_tmpfs = \"g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `g`: not a whole number"),
-    ("size bad unit", "[dockerd]\ndata_root_tmpfs = \"8gb\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8gb`: no unit"),
-    ("size percent", "[dockerd]\ndata_root_tmpfs = \"50%\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `50%`: no unit"),
+    ("size bad unit", "[dockerd]\ndata_root_tmpfs = \"8gb\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8gb`: unknown unit `gb`; use k, m, g or t (powers of 1024), e.g. \"8g\""),
+    ("size binary unit", "[dockerd]\ndata_root_tmpfs = \"512MiB\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `512MiB`: unknown unit `MiB`; use k, m, g or t (powers of 1024), e.g. \"512m\""),
+    ("size unknown letter", "[dockerd]\ndata_root_tmpfs = \"8p\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8p`: unknown unit `p`; use k, m, g or t (powers of 1024), e.g. \"8g\""),
+    ("size percent", "[dockerd]\ndata_root_tmpfs = \"50%\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `50%`: unknown unit `%`"),
+    ("size digit after unit", "[dockerd]\ndata_root_tmpfs = \"8g8\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "invalid size `8g8`: not a whole number"),
     ("size huge", "[dockerd]\ndata_root_tmpfs = \"2000t\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "larger than 1 PiB"),
     ("size overflow", "[dockerd]\ndata_root_tmpfs = \"999999999999999999999999g\"\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "too large"),
     ("size boolean", "[dockerd]\ndata_root_tmpfs = true\n", "t.toml:2:19: dockerd.data_root_tmpfs: ", "expected a size string such as \"8g\""),
@@ -299,6 +306,54 @@ fn errors_name_key_line_and_column() {
             "{what}: got {message:?}, want prefix {prefix:?} and {fragment:?}"
         );
         assert!(!message.contains('\n'), "{what}: multi-line {message:?}");
+    }
+}
+
+/// SPEC §3: the message stays within its bound, a suggestion first and the list cut only
+/// between names, for a near miss of every key of every table and for a far one.
+#[test]
+fn unknown_names_fit_the_bound() {
+    let tables: [(&str, &[&str]); 3] = [
+        ("unknown table", &TABLES),
+        ("unknown key", &DOCKERD_KEYS),
+        ("unknown key", &READINESS_KEYS),
+    ];
+    for (what, names) in tables {
+        for name in names {
+            // A near miss: the last character dropped.
+            let word = &name[..name.len() - 1];
+            let message = unknown_name(what, word, names);
+            let suggestion = format!("{what}; did you mean `{name}`? (expected: ");
+            assert!(message.starts_with(&suggestion), "{word}: {message}");
+            assert!(message.len() <= MAX_MESSAGE_BYTES, "{word}: {message}");
+            let list = message[suggestion.len()..].trim_end_matches(')');
+            for shown in list.split(", ") {
+                assert!(
+                    names.contains(&shown) || shown == ELLIPSIS,
+                    "{word}: {message}"
+                );
+            }
+        }
+        let message = unknown_name(what, "zzzzzzzz", names);
+        assert_eq!(message, format!("{what} (expected: {})", names.join(", ")));
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{message}");
+    }
+}
+
+#[test]
+fn list_within_table() {
+    let names = ["alpha", "beta", "gamma"];
+    for (max, want) in [
+        (100, "alpha, beta, gamma"),
+        (18, "alpha, beta, gamma"),
+        (17, "alpha, beta, …"),
+        (16, "alpha, beta, …"),
+        (15, "alpha, …"),
+        (10, "alpha, …"),
+        (9, "…"),
+        (3, "…"),
+    ] {
+        assert_eq!(list_within(&names, max), want, "{max}");
     }
 }
 
@@ -367,6 +422,10 @@ fn accepted_values() {
         }),
         ("[dockerd]\ndata_root_tmpfs = \"1024T\"", |c| {
             c.dockerd.data_root_tmpfs.as_deref() == Some("1024t")
+        }),
+        // Units in either case, sizes and durations alike.
+        ("[dockerd]\nstop_timeout = \"10S\"", |c| {
+            c.dockerd.stop_timeout == Duration::from_secs(10)
         }),
         ("[dockerd]\nmax_restarts = 4294967295", |c| {
             c.dockerd.max_restarts == u32::MAX
@@ -719,6 +778,13 @@ fn parse_duration_accepts() {
         ("007s", 7_000),
         ("90s", 90_000),
         ("8760h", 8760 * 3_600_000),
+        // Units in either case, as for sizes.
+        ("5S", 5_000),
+        ("100MS", 100),
+        ("100Ms", 100),
+        ("2M", 120_000),
+        ("1H30M", 5_400_000),
+        ("1h30M5S", 5_405_000),
     ];
     for (text, ms) in table {
         assert_eq!(
@@ -741,7 +807,6 @@ fn parse_duration_rejects() {
         ("5 s", "invalid duration `5 s`: expected"),
         (" 5s", "invalid duration ` 5s`: expected"),
         ("5s ", "invalid duration `5s `: expected"),
-        ("5S", "invalid duration `5S`: expected"),
         ("s", "invalid duration `s`: expected"),
         ("5us", "invalid duration `5us`: expected"),
         ("1d", "invalid duration `1d`: expected"),
@@ -752,6 +817,8 @@ fn parse_duration_rejects() {
         ("8760h1ms", "invalid duration `8760h1ms`: too large"),
         ("18446744073709551616ms", "invalid duration `18446744073709551616ms`: too large"),
         ("5s5", "invalid duration `5s5`: expected"),
+        ("1M1m", "invalid duration `1M1m`: units must go from largest to smallest"),
+        ("5SEC", "invalid duration `5SEC`: expected"),
     ];
     for (text, want) in table {
         let got = parse_duration(text).unwrap_err();

@@ -27,8 +27,8 @@ pub(super) fn size(f: &Field<'_, '_>) -> Result<Option<String>, Located> {
 pub(super) const MAX_SIZE_BYTES: u128 = 1 << 50;
 
 /// Checks a tmpfs size as written in `init.toml`: digits and one unit of `k`, `m`, `g`
-/// or `t` (either case; the kernel's and gVisor's tmpfs both read them as powers of
-/// 1024), not zero, at most 1 PiB. Returns it as the `size=` mount option takes it.
+/// or `t` (either case, as in a duration; the kernel's and gVisor's tmpfs both read them
+/// as powers of 1024), not zero, at most 1 PiB. Returns it as the `size=` mount option takes it.
 pub fn parse_size(text: &str) -> Result<String, String> {
     let invalid = |why: &str| {
         format!(
@@ -36,20 +36,37 @@ pub fn parse_size(text: &str) -> Result<String, String> {
             short(text)
         )
     };
-    let Some(unit) = text.chars().last() else {
+    if text.is_empty() {
         return Err(invalid("empty"));
-    };
-    let shift = match unit.to_ascii_lowercase() {
-        'k' => 10,
-        'm' => 20,
-        'g' => 30,
-        't' => 40,
-        _ => return Err(invalid("no unit")),
-    };
-    let digits = &text[..text.len() - unit.len_utf8()];
+    }
+    // The unit is what follows the last digit: `8gb` has the unit `gb`, not "none".
+    let number_len = text
+        .rfind(|c: char| c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let (digits, unit) = text.split_at(number_len);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("not a whole number"));
     }
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "" => return Err(invalid("no unit")),
+        _ => {
+            // `8GB`, `512MiB`: the letter the user meant, as the example.
+            let example = match unit.chars().next().map(|c| c.to_ascii_lowercase()) {
+                Some(c @ ('k' | 'm' | 'g' | 't')) => format!("{digits}{c}"),
+                _ => "8g".to_owned(),
+            };
+            return Err(format!(
+                "invalid size `{}`: unknown unit `{}`; use k, m, g or t (powers of 1024), e.g. \"{}\"",
+                short(text),
+                short(unit),
+                short(&example)
+            ));
+        }
+    };
     let value: u128 = match digits.parse() {
         Ok(v) if digits.len() <= 20 => v,
         _ => return Err(invalid("too large")),
@@ -69,9 +86,10 @@ pub(super) const DURATION_EXPECTED: &str =
 /// Parses a duration as written in `init.toml` and on the command line.
 ///
 /// Grammar: one or more `<digits><unit>` groups with no spaces, signs or fractions, units
-/// `h`, `m`, `s`, `ms` (lowercase), each at most once and from largest to smallest:
-/// `100ms`, `5s`, `2m`, `1h`, `0s`, `1m30s`, `1s500ms`. A bare number (`5`, even `0`) is
-/// rejected, since its unit would be a guess. At most [`MAX_DURATION`] (`8760h`).
+/// `h`, `m`, `s`, `ms` in either case (like a size's), each at most once and from
+/// largest to smallest: `100ms`, `5s`, `2m`, `1h`, `0s`, `1m30s`, `1s500ms`, `5S`. A bare
+/// number (`5`, even `0`) is rejected, since its unit would be a guess. At most
+/// [`MAX_DURATION`] (`8760h`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err(format!("empty duration: {DURATION_EXPECTED}"));
@@ -95,7 +113,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let unit_len = tail.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, tail) = tail.split_at(unit_len);
-        let (rank, unit_ms): (u8, u128) = match unit {
+        // Either case, as for sizes: `5S` and `2M` (minutes: there is no month or
+        // mega among these units) are what `5s` and `2m` are.
+        let (rank, unit_ms): (u8, u128) = match unit.to_ascii_lowercase().as_str() {
             "h" => (3, 3_600_000),
             "m" => (2, 60_000),
             "s" => (1, 1_000),
