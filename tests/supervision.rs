@@ -179,6 +179,19 @@ fn user_args_replace_the_added_ones_and_dind_style_command_appends() {
     assert_eq!(start["env"]["DOCKER_RAMDISK"], "true", "{start}");
 }
 
+/// The test config with `dockerd.path` set to `path` instead of the fake dockerd.
+fn config_with_dockerd_path(dir: &TempDir, path: &str) -> std::path::PathBuf {
+    let cfg = TestConfig {
+        dockerd: format!("path = \"{path}\""),
+        ..Default::default()
+    };
+    // `path` appears twice otherwise: write the config by hand.
+    let text = cfg
+        .text(dir)
+        .replacen(&format!("path = \"{FAKE}\"\n"), "", 1);
+    dir.config(&text)
+}
+
 #[test]
 fn a_dockerd_whose_interpreter_is_missing_is_named_as_such_by_boot_and_check() {
     if !require_root("a_dockerd_whose_interpreter_is_missing_is_named_as_such_by_boot_and_check") {
@@ -191,14 +204,7 @@ fn a_dockerd_whose_interpreter_is_missing_is_named_as_such_by_boot_and_check() {
     let dockerd = dir.join("dockerd");
     std::fs::write(&dockerd, "#!/nonexistent/interp\n").unwrap();
     std::fs::set_permissions(&dockerd, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cfg = TestConfig {
-        dockerd: format!("path = \"{}\"", s(&dockerd)),
-        ..Default::default()
-    };
-    let text = cfg
-        .text(&dir)
-        .replacen(&format!("path = \"{FAKE}\"\n"), "", 1);
-    let config = dir.config(&text);
+    let config = config_with_dockerd_path(&dir, s(&dockerd));
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let err = init.stderr();
@@ -228,15 +234,7 @@ fn missing_dockerd_fails_without_restarts_and_exits_1() {
         return;
     }
     let dir = TempDir::new("nodockerd");
-    let cfg = TestConfig {
-        dockerd: "path = \"/nonexistent/dockerd\"".into(),
-        ..Default::default()
-    };
-    // `path` appears twice otherwise: write the config by hand.
-    let text = cfg
-        .text(&dir)
-        .replacen(&format!("path = \"{FAKE}\"\n"), "", 1);
-    let config = dir.config(&text);
+    let config = config_with_dockerd_path(&dir, "/nonexistent/dockerd");
     let mut init = Launch::new(&dir).args(&["--config", s(&config)]).start();
     assert_eq!(init.wait_code(SHORT), 1, "{}", init.describe());
     let err = init.stderr();
