@@ -70,6 +70,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `log_tail` may not exceed this many lines (memory stays bounded in PID 1).
 pub const MAX_LOG_TAIL: usize = 100_000;
 
+/// Longest path exec(2) takes: PATH_MAX is 4096 bytes including the terminating NUL.
+pub(super) const MAX_EXEC_PATH: usize = 4095;
 /// Longest unix socket path: `sun_path` is 108 bytes including the terminating NUL.
 /// See [unix(7)](https://man7.org/linux/man-pages/man7/unix.7.html).
 pub(super) const MAX_SOCKET_PATH: usize = 107;

@@ -944,3 +944,15 @@ fn load_sources() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dockerd_path_longer_than_exec_takes_is_refused() {
+    let at_limit = format!("/{}", "d".repeat(MAX_EXEC_PATH - 1));
+    assert!(parse(&format!("[dockerd]\npath = \"{at_limit}\"\n"), "t.toml").is_ok());
+    let e = err(&format!("[dockerd]\npath = \"{at_limit}x\"\n"));
+    assert!(
+        e.starts_with("t.toml:2:8: dockerd.path: ") && e.contains("is 4096 bytes long"),
+        "{e}"
+    );
+    assert!(e.len() <= 300, "{}", e.len());
+}

@@ -111,6 +111,17 @@ pub(super) fn validate(config: &Config) -> Result<(), Problem> {
             "must not contain NUL",
         ));
     }
+    // exec(2) refuses a longer one (ENAMETOOLONG); `check` would print it thrice.
+    if d.path.len() > MAX_EXEC_PATH {
+        return Err(Problem::at(
+            &["dockerd", "path"],
+            Value,
+            format!(
+                "is {} bytes long; a path must be at most {MAX_EXEC_PATH}",
+                d.path.len()
+            ),
+        ));
+    }
     for (i, arg) in d.args.iter().enumerate() {
         if arg.contains('\0') {
             let index = format!("[{i}]");
