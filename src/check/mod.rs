@@ -159,12 +159,24 @@ fn boot_steps(cfg: &Config, dockerd: &DockerdBinary) -> (String, Vec<Problem>) {
     // There with its execute bits, and still exec would fail: a missing loader or
     // `#!` interpreter (a glibc dockerd in a musl image), another architecture.
     if let DockerdBinary::Found(path) = dockerd {
-        if let Some(why) = crate::sys::exec_header::problem(path) {
-            problems.push(Problem::new(
+        use crate::sys::exec_header::{inspect, Verdict};
+        let fix = "install Docker built for this image (its C library and architecture), or set dockerd.path";
+        match inspect(path) {
+            Verdict::Runs => {}
+            Verdict::Fails(why) => problems.push(Problem::new(
                 Severity::Error,
                 format!("dockerd at {} cannot be executed: {why}", path.display()),
-                "install Docker built for this image (its C library and architecture), or set dockerd.path",
-            ));
+                fix,
+            )),
+            // It runs where binfmt_misc hands it to qemu-user.
+            Verdict::Foreign(why) => problems.push(Problem::new(
+                Severity::Warning,
+                format!(
+                    "dockerd at {} may not run: {why} (only through binfmt_misc and qemu-user)",
+                    path.display()
+                ),
+                fix,
+            )),
         }
     }
     // The directories boot makes for the sockets, pid and ready files.

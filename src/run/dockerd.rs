@@ -130,7 +130,8 @@ pub fn spawn_failure(
     let unrunnable = matches!(e.kind(), io::ErrorKind::NotFound)
         || e.raw_os_error() == Some(Errno::NOEXEC.raw_os_error());
     if let Some(path) = resolved.filter(|_| unrunnable) {
-        let why = crate::sys::exec_header::problem(path)
+        let why = crate::sys::exec_header::inspect(path)
+            .reason()
             .unwrap_or_else(|| e.to_string() + " (a missing interpreter or loader?)");
         return SpawnFailure {
             reason: format!("dockerd cannot be executed: `{}`: {why}", path.display()),

@@ -19,48 +19,86 @@ pub const HEADER_MAX: usize = 4096;
 
 const PT_INTERP: u32 = 3;
 
-/// The reason `path` cannot be executed, from its first bytes, if they show one.
-/// `None` when the file looks runnable (or cannot be read: exec will say why).
-pub fn problem(path: &Path) -> Option<String> {
-    let mut head = Vec::with_capacity(HEADER_MAX);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(HEADER_MAX as u64).read_to_end(&mut head))
-        .ok()?;
-    problem_in(&head, |p| Path::new(p).exists())
+/// What the first bytes say about running a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing speaks against it (or it could not be read: exec will say why).
+    Runs,
+    /// exec will fail, and why.
+    Fails(String),
+    /// A binary for another architecture than this dind-init's: exec fails unless
+    /// the kernel runs it another way (binfmt_misc with qemu-user), so only a warning
+    /// before trying.
+    Foreign(String),
 }
 
-/// [`problem`] on the header bytes, with `exists` for the interpreter's path.
-pub fn problem_in(head: &[u8], exists: impl Fn(&str) -> bool) -> Option<String> {
+impl Verdict {
+    /// The reason, for a file exec already refused.
+    pub fn reason(self) -> Option<String> {
+        match self {
+            Verdict::Runs => None,
+            Verdict::Fails(why) | Verdict::Foreign(why) => Some(why),
+        }
+    }
+}
+
+/// What `path`'s first bytes say. Only a regular file is read (a FIFO at the path
+/// would block the read).
+pub fn inspect(path: &Path) -> Verdict {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Verdict::Runs;
+    }
+    let mut head = Vec::with_capacity(HEADER_MAX);
+    match std::fs::File::open(path).and_then(|f| f.take(HEADER_MAX as u64).read_to_end(&mut head)) {
+        Ok(_) => inspect_bytes(&head, |p| Path::new(p).exists()),
+        Err(_) => Verdict::Runs,
+    }
+}
+
+/// [`inspect`] on the header bytes, with `exists` for the interpreter's path.
+pub fn inspect_bytes(head: &[u8], exists: impl Fn(&str) -> bool) -> Verdict {
     if let Some(line) = head.strip_prefix(b"#!") {
         let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = String::from_utf8_lossy(line);
-        let interpreter = line.split_whitespace().next().unwrap_or_default();
+        // The kernel splits the line at spaces and tabs only: a CRLF script's
+        // interpreter ends in '\r'.
+        let interpreter = line
+            .trim_start_matches([' ', '\t'])
+            .split([' ', '\t'])
+            .next()
+            .unwrap_or_default();
         return if interpreter.is_empty() {
-            Some("its #! line names no interpreter".to_owned())
+            Verdict::Fails("its #! line names no interpreter".to_owned())
         } else if exists(interpreter) {
-            None
+            Verdict::Runs
+        } else if let Some(bare) = interpreter.strip_suffix('\r') {
+            Verdict::Fails(format!(
+                "its #! line names {bare} followed by a carriage return (CRLF line endings): convert the script to LF"
+            ))
         } else {
-            Some(format!(
+            Verdict::Fails(format!(
                 "its #! line names {interpreter}, which does not exist in this image"
             ))
         };
     }
     if !head.starts_with(b"\x7fELF") {
-        return Some("it is neither an ELF binary nor a #! script".to_owned());
+        return Verdict::Fails("it is neither an ELF binary nor a #! script".to_owned());
     }
-    let elf = Elf::parse(head)?;
+    let Some(elf) = Elf::parse(head) else {
+        return Verdict::Runs;
+    };
     if let Some(arch) = elf.foreign_arch() {
-        return Some(format!(
-            "it is a binary for {arch}; this machine runs {}",
+        return Verdict::Foreign(format!(
+            "it is a binary for {arch}, and this dind-init is built for {}",
             std::env::consts::ARCH
         ));
     }
     match elf.interpreter(head) {
-        Some(interp) if !exists(&interp) => Some(format!(
+        Some(interp) if !exists(&interp) => Verdict::Fails(format!(
             "its ELF interpreter (dynamic loader) {interp} does not exist in this image: \
              a dynamically linked build for another C library (glibc vs musl)"
         )),
-        _ => None,
+        _ => Verdict::Runs,
     }
 }
 
@@ -121,7 +159,12 @@ impl Elf {
             "powerpc64" => "ppc64",
             other => other,
         };
-        (arch != native).then_some(arch)
+        // The 32-bit sibling usually runs (compat mode).
+        let compat = matches!(
+            (native, arch),
+            ("x86_64", "x86 (32-bit)") | ("aarch64", "arm (32-bit)")
+        );
+        (arch != native && !compat).then_some(arch)
     }
 
     /// PT_INTERP's path, when it lies within the bytes read.
@@ -195,35 +238,47 @@ mod tests {
     fn headers_table() {
         let exists = |p: &str| p == "/bin/sh" || p == "/lib/ld-musl-x86_64.so.1";
         let foreign = if native_machine() == 62 { 183 } else { 62 };
-        let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+        let fails = |w: &'static str| Some((false, w));
+        // (header, None: runs | Some((foreign, words of the reason)))
+        type Case = (Vec<u8>, Option<(bool, &'static str)>);
+        let cases: Vec<Case> = vec![
             (b"#!/bin/sh\necho hi\n".to_vec(), None),
             (b"#! /bin/sh -e\n".to_vec(), None),
+            (b"#!/bin/sh\t-e\n".to_vec(), None),
             (
                 b"#!/nonexistent/interp\n".to_vec(),
-                Some("its #! line names /nonexistent/interp, which does not exist"),
+                fails("its #! line names /nonexistent/interp, which does not exist"),
             ),
-            (b"#!\n".to_vec(), Some("names no interpreter")),
-            (b"garbage".to_vec(), Some("neither an ELF binary nor a #! script")),
-            (Vec::new(), Some("neither an ELF binary")),
+            (
+                b"#!/bin/sh\r\necho hi\r\n".to_vec(),
+                fails("names /bin/sh followed by a carriage return (CRLF line endings)"),
+            ),
+            (b"#!\n".to_vec(), fails("names no interpreter")),
+            (b"garbage".to_vec(), fails("neither an ELF binary nor a #! script")),
+            (Vec::new(), fails("neither an ELF binary")),
             (elf64(native_machine(), None), None),
             (elf64(native_machine(), Some("/lib/ld-musl-x86_64.so.1")), None),
             (
                 elf64(native_machine(), Some("/lib64/ld-linux-x86-64.so.2")),
-                Some("its ELF interpreter (dynamic loader) /lib64/ld-linux-x86-64.so.2 does not exist"),
+                fails("its ELF interpreter (dynamic loader) /lib64/ld-linux-x86-64.so.2 does not exist"),
             ),
-            (elf64(foreign, None), Some("it is a binary for")),
-            // An unknown machine number: exec decides.
+            (elf64(foreign, None), Some((true, "it is a binary for"))),
+            // The 32-bit sibling runs in compat mode; an unknown machine: exec decides.
+            (elf64(if native_machine() == 62 { 3 } else { 40 }, None), None),
             (elf64(9999, None), None),
         ];
         for (head, want) in cases {
-            let got = problem_in(&head, exists);
-            match want {
-                None => assert_eq!(got, None, "{:?}", String::from_utf8_lossy(&head)),
-                Some(w) => assert!(
-                    got.as_deref().is_some_and(|g| g.contains(w)),
-                    "{:?}: got {got:?}, want {w}",
-                    String::from_utf8_lossy(&head)
-                ),
+            let got = inspect_bytes(&head, exists);
+            let shown = String::from_utf8_lossy(&head).into_owned();
+            match (want, got) {
+                (None, got) => assert_eq!(got, Verdict::Runs, "{shown:?}"),
+                (Some((false, w)), Verdict::Fails(why)) => {
+                    assert!(why.contains(w), "{shown:?}: {why}")
+                }
+                (Some((true, w)), Verdict::Foreign(why)) => {
+                    assert!(why.contains(w), "{shown:?}: {why}")
+                }
+                (Some(w), got) => panic!("{shown:?}: got {got:?}, want {w:?}"),
             }
         }
     }
@@ -232,19 +287,21 @@ mod tests {
     fn truncated_and_hostile_headers_never_panic() {
         let full = elf64(native_machine(), Some("/lib64/ld-linux-x86-64.so.2"));
         for len in 0..full.len() {
-            let _ = problem_in(&full[..len], |_| false);
+            let _ = inspect_bytes(&full[..len], |_| false);
         }
         let mut huge = elf64(native_machine(), None);
         huge[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
         huge[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(problem_in(&huge, |_| false), None);
+        assert_eq!(inspect_bytes(&huge, |_| false), Verdict::Runs);
     }
 
     #[test]
     fn real_binaries_on_this_machine() {
         // The test binary itself runs here, so nothing is wrong with it.
         let me = std::env::current_exe().unwrap();
-        assert_eq!(problem(&me), None);
-        assert_eq!(problem(Path::new("/bin/sh")), None);
+        assert_eq!(inspect(&me), Verdict::Runs);
+        assert_eq!(inspect(Path::new("/bin/sh")), Verdict::Runs);
+        // Not a regular file: not read (a FIFO would block).
+        assert_eq!(inspect(Path::new("/dev/null")), Verdict::Runs);
     }
 }
