@@ -11,9 +11,14 @@
 /// swapped) per three characters of `word`, and at least one, so that `verfy` finds
 /// `verify` while `foo` finds neither `env` nor `tcp`. Ties go to the earlier name.
 pub fn closest<'a>(word: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let len = word.chars().count();
+    let limit = (len / 3).max(1);
     names
         .into_iter()
+        // The distance is at least the difference in length: a name too far off in
+        // length is skipped before the table is built (an unknown key of megabytes,
+        // hostile input, would otherwise cost a table of megabytes squared).
+        .filter(|name| len.abs_diff(name.chars().count()) <= limit)
         .map(|name| (edit_distance(word, name), name))
         .filter(|(distance, _)| *distance <= limit)
         // `min_by_key` keeps the first of equal ones.
