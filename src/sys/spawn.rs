@@ -239,6 +239,15 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     }
 }
 
+/// [`resolve`] in the PATH of the child's environment `env`.
+fn resolve_in(program: &OsStr, env: &[(OsString, OsString)]) -> io::Result<PathBuf> {
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    resolve(program, path_var)
+}
+
 /// A C string for exec; a NUL inside is EINVAL, as exec would have it.
 fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))
@@ -248,11 +257,7 @@ fn c_string(bytes: Vec<u8>) -> io::Result<CString> {
 /// process group; stdin, stdout and stderr as `spec` asks.
 fn posix_spawn(spec: &Spec<'_>) -> io::Result<Spawned> {
     let env = environment(spec);
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_os_str());
-    let program = c_string(resolve(spec.program, path_var)?.into_os_string().into_vec())?;
+    let program = c_string(resolve_in(spec.program, &env)?.into_os_string().into_vec())?;
     let mut argv = Vec::with_capacity(spec.args.len() + 1);
     argv.push(c_string(spec.program.as_bytes().to_vec())?);
     for a in spec.args {
@@ -338,8 +343,13 @@ fn fork_exec(spec: &Spec<'_>, take_terminal: bool) -> io::Result<Spawned> {
         (Output::Null, None) => Stdio::null(),
         (_, None) => Stdio::inherit(),
     };
-    let mut cmd = Command::new(spec.program);
-    cmd.args(spec.args)
+    // The same search as posix_spawn's (`resolve` in the child's PATH, Docker's default
+    // when it has none), not libc's execvp, whose default list differs (glibc:
+    // /bin:/usr/bin): both ways must find the same file, and boot's diagnosis of a
+    // failed exec looks at that file.
+    let mut cmd = Command::new(resolve_in(spec.program, &environment(spec))?);
+    cmd.arg0(spec.program)
+        .args(spec.args)
         .env_remove("NOTIFY_SOCKET")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(match spec.stdin {
