@@ -2517,10 +2517,13 @@ class Report:
         A.append(f"Cost {fmt(g.get('cost_first'), 0)} ms at a first start, "
                  f"{fmt(g.get('cost_later'), 0)} ms at a later one (median, against 300 ms).")
         if g.get("docker_run") and g.get("cost_later") is not None:
+            ratio = g["cost_later"] / g["docker_run"]
             A.append(f"A plain `docker run --rm` of the same image in the same sandbox takes "
-                     f"{fmt(g['docker_run'], 0)} ms (median): the check costs "
-                     f"{g['cost_later'] / g['docker_run']:.2f}x one container run the way a "
-                     f"script would do it, so the floor is Docker's own container start here.")
+                     f"{fmt(g['docker_run'], 0)} ms (median, the docker CLI's own start "
+                     f"included): the check costs {ratio:.2f}x one container run the way a "
+                     f"script would do it"
+                     + (", so what it costs is Docker's own container start here." if ratio <= 1.0
+                        else ", more than such a run: see the steps above for where."))
         for i, c in enumerate(dbg.get("checks", [])[:2]):
             st = sorted(((v, k) for k, v in c["steps"].items() if v is not None), reverse=True)
             A.append(f"{'First' if i == 0 else 'Later'} check with dockerd's --debug: "
