@@ -159,10 +159,12 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
         // Every supported dockerd (20.10 on) knows the flag.
         args.push("--ip6tables=false".to_owned());
     }
-    for a in inputs.cgroup_args {
-        if !user.contains(a) {
-            args.push(a.clone());
-        }
+    // `--exec-opt native.cgroupdriver=cgroupfs`, as one: left out when the user's
+    // arguments (COMMAND's included) choose a driver themselves. Deciding per word
+    // would keep the value alone when the user passes `--exec-opt` for something
+    // else, a stray word dockerd refuses.
+    if !user.iter().any(|a| a.contains("native.cgroupdriver")) {
+        args.extend(inputs.cgroup_args.iter().cloned());
     }
     if let Some(mtu) = inputs.mtu {
         args.extend(mtu.flags(&user));
@@ -441,6 +443,29 @@ mod tests {
                 "native.cgroupdriver=cgroupfs"
             ])
         );
+
+        // The user's own --exec-opt for something else keeps the pair whole; one
+        // that chooses a driver leaves it out.
+        for (user, added) in [
+            (v(&["--exec-opt", "native.umask=normal"]), true),
+            (v(&["--exec-opt=native.cgroupdriver=systemd"]), false),
+            (v(&["--exec-opt", "native.cgroupdriver=cgroupfs"]), false),
+        ] {
+            cfg.dockerd.args = user.clone();
+            let l = build(Inputs {
+                cgroup_args: &cgroup,
+                ..inputs(&cfg, true, notify)
+            });
+            let (ours, tail) = l.args.split_at(l.args.len() - user.len());
+            assert_eq!(tail, &user[..], "{user:?}");
+            let pair = ours.windows(2).any(|w| w == &cgroup[..]);
+            let values = ours.iter().filter(|a| a.contains("cgroupdriver")).count();
+            assert_eq!(
+                (pair, values),
+                (added, usize::from(added)),
+                "{user:?}: {ours:?}"
+            );
+        }
 
         cfg.dockerd.args = v(&["-H", "unix:///x.sock", "--iptables=true", "--ip6tables"]);
         let extra = [
