@@ -428,7 +428,7 @@ fn probe_and_status_commands() {
     stop(never);
     // A probe that starts before the init (`docker run -d ... && docker exec ...
     // probe --wait`): it waits for the socket, then for dockerd.
-    let early = Command::new(INIT)
+    let mut early = Command::new(INIT)
         .arg("probe")
         .arg("--socket")
         .arg(&sock)
@@ -437,6 +437,12 @@ fn probe_and_status_commands() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    // It is waiting (not gone with "cannot connect"), and there is no socket yet.
+    assert!(
+        early.try_wait().unwrap().is_none(),
+        "the early probe did not wait"
+    );
+    assert!(!sock.exists());
     let init = start(&dir, Some(800), TestConfig::default());
     let out = early.wait_with_output().unwrap();
     assert_eq!(

@@ -192,7 +192,11 @@ fn boot_steps(cfg: &Config, dockerd: &DockerdBinary) -> (String, Vec<Problem>) {
                 },
                 crate::prepare::cgroup::runtime_dir_warning(
                     &keys,
-                    &format!("cannot create directory {}: {why}", dir.display()),
+                    &format!(
+                        "cannot {} directory {}: {why}",
+                        if dir.is_dir() { "write in" } else { "create" },
+                        dir.display()
+                    ),
                 ),
                 format!("point {} at a writable directory", names.join(" and ")),
             ));

@@ -34,7 +34,9 @@ fn not_there_yet(e: &std::io::Error) -> bool {
 /// Connects to the status socket. With a `deadline` (`probe --wait`), a socket that
 /// is not there yet is tried again every [`CONNECT_RETRY`] until then: `docker run
 /// -d ... && docker exec ... dind-init probe --wait 60s` may run before the init has
-/// opened it.
+/// opened it. This is the only polling: once connected, the wait itself is the init's
+/// `wait` request. A dead socket (ECONNREFUSED: a previous init's, which the next one
+/// replaces) is waited on the same way.
 fn connect(socket: &Path, deadline: Option<Instant>) -> Result<UnixStream, String> {
     loop {
         match UnixStream::connect(socket) {
@@ -95,8 +97,8 @@ fn fetch(socket: &Path, wait: Option<Duration>) -> Result<(Status, String), Stri
     let started = Instant::now();
     let stream = connect(socket, wait.map(|d| started + d))?;
     let (line, timeout) = match wait {
-        // What is left of the wait after the socket appeared (at least 1 ms: `wait 0s`
-        // would be refused).
+        // What is left of the wait after the socket appeared (at least 1 ms, so that
+        // the init still answers with the state rather than "ran out").
         Some(d) => {
             let left = d
                 .saturating_sub(started.elapsed())

@@ -179,16 +179,17 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
     ];
     env.extend(cfg.dockerd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     // dockerd's PATH is written when it must be led by the legacy iptables links, or
-    // when the one it would inherit is empty (dockerd_path_env: that means the
-    // default). Otherwise dockerd inherits it as it is, unset included (execvp's
-    // default list then finds dockerd).
+    // when the one it would inherit is empty or unset (dockerd_path_env: Docker's
+    // default then): dockerd, containerd and the shim look programs up with Go's
+    // exec.LookPath, which searches nothing without a PATH. Otherwise dockerd
+    // inherits it as it is.
     let inherited = cfg
         .dockerd
         .env
         .get("PATH")
         .map(OsStr::new)
         .or(inputs.init_path);
-    if inputs.path_prefix.is_some() || inherited.is_some_and(OsStr::is_empty) {
+    if inputs.path_prefix.is_some() || inherited.is_none_or(OsStr::is_empty) {
         let path = led_path(inputs.path_prefix, &dockerd_path_env(cfg, inputs.init_path));
         env.retain(|(k, _)| k != "PATH");
         env.push(("PATH".to_owned(), path));
@@ -425,7 +426,22 @@ mod tests {
         assert!(l
             .env
             .contains(&("NOTIFY_SOCKET".into(), notify.display().to_string())));
-        assert!(!l.env.iter().any(|(k, _)| k == "PATH"));
+        // No PATH in the init's environment: dockerd gets Docker's default (Go's
+        // LookPath in dockerd and containerd would find nothing without one).
+        let path_of = |l: &Launch| {
+            l.env
+                .iter()
+                .filter(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(path_of(&l), [crate::sys::spawn::DEFAULT_PATH]);
+        // A PATH it has is inherited as it is (not written).
+        let l = build(Inputs {
+            init_path: Some(OsStr::new("/usr/bin:/bin")),
+            ..inputs(&cfg, false, notify)
+        });
+        assert!(path_of(&l).is_empty(), "{:?}", l.env);
 
         let cgroup = v(&["--exec-opt", "native.cgroupdriver=cgroupfs"]);
         let l = build(Inputs {
@@ -530,10 +546,16 @@ mod tests {
                 init,
                 Some("/run/dind-init/iptables-legacy:/bin"),
             ),
-            // No prefix: dockerd.env's PATH as it is, or none (the init's is inherited).
+            // No prefix: dockerd.env's PATH as it is, or none (the init's is inherited),
+            // or Docker's default when nobody sets one.
             (None, vec![("PATH", "/opt/bin")], init, Some("/opt/bin")),
             (None, vec![], init, None),
-            (None, vec![], None, None),
+            (
+                None,
+                vec![],
+                None,
+                Some("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            ),
             // An empty PATH counts as not set (environment::dockerd_path_env), and is
             // replaced even without a prefix: dockerd would inherit it otherwise.
             (

@@ -55,9 +55,8 @@ pub fn unwritable_dir(dir: &Path) -> Option<String> {
             Err(e) => return Some(format!("{}: {e}", at.display())),
         }
     }
-    if statvfs(at).is_ok_and(|v| v.f_flag.contains(StatVfsMountFlags::RDONLY)) {
-        return Some(format!("{} is on a read-only file system", at.display()));
-    }
+    // The kernel's own file systems first: /sys is often read-only as well, and
+    // "sysfs" says more.
     if at != dir {
         // f_type is a signed word on some targets; the magic numbers are all positive.
         let kernel_fs = match statfs(at).map(|s| s.f_type as u64) {
@@ -72,6 +71,9 @@ pub fn unwritable_dir(dir: &Path) -> Option<String> {
                 at.display()
             ));
         }
+    }
+    if statvfs(at).is_ok_and(|v| v.f_flag.contains(StatVfsMountFlags::RDONLY)) {
+        return Some(format!("{} is on a read-only file system", at.display()));
     }
     if access(at, Access::WRITE_OK | Access::EXEC_OK).is_err() {
         return Some(format!("{} is not writable", at.display()));
