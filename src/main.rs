@@ -259,7 +259,12 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
     )?;
     // In gVisor, dockerd's PATH starts with iptables → iptables-legacy links (SPEC §7a).
     let init_path = std::env::var_os("PATH");
-    let network = network::Plan::new(cfg.network.mode, env.gvisor, init_path.as_deref());
+    // iptables-legacy is looked for where dockerd will look (its PATH, not the init's).
+    let network = network::Plan::new(
+        cfg.network.mode,
+        env.gvisor,
+        Some(&environment::dockerd_path_env(cfg, init_path.as_deref())),
+    );
     // SPEC §7: an uplink below 1500 gives dockerd --mtu (and on Docker 24+ the same
     // for new user networks).
     let dockerd_path = match &env.dockerd {
@@ -287,6 +292,15 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         listener: &tls.listener,
         mtu: mtu.mtu,
     });
+    // launch::build passes the offered pair unless the user's arguments choose a driver.
+    if !outcome.dockerd_args.is_empty()
+        && !user_args.iter().any(|a| a.contains("native.cgroupdriver"))
+    {
+        info!(
+            "/run/systemd/system exists but systemd is not running: passing \
+             --exec-opt native.cgroupdriver=cgroupfs to dockerd"
+        );
+    }
     Init::new(
         Settings {
             pid1,

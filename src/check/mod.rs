@@ -126,7 +126,10 @@ pub fn check(cfg: &Config) -> i32 {
     let net_plan = network::Plan::new(
         cfg.network.mode,
         env.gvisor,
-        std::env::var_os("PATH").as_deref(),
+        Some(&crate::prepare::environment::dockerd_path_env(
+            cfg,
+            std::env::var_os("PATH").as_deref(),
+        )),
     );
     let net = network::inspect(&net_plan);
     problems.extend(network_problems(&net, env.gvisor));

@@ -110,11 +110,9 @@ pub fn prepare(cfg: &Config, env: &Environment) -> CgroupOutcome {
         }
     }
     create_runtime_dirs(cfg, &mut out);
+    // Offered to the launch, which leaves the pair out when the user's arguments
+    // (COMMAND's included) choose a driver, and logs it when it is passed.
     if env.stray_systemd && !mentions(&cfg.dockerd.args, "native.cgroupdriver") {
-        info!(
-            "/run/systemd/system exists but systemd is not running: passing \
-             --exec-opt native.cgroupdriver=cgroupfs to dockerd"
-        );
         out.dockerd_args = vec![
             "--exec-opt".to_owned(),
             "native.cgroupdriver=cgroupfs".to_owned(),
