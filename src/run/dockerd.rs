@@ -63,7 +63,7 @@ pub fn spawn(launch: &Launch, registry: &Registry) -> Result<(i32, Pipes), Spawn
         .iter()
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect();
-    let spawned = spawn::spawn(&Spec {
+    let spec = Spec {
         program: launch.program.as_ref(),
         args: &args,
         env: &env,
@@ -71,8 +71,13 @@ pub fn spawn(launch: &Launch, registry: &Registry) -> Result<(i32, Pipes), Spawn
         stdout: Output::Pipe,
         stderr: Output::Pipe,
         take_terminal: false,
-    })
-    .map_err(|e| spawn_failure(&launch.program, resolved(launch).as_deref(), &e))?;
+    };
+    let spawned = spawn::spawn(&spec).map_err(|e| {
+        // The file exec was given, when there is one (a bare name not found in the
+        // PATH, or a path to nothing, is "not found").
+        let file = spawn::resolved(&spec).ok().filter(|p| p.is_file());
+        spawn_failure(&launch.program, file.as_deref(), &e)
+    })?;
     let pid = spawned.pid;
     // A dockerd whose output the loop cannot watch is not kept: it is killed (the
     // reaper collects it) and the start counts as failed, to be retried with the
@@ -101,22 +106,6 @@ pub fn spawn(launch: &Launch, registry: &Registry) -> Result<(i32, Pipes), Spawn
             err: LineSplitter::new(MAX_LINE),
         },
     ))
-}
-
-/// The file the spawn tried to exec: `launch.program` searched in the PATH dockerd
-/// gets (its `launch.env`'s, else the init's), as the spawn helper searches it.
-fn resolved(launch: &Launch) -> Option<std::path::PathBuf> {
-    let path_env = launch
-        .env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| OsString::from(v))
-        .or_else(|| std::env::var_os("PATH"));
-    match crate::prepare::environment::locate_dockerd(&launch.program, path_env.as_deref()) {
-        crate::prepare::environment::DockerdBinary::Found(path) => Some(path),
-        _ => None,
-    }
 }
 
 /// Classifies an exec error: not found and not executable are permanent. `resolved`

@@ -239,6 +239,13 @@ fn resolve(program: &OsStr, path: Option<&OsStr>) -> io::Result<PathBuf> {
     }
 }
 
+/// The file `spec` execs: [`resolve`] in the PATH of the environment the child gets.
+/// After a failed spawn it tells which file exec was given (boot's diagnosis of
+/// dockerd's exec error reads that file's header).
+pub fn resolved(spec: &Spec<'_>) -> io::Result<PathBuf> {
+    resolve_in(spec.program, &environment(spec))
+}
+
 /// [`resolve`] in the PATH of the child's environment `env`.
 fn resolve_in(program: &OsStr, env: &[(OsString, OsString)]) -> io::Result<PathBuf> {
     let path_var = env
@@ -347,7 +354,7 @@ fn fork_exec(spec: &Spec<'_>, take_terminal: bool) -> io::Result<Spawned> {
     // when it has none), not libc's execvp, whose default list differs (glibc:
     // /bin:/usr/bin): both ways must find the same file, and boot's diagnosis of a
     // failed exec looks at that file.
-    let mut cmd = Command::new(resolve_in(spec.program, &environment(spec))?);
+    let mut cmd = Command::new(resolved(spec)?);
     cmd.arg0(spec.program)
         .args(spec.args)
         .env_remove("NOTIFY_SOCKET")
