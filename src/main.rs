@@ -293,9 +293,7 @@ fn boot(cfg: &Config, args: RunArgs, source: &config::Source) -> Result<Init, Er
         mtu: mtu.mtu,
     });
     // launch::build passes the offered pair unless the user's arguments choose a driver.
-    if !outcome.dockerd_args.is_empty()
-        && !user_args.iter().any(|a| a.contains("native.cgroupdriver"))
-    {
+    if !outcome.dockerd_args.is_empty() && !launch::chooses_cgroup_driver(&user_args) {
         info!(
             "/run/systemd/system exists but systemd is not running: passing \
              --exec-opt native.cgroupdriver=cgroupfs to dockerd"

@@ -163,7 +163,7 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
     // arguments (COMMAND's included) choose a driver themselves. Deciding per word
     // would keep the value alone when the user passes `--exec-opt` for something
     // else, a stray word dockerd refuses.
-    if !user.iter().any(|a| a.contains("native.cgroupdriver")) {
+    if !chooses_cgroup_driver(&user) {
         args.extend(inputs.cgroup_args.iter().cloned());
     }
     if let Some(mtu) = inputs.mtu {
@@ -200,6 +200,12 @@ pub fn build(inputs: Inputs<'_>) -> Launch {
         env,
         socket,
     }
+}
+
+/// Whether dockerd's arguments (`user_args`) choose a cgroup driver themselves: then
+/// the cgroup step's `--exec-opt native.cgroupdriver=cgroupfs` is left out.
+pub fn chooses_cgroup_driver(user_args: &[String]) -> bool {
+    user_args.iter().any(|a| a.contains("native.cgroupdriver"))
 }
 
 /// `prefix` (when there is one) in front of dockerd's PATH `base`, once.

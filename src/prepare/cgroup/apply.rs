@@ -111,8 +111,9 @@ pub fn prepare(cfg: &Config, env: &Environment) -> CgroupOutcome {
     }
     create_runtime_dirs(cfg, &mut out);
     // Offered to the launch, which leaves the pair out when the user's arguments
-    // (COMMAND's included) choose a driver, and logs it when it is passed.
-    if env.stray_systemd && !mentions(&cfg.dockerd.args, "native.cgroupdriver") {
+    // (COMMAND's included) choose a driver (launch::chooses_cgroup_driver), and logged
+    // when it is passed.
+    if env.stray_systemd {
         out.dockerd_args = vec![
             "--exec-opt".to_owned(),
             "native.cgroupdriver=cgroupfs".to_owned(),
@@ -123,10 +124,6 @@ pub fn prepare(cfg: &Config, env: &Environment) -> CgroupOutcome {
         info!(mode = %out.mode, "cgroups already prepared; nothing changed");
     }
     out
-}
-
-pub(super) fn mentions(args: &[String], what: &str) -> bool {
-    args.iter().any(|a| a.contains(what))
 }
 
 /// Fills `mounted` (and `controllers` on v2) from a fresh look at the mount table.
