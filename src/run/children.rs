@@ -176,7 +176,7 @@ impl Init {
         if self.started_once && self.leftovers.is_none() {
             let pids: Vec<i32> = stale::leftover_containerd(self.my_pid)
                 .into_iter()
-                .filter(|p| !self.given_up.contains(p))
+                .filter(|p| !self.given_up.contains(*p))
                 .collect();
             if !pids.is_empty() {
                 warn!(pids = ?pids, "a containerd left by the previous dockerd is still running; stopping it first");

@@ -26,6 +26,11 @@ struct Child {
     deadline: Instant,
 }
 
+/// The latest `CAP` pids of some kind the loop must recognise when the reaper
+/// collects them, or must not wait for: when full, the oldest makes room.
+#[derive(Debug, Default)]
+pub struct RecentPids<const CAP: usize>(Vec<i32>);
+
 /// Helpers killed (at their time limit, or because the init is stopping) and not
 /// reaped yet: their exits are helpers', not orphans' (`orphans_reaped` in `status`
 /// and the metrics). The one list of them, owned by the event loop rather than by the
@@ -36,19 +41,22 @@ struct Child {
 /// sleep) stays. The list is bounded for those: when it is full the oldest entry, the
 /// likeliest to be stuck for good, makes room (at worst its exit, if it ever comes,
 /// counts as an orphan's).
-#[derive(Debug, Default)]
-pub struct KilledHelpers(Vec<i32>);
+pub type KilledHelpers = RecentPids<64>;
 
-impl KilledHelpers {
+impl<const CAP: usize> RecentPids<CAP> {
     /// How many are remembered.
-    const CAP: usize = 64;
+    const CAP: usize = CAP;
 
-    /// `pid` was sent SIGKILL.
-    fn push(&mut self, pid: i32) {
+    /// Remembers `pid`, forgetting the oldest when full.
+    pub fn push(&mut self, pid: i32) {
         if self.0.len() >= Self::CAP {
             self.0.remove(0);
         }
         self.0.push(pid);
+    }
+
+    pub fn contains(&self, pid: i32) -> bool {
+        self.0.contains(&pid)
     }
 
     /// The reaper collected `pid`: whether it was a killed helper (then forgotten).

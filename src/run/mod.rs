@@ -71,7 +71,7 @@ use crate::sys::signals;
 use self::checks::Checks;
 use self::dockerd::{LeftoverStep, Leftovers, Pipes};
 use self::gate::Gate;
-use self::helper::{KilledHelpers, NetworkRun};
+use self::helper::{KilledHelpers, NetworkRun, RecentPids};
 use self::model::Model;
 use self::output::{Stream, Tail};
 use self::prober::{Prober, Slot};
@@ -174,9 +174,6 @@ pub fn open_status_socket(cfg: &Config, poller: &Poller) -> Result<Option<Contro
     }
 }
 
-/// How many given-up leftover containerds are remembered (the latest).
-const GIVEN_UP_MAX: usize = 16;
-
 /// The run mode's state: the parts, and the fds they talk about.
 #[derive(Debug)]
 pub struct Init {
@@ -201,7 +198,7 @@ pub struct Init {
     leftovers: Option<Leftovers>,
     /// Leftover containerds that did not exit after SIGKILL (in uninterruptible
     /// sleep, frozen): dockerd starts without waiting for them again.
-    given_up: Vec<i32>,
+    given_up: RecentPids<16>,
     /// dockerd was started (or tried) at least once: later starts are restarts.
     started_once: bool,
     /// Lines of dockerd output cut at [`MAX_LINE`] in this run.
@@ -297,7 +294,7 @@ impl Init {
             ready_file,
             pipes: None,
             leftovers: None,
-            given_up: Vec::new(),
+            given_up: RecentPids::default(),
             started_once: false,
             truncated_lines: 0,
             network,
@@ -475,11 +472,10 @@ impl Init {
             Some(LeftoverStep::GiveUp(pids)) => {
                 warn!(pids = ?pids, "leftover containerd did not exit after SIGKILL; starting dockerd anyway");
                 self.leftovers = None;
-                // Bounded: only the latest ones matter (pids are reused), so the
-                // oldest go first.
-                self.given_up.extend(pids);
-                let excess = self.given_up.len().saturating_sub(GIVEN_UP_MAX);
-                self.given_up.drain(..excess);
+                // Bounded: only the latest ones matter (pids are reused).
+                for pid in pids {
+                    self.given_up.push(pid);
+                }
                 self.spawn_dockerd(now);
             }
             None => {}
